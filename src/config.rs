@@ -1,0 +1,271 @@
+//! The server configuration: one TOML file, or the embedded demo when none is given.
+//!
+//! Raw file → [`Config`] with every path resolved relative to the file and every address
+//! parsed. Unknown keys are errors. Depends on `geo` (for [`DbSource`]). No I/O except reading
+//! the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::geo::DbSource;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {field}{sep}{reason}", sep = if field.is_empty() { "" } else { ": " })]
+pub struct ConfigError {
+    pub file: String,
+    pub field: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    dns: RawDns,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    geoip: RawGeoip,
+    #[serde(default, rename = "zone")]
+    zones: Vec<RawZone>,
+    #[serde(default)]
+    policies: RawPolicies,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    listen: Option<Vec<String>>,
+    max_udp_payload: Option<u16>,
+    tcp_idle_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGeoip {
+    city: Option<PathBuf>,
+    asn: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZone {
+    origin: String,
+    file: Option<PathBuf>,
+    #[serde(default)]
+    records: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicies {
+    dir: Option<PathBuf>,
+}
+
+/// Where a piece of zone or policy text comes from.
+#[derive(Debug, Clone)]
+pub enum TextSource {
+    File(PathBuf),
+    Embedded { name: String, text: &'static str },
+}
+
+#[derive(Debug, Clone)]
+pub struct ZoneConfig {
+    pub origin: String,
+    pub file: Option<TextSource>,
+    /// Inline master-file lines, relative to the origin.
+    pub records: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum PolicySource {
+    /// Every `*.toml` file in the directory is one steered name.
+    Dir(PathBuf),
+    Embedded(Vec<TextSource>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file, or `embedded demo`.
+    pub source: String,
+    /// Each address gets a UDP socket and a TCP listener.
+    pub dns_listen: Vec<SocketAddr>,
+    pub max_udp_payload: u16,
+    pub tcp_idle_timeout: Duration,
+    /// `None` disables the HTTP listener.
+    pub http_listen: Option<SocketAddr>,
+    pub geoip_city: DbSource,
+    pub geoip_asn: Option<DbSource>,
+    pub zones: Vec<ZoneConfig>,
+    pub policies: PolicySource,
+}
+
+pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+/// RFC 9715 / DNS Flag Day 2020: avoids IP fragmentation on almost every path.
+pub const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
+const DEFAULT_TCP_IDLE_TIMEOUT_MS: u64 = 10_000;
+
+impl Config {
+    /// Read a config file. Relative paths in it are relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            field: String::new(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&file, &text, base)
+    }
+
+    /// Parse config text; `base` resolves relative paths.
+    pub fn parse(file: &str, text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let err = |field: &str, reason: String| ConfigError {
+            file: file.to_owned(),
+            field: field.to_owned(),
+            reason,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            err("", e.to_string().trim_end().replace('\n', "\n    "))
+        })?;
+        let RawConfig {
+            dns,
+            http,
+            geoip,
+            zones,
+            policies,
+        } = raw;
+        let RawDns {
+            listen,
+            max_udp_payload,
+            tcp_idle_timeout_ms,
+        } = dns;
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+
+        let dns_listen = listen
+            .unwrap_or_else(|| vec![DEFAULT_DNS_LISTEN.to_owned()])
+            .iter()
+            .enumerate()
+            .map(|(i, a)| parse_addr(a).map_err(|r| err(&format!("dns.listen[{i}]"), r)))
+            .collect::<Result<Vec<_>, _>>()?;
+        if dns_listen.is_empty() {
+            return Err(err("dns.listen", "at least one address is required".into()));
+        }
+        let max_udp_payload = max_udp_payload.unwrap_or(DEFAULT_MAX_UDP_PAYLOAD);
+        if !(512..=4096).contains(&max_udp_payload) {
+            return Err(err(
+                "dns.max_udp_payload",
+                format!("{max_udp_payload} is out of range 512..=4096"),
+            ));
+        }
+        let tcp_idle_timeout_ms = tcp_idle_timeout_ms.unwrap_or(DEFAULT_TCP_IDLE_TIMEOUT_MS);
+        if !(100..=600_000).contains(&tcp_idle_timeout_ms) {
+            return Err(err(
+                "dns.tcp_idle_timeout_ms",
+                format!("{tcp_idle_timeout_ms} is out of range 100..=600000"),
+            ));
+        }
+        let http_listen = match http.listen.as_deref() {
+            None => Some(parse_addr(DEFAULT_HTTP_LISTEN).map_err(|r| err("http.listen", r))?),
+            Some("off" | "") => None,
+            Some(a) => Some(parse_addr(a).map_err(|r| err("http.listen", r))?),
+        };
+
+        let (geoip_city, geoip_asn) = match (geoip.city, geoip.asn) {
+            (None, None) => (crate::demo::city_db(), Some(crate::demo::asn_db())),
+            (Some(city), asn) => (
+                DbSource::File(resolve(city)),
+                asn.map(|p| DbSource::File(resolve(p))),
+            ),
+            (None, Some(_)) => {
+                return Err(err(
+                    "geoip.city",
+                    "required when geoip.asn is set (omit both to use the bundled test databases)"
+                        .into(),
+                ));
+            }
+        };
+
+        if zones.is_empty() {
+            return Err(err("zone", "no zones configured: add at least one [[zone]]".into()));
+        }
+        let zones = zones
+            .into_iter()
+            .map(|z| ZoneConfig {
+                origin: z.origin,
+                file: z.file.map(|p| TextSource::File(resolve(p))),
+                records: z.records,
+            })
+            .collect();
+
+        let policies = PolicySource::Dir(resolve(
+            policies.dir.unwrap_or_else(|| PathBuf::from("policies")),
+        ));
+
+        Ok(Config {
+            source: file.to_owned(),
+            dns_listen,
+            max_udp_payload,
+            tcp_idle_timeout: Duration::from_millis(tcp_idle_timeout_ms),
+            http_listen,
+            geoip_city,
+            geoip_asn,
+            zones,
+            policies,
+        })
+    }
+}
+
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!("{text:?} is not an address with a port, like 127.0.0.1:5353 or [::1]:5353")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let e = Config::parse("x.toml", "[dns]\nlisen = []\n", Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+        assert!(e.to_string().starts_with("x.toml: "), "{e}");
+    }
+
+    #[test]
+    fn bad_address_names_the_field() {
+        let text = "[dns]\nlisten = [\"127.0.0.1\"]\n[[zone]]\norigin = \"example.com\"\n";
+        let e = Config::parse("x.toml", text, Path::new(".")).unwrap_err();
+        assert_eq!(e.field, "dns.listen[0]");
+    }
+
+    #[test]
+    fn paths_are_relative_to_the_config_file() {
+        let text = "[geoip]\ncity = \"db/City.mmdb\"\n[[zone]]\norigin = \"example.com\"\nfile = \"z/example.com.zone\"\n";
+        let c = Config::parse("etc/x.toml", text, Path::new("etc")).unwrap();
+        assert!(matches!(&c.geoip_city, DbSource::File(p) if p == Path::new("etc/db/City.mmdb")));
+        assert!(
+            matches!(&c.zones[0].file, Some(TextSource::File(p)) if p == Path::new("etc/z/example.com.zone"))
+        );
+        assert!(matches!(&c.policies, PolicySource::Dir(p) if p == Path::new("etc/policies")));
+        assert_eq!(c.dns_listen, vec![DEFAULT_DNS_LISTEN.parse().unwrap()]);
+    }
+
+    #[test]
+    fn payload_out_of_range() {
+        let text = "[dns]\nmax_udp_payload = 100\n[[zone]]\norigin = \"example.com\"\n";
+        let e = Config::parse("x.toml", text, Path::new(".")).unwrap_err();
+        assert_eq!(e.field, "dns.max_udp_payload");
+    }
+}

@@ -1,0 +1,262 @@
+//! Where a client address is: continent, country, subdivision, coordinates and ASN.
+//!
+//! Owns the MaxMind readers (held in memory) and a table of the distinct locations in the City
+//! database, built once at load. Pure after load: `locate` is called once per steered query and
+//! does two tree walks and two hash lookups; it never decodes a record or allocates.
+//! May depend on nothing else in the crate.
+
+mod location;
+
+pub use location::{Continent, Location, LocId};
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use maxminddb::{Reader, WithinOptions, geoip2};
+
+/// Where a database comes from: a file the operator named, or bytes bundled in the binary.
+#[derive(Debug, Clone)]
+pub enum DbSource {
+    File(PathBuf),
+    Bundled {
+        name: &'static str,
+        bytes: &'static [u8],
+    },
+}
+
+impl DbSource {
+    fn describe(&self) -> String {
+        match self {
+            DbSource::File(path) => path.display().to_string(),
+            DbSource::Bundled { name, .. } => format!("bundled {name}"),
+        }
+    }
+
+    fn load(&self) -> Result<Reader<Vec<u8>>, GeoError> {
+        let bytes = match self {
+            DbSource::File(path) => std::fs::read(path).map_err(|e| GeoError::Read {
+                db: self.describe(),
+                reason: e.to_string(),
+            })?,
+            DbSource::Bundled { bytes, .. } => bytes.to_vec(),
+        };
+        Reader::from_source(bytes).map_err(|e| GeoError::Invalid {
+            db: self.describe(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GeoError {
+    #[error("{db}: cannot read: {reason}")]
+    Read { db: String, reason: String },
+    #[error("{db}: not a valid MaxMind DB: {reason}")]
+    Invalid { db: String, reason: String },
+    #[error("{db}: database type is {found:?}, expected {expected}")]
+    WrongType {
+        db: String,
+        found: String,
+        expected: &'static str,
+    },
+}
+
+/// What `locate` found for one address. Prefix lengths are those of the database networks that
+/// answered (found or not), so the caller can tell resolvers how far an answer holds (ECS scope).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Located {
+    pub loc: Option<LocId>,
+    pub geo_prefix: u8,
+    pub asn: Option<u32>,
+    pub asn_prefix: u8,
+}
+
+/// The GeoIP databases in memory plus the location table derived from the City database.
+pub struct GeoDb {
+    city: Reader<Vec<u8>>,
+    asn: Option<Reader<Vec<u8>>>,
+    city_name: String,
+    asn_name: Option<String>,
+    locations: Vec<Location>,
+    loc_by_offset: HashMap<usize, LocId>,
+    asn_by_offset: HashMap<usize, u32>,
+}
+
+impl std::fmt::Debug for GeoDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeoDb")
+            .field("city", &self.city_name)
+            .field("asn", &self.asn_name)
+            .field("locations", &self.locations.len())
+            .finish()
+    }
+}
+
+impl GeoDb {
+    /// Load the City (or Country) database and, optionally, the ASN database, and index every
+    /// distinct location once so queries never decode records.
+    pub fn load(city: &DbSource, asn: Option<&DbSource>) -> Result<Self, GeoError> {
+        let city_name = city.describe();
+        let city = city.load()?;
+        let db_type = city.metadata().database_type.clone();
+        if !(db_type.contains("City") || db_type.contains("Country")) {
+            return Err(GeoError::WrongType {
+                db: city_name,
+                found: db_type,
+                expected: "a GeoIP2/GeoLite2 City or Country database",
+            });
+        }
+        let (locations, loc_by_offset) = index_locations(&city, &city_name)?;
+
+        let (asn, asn_name, asn_by_offset) = match asn {
+            None => (None, None, HashMap::new()),
+            Some(source) => {
+                let name = source.describe();
+                let reader = source.load()?;
+                let db_type = reader.metadata().database_type.clone();
+                if !db_type.contains("ASN") {
+                    return Err(GeoError::WrongType {
+                        db: name,
+                        found: db_type,
+                        expected: "a GeoLite2/GeoIP2 ASN database",
+                    });
+                }
+                let by_offset = index_asns(&reader, &name)?;
+                (Some(reader), Some(name), by_offset)
+            }
+        };
+
+        Ok(Self {
+            city,
+            asn,
+            city_name,
+            asn_name,
+            locations,
+            loc_by_offset,
+            asn_by_offset,
+        })
+    }
+
+    /// Every distinct location in the City database; `LocId` indexes this slice.
+    pub fn locations(&self) -> &[Location] {
+        &self.locations
+    }
+
+    pub fn location(&self, id: LocId) -> &Location {
+        &self.locations[id.index()]
+    }
+
+    pub fn has_asn(&self) -> bool {
+        self.asn.is_some()
+    }
+
+    /// Human-readable names of the loaded databases (for logs and `/readyz`).
+    pub fn describe(&self) -> String {
+        match &self.asn_name {
+            Some(asn) => format!("{} + {}", self.city_name, asn),
+            None => self.city_name.clone(),
+        }
+    }
+
+    /// Look an address up in both databases. Never fails: an address that is not in a
+    /// database (or a lookup error on a damaged tree) is reported as not found.
+    pub fn locate(&self, ip: IpAddr) -> Located {
+        let full = full_prefix(ip);
+        let (loc, geo_prefix) = match self.city.lookup(ip) {
+            Ok(found) => (
+                found
+                    .offset()
+                    .and_then(|o| self.loc_by_offset.get(&o).copied()),
+                found.network().map(|n| n.prefix()).unwrap_or(full),
+            ),
+            Err(_) => (None, full),
+        };
+        let (asn, asn_prefix) = match &self.asn {
+            None => (None, 0),
+            Some(reader) => match reader.lookup(ip) {
+                Ok(found) => (
+                    found
+                        .offset()
+                        .and_then(|o| self.asn_by_offset.get(&o).copied()),
+                    found.network().map(|n| n.prefix()).unwrap_or(full),
+                ),
+                Err(_) => (None, full),
+            },
+        };
+        Located {
+            loc,
+            geo_prefix,
+            asn,
+            asn_prefix,
+        }
+    }
+
+    /// The ASN organisation name, for explanations (decodes a record: not for the hot path).
+    pub fn asn_organisation(&self, ip: IpAddr) -> Option<String> {
+        let reader = self.asn.as_ref()?;
+        let found = reader.lookup(ip).ok()?;
+        let asn: geoip2::Asn = found.decode().ok()??;
+        asn.autonomous_system_organization.map(str::to_owned)
+    }
+}
+
+pub(crate) fn full_prefix(ip: IpAddr) -> u8 {
+    match ip {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    }
+}
+
+/// Walk every network once; decode each distinct record once.
+fn index_locations(
+    reader: &Reader<Vec<u8>>,
+    name: &str,
+) -> Result<(Vec<Location>, HashMap<usize, LocId>), GeoError> {
+    let invalid = |e: maxminddb::MaxMindDbError| GeoError::Invalid {
+        db: name.to_owned(),
+        reason: e.to_string(),
+    };
+    let mut locations = Vec::new();
+    let mut by_offset = HashMap::new();
+    for network in reader.networks(WithinOptions::default()).map_err(invalid)? {
+        let network = network.map_err(invalid)?;
+        let Some(offset) = network.offset() else {
+            continue;
+        };
+        if by_offset.contains_key(&offset) {
+            continue;
+        }
+        // A Country database decodes as a City with the city fields empty.
+        let record: geoip2::City = network.decode().map_err(invalid)?.unwrap_or_default();
+        let id = LocId::new(locations.len());
+        locations.push(Location::from_record(&record));
+        by_offset.insert(offset, id);
+    }
+    Ok((locations, by_offset))
+}
+
+fn index_asns(reader: &Reader<Vec<u8>>, name: &str) -> Result<HashMap<usize, u32>, GeoError> {
+    let invalid = |e: maxminddb::MaxMindDbError| GeoError::Invalid {
+        db: name.to_owned(),
+        reason: e.to_string(),
+    };
+    let mut by_offset = HashMap::new();
+    for network in reader.networks(WithinOptions::default()).map_err(invalid)? {
+        let network = network.map_err(invalid)?;
+        let Some(offset) = network.offset() else {
+            continue;
+        };
+        if by_offset.contains_key(&offset) {
+            continue;
+        }
+        let record: Option<geoip2::Asn> = network.decode().map_err(invalid)?;
+        if let Some(number) = record.and_then(|r| r.autonomous_system_number) {
+            by_offset.insert(offset, number);
+        }
+    }
+    Ok(by_offset)
+}
+
+#[cfg(test)]
+mod tests;

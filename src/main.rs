@@ -1,0 +1,127 @@
+//! The `steerdns` command line: `serve` and `check`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use steerdns::config::Config;
+use steerdns::control::{self, ConfigOrigin};
+
+#[derive(Parser)]
+#[command(name = "steerdns", version, about = "Multi-CDN steering authoritative DNS server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve DNS (and HTTP health/metrics). Without --config, serves the embedded demo.
+    Serve {
+        /// Config file (TOML). Default: the embedded demo (zone example.com, test GeoIP data).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// DNS address to listen on (UDP and TCP); repeat for several. Overrides the config.
+        #[arg(long = "dns-listen", value_name = "ADDR:PORT")]
+        dns_listen: Vec<SocketAddr>,
+        /// HTTP address (health, metrics), or "off". Overrides the config.
+        #[arg(long = "http-listen", value_name = "ADDR:PORT|off")]
+        http_listen: Option<String>,
+    },
+    /// Validate a config file with its zones, policies and GeoIP databases, then exit.
+    Check {
+        /// Config file (TOML). Default: the embedded demo.
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,hickory_server=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Check { config } => {
+            let origin = origin(config);
+            let config = origin.load()?;
+            let snapshot = control::build_snapshot(&config, 1)?;
+            println!(
+                "{}: OK ({} zone(s), {} steered name(s), geoip {})",
+                config.source,
+                snapshot.zones.iter().count(),
+                snapshot.steered.len(),
+                snapshot.geo.describe()
+            );
+            Ok(())
+        }
+        Command::Serve {
+            config,
+            dns_listen,
+            http_listen,
+        } => {
+            let origin = origin(config);
+            let mut config = origin.load()?;
+            if !dns_listen.is_empty() {
+                config.dns_listen = dns_listen;
+            }
+            if let Some(http) = http_listen {
+                config.http_listen = match http.as_str() {
+                    "off" => None,
+                    addr => Some(addr.parse().map_err(|_| {
+                        anyhow::anyhow!("--http-listen: {addr:?} is not ADDR:PORT or \"off\"")
+                    })?),
+                };
+            }
+            serve(config, origin)
+        }
+    }
+}
+
+fn origin(config: Option<PathBuf>) -> ConfigOrigin {
+    match config {
+        Some(path) => ConfigOrigin::File(path),
+        None => ConfigOrigin::Demo,
+    }
+}
+
+fn serve(config: Config, origin: ConfigOrigin) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let running = steerdns::app::start(config, origin).await?;
+        wait_for_stop().await;
+        tracing::info!("shutting down");
+        running.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
