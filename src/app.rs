@@ -101,7 +101,11 @@ impl Running {
         let published = self.published.clone();
         tokio::task::spawn_blocking(move || control::reload(&origin, &published))
             .await
-            .unwrap_or_else(|e| Err(control::LoadErrors(vec![format!("reload task failed: {e}")])))
+            .unwrap_or_else(|e| {
+                Err(control::LoadErrors(vec![format!(
+                    "reload task failed: {e}"
+                )]))
+            })
     }
 
     pub async fn shutdown(self) {

@@ -135,9 +135,8 @@ impl Config {
             field: field.to_owned(),
             reason,
         };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            err("", e.to_string().trim_end().replace('\n', "\n    "))
-        })?;
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| err("", e.to_string().trim_end().replace('\n', "\n    ")))?;
         let RawConfig {
             dns,
             http,
@@ -197,7 +196,10 @@ impl Config {
         };
 
         if zones.is_empty() {
-            return Err(err("zone", "no zones configured: add at least one [[zone]]".into()));
+            return Err(err(
+                "zone",
+                "no zones configured: add at least one [[zone]]".into(),
+            ));
         }
         let zones = zones
             .into_iter()

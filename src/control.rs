@@ -71,7 +71,9 @@ pub fn build_snapshot(config: &Config, generation: u64) -> Result<Snapshot, Load
 fn load_zone(zone: &crate::config::ZoneConfig) -> Result<Zone, String> {
     let mut texts = Vec::new();
     match &zone.file {
-        Some(TextSource::File(path)) => texts.push(ZoneText::from_file(path).map_err(|e| e.to_string())?),
+        Some(TextSource::File(path)) => {
+            texts.push(ZoneText::from_file(path).map_err(|e| e.to_string())?)
+        }
         Some(TextSource::Embedded { name, text }) => texts.push(ZoneText {
             source_name: name.clone(),
             text: (*text).to_owned(),
@@ -89,19 +91,20 @@ fn load_zone(zone: &crate::config::ZoneConfig) -> Result<Zone, String> {
 
 fn load_policies(source: &PolicySource, errors: &mut Vec<String>) -> Vec<Policy> {
     let mut policies: Vec<Policy> = Vec::new();
-    let mut add = |result: Result<Policy, policy::PolicyError>, errors: &mut Vec<String>| match result {
-        Ok(p) => {
-            if let Some(other) = policies.iter().find(|o| o.name == p.name) {
-                errors.push(format!(
-                    "{}: name: {} is already defined in {}",
-                    p.source, p.name, other.source
-                ));
-            } else {
-                policies.push(p);
+    let mut add =
+        |result: Result<Policy, policy::PolicyError>, errors: &mut Vec<String>| match result {
+            Ok(p) => {
+                if let Some(other) = policies.iter().find(|o| o.name == p.name) {
+                    errors.push(format!(
+                        "{}: name: {} is already defined in {}",
+                        p.source, p.name, other.source
+                    ));
+                } else {
+                    policies.push(p);
+                }
             }
-        }
-        Err(e) => errors.push(e.to_string()),
-    };
+            Err(e) => errors.push(e.to_string()),
+        };
     match source {
         PolicySource::Embedded(texts) => {
             for text in texts {
@@ -128,7 +131,12 @@ fn policy_files(dir: &std::path::Path) -> Result<Vec<PathBuf>, String> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("{}: cannot read policy directory: {e}", dir.display())),
+        Err(e) => {
+            return Err(format!(
+                "{}: cannot read policy directory: {e}",
+                dir.display()
+            ));
+        }
     };
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)

@@ -43,8 +43,12 @@ pub fn asn_db() -> DbSource {
 /// The demo configuration, entirely from the binary.
 pub fn config() -> Config {
     // The example file is part of the build and covered by tests; failing here is a bug.
-    let mut config = Config::parse("embedded demo (examples/steerdns.toml)", CONFIG, Path::new("."))
-        .expect("examples/steerdns.toml is valid");
+    let mut config = Config::parse(
+        "embedded demo (examples/steerdns.toml)",
+        CONFIG,
+        Path::new("."),
+    )
+    .expect("examples/steerdns.toml is valid");
     config.geoip_city = city_db();
     config.geoip_asn = Some(asn_db());
     for zone in &mut config.zones {

@@ -9,7 +9,11 @@ use steerdns::config::Config;
 use steerdns::control::{self, ConfigOrigin};
 
 #[derive(Parser)]
-#[command(name = "steerdns", version, about = "Multi-CDN steering authoritative DNS server")]
+#[command(
+    name = "steerdns",
+    version,
+    about = "Multi-CDN steering authoritative DNS server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -81,7 +81,10 @@ pub enum Lookup<'z> {
     /// The name does not exist.
     NxDomain,
     /// The name is below a delegation: NS records of the cut, and glue.
-    Referral { ns: &'z [Record], glue: Vec<&'z Record> },
+    Referral {
+        ns: &'z [Record],
+        glue: Vec<&'z Record>,
+    },
 }
 
 impl Zone {

@@ -123,7 +123,12 @@ pub fn compile(policy: &Policy, geo: &GeoDb) -> Table {
 
     let mut by_cidr: Vec<(IpNet, Choice)> = rules
         .iter()
-        .flat_map(|r| r.matches.cidr.iter().map(|net| (*net, choice(r, Reason::Cidr))))
+        .flat_map(|r| {
+            r.matches
+                .cidr
+                .iter()
+                .map(|net| (*net, choice(r, Reason::Cidr)))
+        })
         .collect();
     by_cidr.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
 
@@ -168,7 +173,8 @@ impl Table {
             scope = scope.max(located.asn_prefix);
             let location = located.loc.map(|id| geo.location(id));
             if let Some(rules) = located.asn.and_then(|asn| self.by_asn.get(&asn)) {
-                if let Some((_, choice)) = rules.iter().find(|(m, _)| m.matches_location(location)) {
+                if let Some((_, choice)) = rules.iter().find(|(m, _)| m.matches_location(location))
+                {
                     return Decision {
                         choice: *choice,
                         scope,
@@ -205,9 +211,7 @@ impl Table {
 /// Length of the common leading bits of two addresses of the same family.
 fn common_prefix(a: IpAddr, b: IpAddr) -> Option<u8> {
     match (a, b) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => {
-            Some((u32::from(a) ^ u32::from(b)).leading_zeros() as u8)
-        }
+        (IpAddr::V4(a), IpAddr::V4(b)) => Some((u32::from(a) ^ u32::from(b)).leading_zeros() as u8),
         (IpAddr::V6(a), IpAddr::V6(b)) => {
             Some((u128::from(a) ^ u128::from(b)).leading_zeros() as u8)
         }

@@ -59,11 +59,15 @@ pub fn response_option(subnet: Subnet, scope_prefix: u8) -> EdnsOption {
 pub fn truncate(ip: IpAddr, prefix: u8) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0);
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(prefix.min(32)))
+                .unwrap_or(0);
             IpAddr::V4((u32::from(v4) & mask).into())
         }
         IpAddr::V6(v6) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(prefix.min(128))).unwrap_or(0);
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(prefix.min(128)))
+                .unwrap_or(0);
             IpAddr::V6((u128::from(v6) & mask).into())
         }
     }
@@ -84,7 +88,11 @@ mod tests {
         ];
         for (ip, prefix, want) in cases {
             let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(truncate(ip, prefix), want.parse::<IpAddr>().unwrap(), "{ip}/{prefix}");
+            assert_eq!(
+                truncate(ip, prefix),
+                want.parse::<IpAddr>().unwrap(),
+                "{ip}/{prefix}"
+            );
         }
     }
 }

@@ -49,16 +49,23 @@ pub async fn bind(
 }
 
 async fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
-    let context = |e: io::Error, what: &str| io::Error::new(e.kind(), format!("{what} {addr}: {e}"));
+    let context =
+        |e: io::Error, what: &str| io::Error::new(e.kind(), format!("{what} {addr}: {e}"));
     if addr.port() != 0 {
-        let udp = UdpSocket::bind(addr).await.map_err(|e| context(e, "cannot bind UDP"))?;
-        let tcp = TcpListener::bind(addr).await.map_err(|e| context(e, "cannot bind TCP"))?;
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(|e| context(e, "cannot bind UDP"))?;
+        let tcp = TcpListener::bind(addr)
+            .await
+            .map_err(|e| context(e, "cannot bind TCP"))?;
         return Ok((udp, tcp));
     }
     // An ephemeral UDP port may be taken for TCP; try a few.
     let mut last = None;
     for _ in 0..16 {
-        let udp = UdpSocket::bind(addr).await.map_err(|e| context(e, "cannot bind UDP"))?;
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(|e| context(e, "cannot bind UDP"))?;
         match TcpListener::bind(udp.local_addr()?).await {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) => last = Some(e),

@@ -7,7 +7,7 @@
 
 mod location;
 
-pub use location::{Continent, Location, LocId};
+pub use location::{Continent, LocId, Location};
 
 use std::collections::HashMap;
 use std::net::IpAddr;

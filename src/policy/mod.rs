@@ -11,7 +11,7 @@ mod iso;
 mod raw;
 mod validate;
 
-pub use validate::{parse, Match, Policy, PolicyError, Rule, Target, TargetAnswer, TargetId};
+pub use validate::{Match, Policy, PolicyError, Rule, Target, TargetAnswer, TargetId, parse};
 
 use std::path::Path;
 

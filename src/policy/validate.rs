@@ -45,7 +45,10 @@ pub struct Target {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TargetAnswer {
     Cname(Name),
-    Addresses { a: Vec<Ipv4Addr>, aaaa: Vec<Ipv6Addr> },
+    Addresses {
+        a: Vec<Ipv4Addr>,
+        aaaa: Vec<Ipv6Addr>,
+    },
 }
 
 /// The conditions of a rule. Empty lists mean "any"; at least one list is non-empty.
@@ -255,7 +258,10 @@ impl Validator<'_> {
                     .enumerate()
                     .map(|(i, s)| {
                         s.parse().map_err(|_| {
-                            self.err(format!("{field}.a[{i}]"), format!("{s:?} is not an IPv4 address"))
+                            self.err(
+                                format!("{field}.a[{i}]"),
+                                format!("{s:?} is not an IPv4 address"),
+                            )
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
@@ -264,7 +270,10 @@ impl Validator<'_> {
                     .enumerate()
                     .map(|(i, s)| {
                         s.parse().map_err(|_| {
-                            self.err(format!("{field}.aaaa[{i}]"), format!("{s:?} is not an IPv6 address"))
+                            self.err(
+                                format!("{field}.aaaa[{i}]"),
+                                format!("{s:?} is not an IPv6 address"),
+                            )
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
@@ -292,7 +301,8 @@ impl Validator<'_> {
             m.continent.push(continent);
         }
         for code in country.into_vec() {
-            m.country.push(self.country(&format!("{field}.country"), &code)?);
+            m.country
+                .push(self.country(&format!("{field}.country"), &code)?);
         }
         for code in subdivision.into_vec() {
             let f = format!("{field}.subdivision");
@@ -304,7 +314,10 @@ impl Validator<'_> {
             };
             let country = self.country(&f, country)?;
             if sub.is_empty() || sub.len() > 3 || !sub.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                return Err(self.err(f, format!("{code:?}: subdivision part must be 1-3 letters or digits")));
+                return Err(self.err(
+                    f,
+                    format!("{code:?}: subdivision part must be 1-3 letters or digits"),
+                ));
             }
             m.subdivision.push((country, sub.to_ascii_uppercase()));
         }
@@ -316,13 +329,16 @@ impl Validator<'_> {
         }
         for text in cidr.into_vec() {
             let f = format!("{field}.cidr");
-            let net: IpNet = text
-                .parse()
-                .map_err(|_| self.err(&f, format!("{text:?} is not a network like 192.0.2.0/24")))?;
+            let net: IpNet = text.parse().map_err(|_| {
+                self.err(&f, format!("{text:?} is not a network like 192.0.2.0/24"))
+            })?;
             if net.trunc() != net {
                 return Err(self.err(
                     f,
-                    format!("{text:?} has host bits set (did you mean \"{}\"?)", net.trunc()),
+                    format!(
+                        "{text:?} has host bits set (did you mean \"{}\"?)",
+                        net.trunc()
+                    ),
                 ));
             }
             m.cidr.push(net);
