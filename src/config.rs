@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::geo::DbSource;
+use crate::geo::{DbSource, Location, Override, iso};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}: {field}{sep}{reason}", sep = if field.is_empty() { "" } else { ": " })]
@@ -54,6 +54,19 @@ struct RawHttp {
 struct RawGeoip {
     city: Option<PathBuf>,
     asn: Option<PathBuf>,
+    #[serde(default, rename = "override")]
+    overrides: Vec<RawOverride>,
+}
+
+/// `[[geoip.override]]`: a network placed by hand, ahead of the databases.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverride {
+    cidr: String,
+    continent: Option<String>,
+    country: Option<String>,
+    subdivision: Option<String>,
+    asn: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +118,7 @@ pub struct Config {
     pub http_listen: Option<SocketAddr>,
     pub geoip_city: DbSource,
     pub geoip_asn: Option<DbSource>,
+    pub geoip_overrides: Vec<Override>,
     pub zones: Vec<ZoneConfig>,
     pub policies: PolicySource,
 }
@@ -180,6 +194,14 @@ impl Config {
             Some(a) => Some(parse_addr(a).map_err(|r| err("http.listen", r))?),
         };
 
+        let geoip_overrides = geoip
+            .overrides
+            .into_iter()
+            .enumerate()
+            .map(|(i, raw)| {
+                parse_override(raw).map_err(|(f, r)| err(&format!("geoip.override[{i}].{f}"), r))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let (geoip_city, geoip_asn) = match (geoip.city, geoip.asn) {
             (None, None) => (crate::demo::city_db(), Some(crate::demo::asn_db())),
             (Some(city), asn) => (
@@ -222,10 +244,77 @@ impl Config {
             http_listen,
             geoip_city,
             geoip_asn,
+            geoip_overrides,
             zones,
             policies,
         })
     }
+}
+
+/// Check one override; the error is (field, reason).
+fn parse_override(raw: RawOverride) -> Result<Override, (&'static str, String)> {
+    let RawOverride {
+        cidr,
+        continent,
+        country,
+        subdivision,
+        asn,
+    } = raw;
+    let net: ipnet::IpNet = cidr.parse().map_err(|_| {
+        (
+            "cidr",
+            format!("{cidr:?} is not a network like 192.0.2.0/24"),
+        )
+    })?;
+    if net.trunc() != net {
+        return Err((
+            "cidr",
+            format!(
+                "{cidr:?} has host bits set (did you mean \"{}\"?)",
+                net.trunc()
+            ),
+        ));
+    }
+    let continent = continent
+        .map(|c| iso::parse_continent(&c))
+        .transpose()
+        .map_err(|r| ("continent", r))?;
+    let mut country = country
+        .map(|c| iso::parse_country(&c))
+        .transpose()
+        .map_err(|r| ("country", r))?;
+    let subdivision = match subdivision {
+        None => None,
+        Some(code) => {
+            let (sub_country, sub) =
+                iso::parse_subdivision(&code).map_err(|r| ("subdivision", r))?;
+            if country.is_some_and(|c| c != sub_country) {
+                return Err((
+                    "subdivision",
+                    format!("{code:?} is not in the country given"),
+                ));
+            }
+            country = Some(sub_country);
+            Some(sub.into_boxed_str())
+        }
+    };
+    if continent.is_none() && country.is_none() && asn.is_none() {
+        return Err((
+            "cidr",
+            "an override needs at least one of continent, country, subdivision, asn".into(),
+        ));
+    }
+    Ok(Override {
+        net,
+        location: Location {
+            continent,
+            country,
+            subdivision,
+            city: None,
+            coordinates: None,
+        },
+        asn,
+    })
 }
 
 fn parse_addr(text: &str) -> Result<SocketAddr, String> {
@@ -262,6 +351,40 @@ mod tests {
         );
         assert!(matches!(&c.policies, PolicySource::Dir(p) if p == Path::new("etc/policies")));
         assert_eq!(c.dns_listen, vec![DEFAULT_DNS_LISTEN.parse().unwrap()]);
+    }
+
+    #[test]
+    fn overrides_are_validated() {
+        let zone = "[[zone]]\norigin = \"example.com\"\n";
+        let good = format!(
+            "[[geoip.override]]\ncidr = \"10.0.0.0/8\"\nsubdivision = \"DE-BE\"\ncontinent = \"eu\"\nasn = 64512\n{zone}"
+        );
+        let c = Config::parse("x.toml", &good, Path::new(".")).unwrap();
+        assert_eq!(c.geoip_overrides[0].location.country, Some(*b"DE"));
+        assert_eq!(
+            c.geoip_overrides[0].location.subdivision.as_deref(),
+            Some("BE")
+        );
+        let cases = [
+            (
+                "cidr = \"10.0.0.1/8\"\ncountry = \"DE\"",
+                "geoip.override[0].cidr",
+            ),
+            (
+                "cidr = \"10.0.0.0/8\"\ncountry = \"UK\"",
+                "geoip.override[0].country",
+            ),
+            (
+                "cidr = \"10.0.0.0/8\"\ncountry = \"FR\"\nsubdivision = \"DE-BE\"",
+                "geoip.override[0].subdivision",
+            ),
+            ("cidr = \"10.0.0.0/8\"", "geoip.override[0].cidr"),
+        ];
+        for (body, field) in cases {
+            let text = format!("[[geoip.override]]\n{body}\n{zone}");
+            let e = Config::parse("x.toml", &text, Path::new(".")).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
     }
 
     #[test]

@@ -38,9 +38,13 @@ impl fmt::Display for LoadErrors {
 pub fn build_snapshot(config: &Config, generation: u64) -> Result<Snapshot, LoadErrors> {
     let mut errors = Vec::new();
 
-    let geo = GeoDb::load(&config.geoip_city, config.geoip_asn.as_ref())
-        .map_err(|e| errors.push(e.to_string()))
-        .ok();
+    let geo = GeoDb::load(
+        &config.geoip_city,
+        config.geoip_asn.as_ref(),
+        &config.geoip_overrides,
+    )
+    .map_err(|e| errors.push(e.to_string()))
+    .ok();
 
     let mut zones = Vec::new();
     for zone in &config.zones {

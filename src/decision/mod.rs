@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::geo::{GeoDb, Located};
+use crate::geo::{GeoDb, Located, common_prefix};
 use crate::policy::{Match, Policy, TargetId};
 
 /// Why a client got its answer. Shown by explain tools and counted in metrics.
@@ -205,17 +205,6 @@ impl Table {
     /// Whether answers depend on the client at all (if not, the ECS scope is 0).
     pub fn is_tailored(&self) -> bool {
         self.uses_location || self.uses_asn || !self.by_cidr.is_empty()
-    }
-}
-
-/// Length of the common leading bits of two addresses of the same family.
-fn common_prefix(a: IpAddr, b: IpAddr) -> Option<u8> {
-    match (a, b) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => Some((u32::from(a) ^ u32::from(b)).leading_zeros() as u8),
-        (IpAddr::V6(a), IpAddr::V6(b)) => {
-            Some((u128::from(a) ^ u128::from(b)).leading_zeros() as u8)
-        }
-        _ => None,
     }
 }
 

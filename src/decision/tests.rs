@@ -6,7 +6,7 @@ use super::*;
 use crate::policy;
 
 fn geo() -> GeoDb {
-    GeoDb::load(&crate::demo::city_db(), Some(&crate::demo::asn_db())).unwrap()
+    GeoDb::load(&crate::demo::city_db(), Some(&crate::demo::asn_db()), &[]).unwrap()
 }
 
 const POLICY: &str = r#"

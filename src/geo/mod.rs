@@ -3,8 +3,10 @@
 //! Owns the MaxMind readers (held in memory) and a table of the distinct locations in the City
 //! database, built once at load. Pure after load: `locate` is called once per steered query and
 //! does two tree walks and two hash lookups; it never decodes a record or allocates.
-//! May depend on nothing else in the crate.
+//! Operator overrides (CIDR → location) are checked first. May depend on nothing else in the
+//! crate.
 
+pub mod iso;
 mod location;
 
 pub use location::{Continent, LocId, Location};
@@ -13,7 +15,18 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use ipnet::IpNet;
 use maxminddb::{Reader, WithinOptions, geoip2};
+
+/// An operator's statement of where a network is (a corporate resolver, a private range, a
+/// network the databases get wrong). It takes precedence over the databases.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    pub net: IpNet,
+    pub location: Location,
+    /// When set, also replaces the ASN database's answer.
+    pub asn: Option<u32>,
+}
 
 /// Where a database comes from: a file the operator named, or bytes bundled in the binary.
 #[derive(Debug, Clone)]
@@ -81,6 +94,8 @@ pub struct GeoDb {
     locations: Vec<Location>,
     loc_by_offset: HashMap<usize, LocId>,
     asn_by_offset: HashMap<usize, u32>,
+    /// Longest prefix first; their locations are at the end of `locations`.
+    overrides: Vec<(IpNet, LocId, Option<u32>)>,
 }
 
 impl std::fmt::Debug for GeoDb {
@@ -96,7 +111,11 @@ impl std::fmt::Debug for GeoDb {
 impl GeoDb {
     /// Load the City (or Country) database and, optionally, the ASN database, and index every
     /// distinct location once so queries never decode records.
-    pub fn load(city: &DbSource, asn: Option<&DbSource>) -> Result<Self, GeoError> {
+    pub fn load(
+        city: &DbSource,
+        asn: Option<&DbSource>,
+        overrides: &[Override],
+    ) -> Result<Self, GeoError> {
         let city_name = city.describe();
         let city = city.load()?;
         let db_type = city.metadata().database_type.clone();
@@ -107,7 +126,16 @@ impl GeoDb {
                 expected: "a GeoIP2/GeoLite2 City or Country database",
             });
         }
-        let (locations, loc_by_offset) = index_locations(&city, &city_name)?;
+        let (mut locations, loc_by_offset) = index_locations(&city, &city_name)?;
+        let mut sorted: Vec<&Override> = overrides.iter().collect();
+        sorted.sort_by_key(|o| std::cmp::Reverse(o.net.prefix_len()));
+        let overrides = sorted
+            .into_iter()
+            .map(|o| {
+                locations.push(o.location.clone());
+                (o.net, LocId::new(locations.len() - 1), o.asn)
+            })
+            .collect();
 
         let (asn, asn_name, asn_by_offset) = match asn {
             None => (None, None, HashMap::new()),
@@ -135,6 +163,7 @@ impl GeoDb {
             locations,
             loc_by_offset,
             asn_by_offset,
+            overrides,
         })
     }
 
@@ -159,36 +188,60 @@ impl GeoDb {
         }
     }
 
-    /// Look an address up in both databases. Never fails: an address that is not in a
-    /// database (or a lookup error on a damaged tree) is reported as not found.
+    /// Look an address up: overrides first, then both databases. Never fails: an address
+    /// that is not in a database (or a lookup error on a damaged tree) is reported as not found.
     pub fn locate(&self, ip: IpAddr) -> Located {
-        let full = full_prefix(ip);
+        // An answer must not cover an override it is not in: narrow the prefix to one bit past
+        // the common prefix with each override that missed.
+        let mut narrowest = 0;
+        for (net, loc, asn) in &self.overrides {
+            if net.contains(&ip) {
+                let prefix = narrowest.max(net.prefix_len());
+                let (asn, asn_prefix) = match asn {
+                    Some(asn) => (Some(*asn), prefix),
+                    None => self.lookup_asn(ip),
+                };
+                return Located {
+                    loc: Some(*loc),
+                    geo_prefix: prefix,
+                    asn,
+                    asn_prefix: asn_prefix.max(narrowest),
+                };
+            }
+            if let Some(common) = common_prefix(ip, net.network()) {
+                narrowest = narrowest.max(common + 1);
+            }
+        }
         let (loc, geo_prefix) = match self.city.lookup(ip) {
             Ok(found) => (
                 found
                     .offset()
                     .and_then(|o| self.loc_by_offset.get(&o).copied()),
-                found.network().map(|n| n.prefix()).unwrap_or(full),
+                found.network().map_or(full_prefix(ip), |n| n.prefix()),
             ),
-            Err(_) => (None, full),
+            Err(_) => (None, full_prefix(ip)),
         };
-        let (asn, asn_prefix) = match &self.asn {
-            None => (None, 0),
-            Some(reader) => match reader.lookup(ip) {
-                Ok(found) => (
-                    found
-                        .offset()
-                        .and_then(|o| self.asn_by_offset.get(&o).copied()),
-                    found.network().map(|n| n.prefix()).unwrap_or(full),
-                ),
-                Err(_) => (None, full),
-            },
-        };
+        let (asn, asn_prefix) = self.lookup_asn(ip);
         Located {
             loc,
-            geo_prefix,
+            geo_prefix: geo_prefix.max(narrowest),
             asn,
-            asn_prefix,
+            asn_prefix: asn_prefix.max(narrowest),
+        }
+    }
+
+    fn lookup_asn(&self, ip: IpAddr) -> (Option<u32>, u8) {
+        let Some(reader) = &self.asn else {
+            return (None, 0);
+        };
+        match reader.lookup(ip) {
+            Ok(found) => (
+                found
+                    .offset()
+                    .and_then(|o| self.asn_by_offset.get(&o).copied()),
+                found.network().map_or(full_prefix(ip), |n| n.prefix()),
+            ),
+            Err(_) => (None, full_prefix(ip)),
         }
     }
 
@@ -201,7 +254,18 @@ impl GeoDb {
     }
 }
 
-pub(crate) fn full_prefix(ip: IpAddr) -> u8 {
+/// Length of the common leading bits of two addresses of the same family.
+pub fn common_prefix(a: IpAddr, b: IpAddr) -> Option<u8> {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => Some((u32::from(a) ^ u32::from(b)).leading_zeros() as u8),
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            Some((u128::from(a) ^ u128::from(b)).leading_zeros() as u8)
+        }
+        _ => None,
+    }
+}
+
+fn full_prefix(ip: IpAddr) -> u8 {
     match ip {
         IpAddr::V4(_) => 32,
         IpAddr::V6(_) => 128,

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use super::*;
 
 fn db() -> GeoDb {
-    GeoDb::load(&crate::demo::city_db(), Some(&crate::demo::asn_db())).unwrap()
+    GeoDb::load(&crate::demo::city_db(), Some(&crate::demo::asn_db()), &[]).unwrap()
 }
 
 #[test]
@@ -94,7 +94,7 @@ fn same_record_same_location_id() {
 #[test]
 fn a_country_database_works_as_city_db() {
     let source = DbSource::File("tests/fixtures/geoip/GeoIP2-Country-Test.mmdb".into());
-    let db = GeoDb::load(&source, None).unwrap();
+    let db = GeoDb::load(&source, None, &[]).unwrap();
     let found = db.locate("81.2.69.142".parse().unwrap());
     assert_eq!(db.location(found.loc.unwrap()).country_code(), Some("GB"));
     assert_eq!(found.asn, None);
@@ -103,24 +103,69 @@ fn a_country_database_works_as_city_db() {
 #[test]
 fn wrong_database_types_are_rejected_with_names() {
     let asn = crate::demo::asn_db();
-    let err = GeoDb::load(&asn, None).unwrap_err().to_string();
+    let err = GeoDb::load(&asn, None, &[]).unwrap_err().to_string();
     assert!(
         err.contains("GeoLite2-ASN-Test") && err.contains("City or Country"),
         "{err}"
     );
 
     let city = crate::demo::city_db();
-    let err = GeoDb::load(&city, Some(&city)).unwrap_err().to_string();
+    let err = GeoDb::load(&city, Some(&city), &[])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("ASN database"), "{err}");
 
     let missing = DbSource::File("/nonexistent/GeoLite2-City.mmdb".into());
-    let err = GeoDb::load(&missing, None).unwrap_err().to_string();
+    let err = GeoDb::load(&missing, None, &[]).unwrap_err().to_string();
     assert!(
         err.starts_with("/nonexistent/GeoLite2-City.mmdb: cannot read"),
         "{err}"
     );
 
     let garbage = DbSource::File("Cargo.toml".into());
-    let err = GeoDb::load(&garbage, None).unwrap_err().to_string();
+    let err = GeoDb::load(&garbage, None, &[]).unwrap_err().to_string();
     assert!(err.contains("not a valid MaxMind DB"), "{err}");
+}
+
+#[test]
+fn overrides_win_and_narrow_neighbouring_answers() {
+    let berlin = Override {
+        net: "81.2.69.0/24".parse().unwrap(),
+        location: Location {
+            continent: Some(Continent::Europe),
+            country: Some(*b"DE"),
+            subdivision: Some("BE".into()),
+            ..Location::default()
+        },
+        asn: Some(64512),
+    };
+    let lab = Override {
+        net: "10.1.0.0/16".parse().unwrap(),
+        location: Location {
+            country: Some(*b"SE"),
+            ..Location::default()
+        },
+        asn: None,
+    };
+    let db = GeoDb::load(
+        &crate::demo::city_db(),
+        Some(&crate::demo::asn_db()),
+        &[berlin, lab],
+    )
+    .unwrap();
+    // Inside the override: its location and ASN, its prefix.
+    let found = db.locate("81.2.69.142".parse().unwrap());
+    assert_eq!(db.location(found.loc.unwrap()).country_code(), Some("DE"));
+    assert_eq!(
+        (found.asn, found.geo_prefix, found.asn_prefix),
+        (Some(64512), 24, 24)
+    );
+    // Override without an ASN: the ASN database still answers.
+    let found = db.locate("10.1.2.3".parse().unwrap());
+    assert_eq!(db.location(found.loc.unwrap()).country_code(), Some("SE"));
+    assert_eq!(found.asn, None);
+    // Outside: the database answers, but not for a network that would cover the override.
+    let found = db.locate("10.0.0.1".parse().unwrap());
+    assert_eq!(found.loc, None);
+    assert_eq!(found.geo_prefix, 16, "10.0.0.0/8 would cover 10.1.0.0/16");
 }

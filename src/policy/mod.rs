@@ -7,7 +7,6 @@
 //! Today one kind exists, the geo/ASN/CIDR rule list; the composable chain (weighted,
 //! active-passive, failover, performance) extends [`Policy`] without changing its callers.
 
-mod iso;
 mod raw;
 mod validate;
 

@@ -6,9 +6,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use hickory_proto::rr::Name;
 use ipnet::IpNet;
 
-use super::iso;
 use super::raw::{RawMatch, RawPolicy, RawRule, RawTarget};
-use crate::geo::{Continent, Location};
+use crate::geo::{Continent, Location, iso};
 
 /// Shortest and longest TTL a steered answer may carry. Short TTLs are the point of steering;
 /// a day is the longest anything in the zone should live.
@@ -292,34 +291,19 @@ impl Validator<'_> {
         } = raw;
         let mut m = Match::default();
         for code in continent.into_vec() {
-            let continent = Continent::from_code(&code.to_ascii_uppercase()).ok_or_else(|| {
-                self.err(
-                    format!("{field}.continent"),
-                    format!("{code:?} is not a continent code (AF, AN, AS, EU, NA, OC, SA)"),
-                )
-            })?;
+            let continent = iso::parse_continent(&code)
+                .map_err(|r| self.err(format!("{field}.continent"), r))?;
             m.continent.push(continent);
         }
         for code in country.into_vec() {
-            m.country
-                .push(self.country(&format!("{field}.country"), &code)?);
+            let country =
+                iso::parse_country(&code).map_err(|r| self.err(format!("{field}.country"), r))?;
+            m.country.push(country);
         }
         for code in subdivision.into_vec() {
-            let f = format!("{field}.subdivision");
-            let Some((country, sub)) = code.split_once('-') else {
-                return Err(self.err(
-                    f,
-                    format!("{code:?} is not an ISO 3166-2 code like \"US-CA\" or \"GB-ENG\""),
-                ));
-            };
-            let country = self.country(&f, country)?;
-            if sub.is_empty() || sub.len() > 3 || !sub.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                return Err(self.err(
-                    f,
-                    format!("{code:?}: subdivision part must be 1-3 letters or digits"),
-                ));
-            }
-            m.subdivision.push((country, sub.to_ascii_uppercase()));
+            let sub = iso::parse_subdivision(&code)
+                .map_err(|r| self.err(format!("{field}.subdivision"), r))?;
+            m.subdivision.push(sub);
         }
         for number in asn.into_vec() {
             if number == 0 {
@@ -357,16 +341,5 @@ impl Validator<'_> {
             ));
         }
         Ok(m)
-    }
-
-    fn country(&self, field: &str, code: &str) -> Result<[u8; 2], PolicyError> {
-        if iso::is_country(code) {
-            let b = code.as_bytes();
-            return Ok([b[0], b[1]]);
-        }
-        let hint = iso::suggest_country(code)
-            .map(|s| format!(" (did you mean {s:?}?)"))
-            .unwrap_or_default();
-        Err(self.err(field, format!("{code:?} is not ISO 3166-1 alpha-2{hint}")))
     }
 }

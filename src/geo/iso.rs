@@ -24,3 +24,37 @@ pub fn suggest_country(code: &str) -> Option<String> {
         _ => None,
     }
 }
+
+/// A country code as written in a config or policy, checked; the error is the reason text.
+pub fn parse_country(code: &str) -> Result<[u8; 2], String> {
+    if is_country(code) {
+        let b = code.as_bytes();
+        return Ok([b[0], b[1]]);
+    }
+    let hint = suggest_country(code)
+        .map(|s| format!(" (did you mean {s:?}?)"))
+        .unwrap_or_default();
+    Err(format!("{code:?} is not ISO 3166-1 alpha-2{hint}"))
+}
+
+/// A continent code (any case).
+pub fn parse_continent(code: &str) -> Result<super::Continent, String> {
+    super::Continent::from_code(&code.to_ascii_uppercase())
+        .ok_or_else(|| format!("{code:?} is not a continent code (AF, AN, AS, EU, NA, OC, SA)"))
+}
+
+/// An ISO 3166-2 code such as `US-CA`: (country, first-level subdivision).
+pub fn parse_subdivision(code: &str) -> Result<([u8; 2], String), String> {
+    let Some((country, sub)) = code.split_once('-') else {
+        return Err(format!(
+            "{code:?} is not an ISO 3166-2 code like \"US-CA\" or \"GB-ENG\""
+        ));
+    };
+    let country = parse_country(country)?;
+    if sub.is_empty() || sub.len() > 3 || !sub.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "{code:?}: the subdivision part must be 1-3 letters or digits"
+        ));
+    }
+    Ok((country, sub.to_ascii_uppercase()))
+}
