@@ -1,0 +1,11 @@
+//! Integration tests: real servers on ephemeral loopback ports, queried with the real `dig`
+//! (package bind9-dnsutils), hickory's client, and hand-built packets over UDP and TCP.
+
+mod support;
+
+mod config;
+mod edns;
+mod protocol;
+mod robustness;
+mod steering;
+mod transport;
