@@ -3,26 +3,33 @@
 //! The server does not bind a socket until its first snapshot compiled, so a bad config never
 //! starts a half-configured server.
 
+use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::control::{self, ConfigOrigin};
+use crate::control::{self, ConfigOrigin, Controller};
 use crate::dns::{self, DnsServer};
 use crate::snapshot::Published;
+
+/// The environment variable that sets the admin token (wins over `[admin] token_file`).
+pub const TOKEN_ENV: &str = "STEERDNS_ADMIN_TOKEN";
 
 /// A started server. Drop does not stop it; call [`Running::shutdown`].
 pub struct Running {
     /// The DNS addresses bound (UDP and TCP share each one).
     pub dns_addrs: Vec<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
+    /// The bearer token the admin API expects.
+    pub admin_token: Arc<str>,
+    pub controller: Arc<Controller>,
     pub published: Arc<Published>,
-    pub origin: ConfigOrigin,
     dns: DnsServer,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -30,21 +37,26 @@ pub struct Running {
 
 /// Build the first snapshot, bind the listeners and start serving.
 pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Running> {
-    let first = {
+    let admin_token = admin_token(&config)?;
+    let controller = {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || control::build_snapshot(&config, 1))
+        tokio::task::spawn_blocking(move || Controller::start(config, origin))
             .await
             .context("loading the configuration")?
             .map_err(|errors| anyhow::anyhow!("{errors}"))?
     };
-    info!(
-        zones = first.zones.iter().count(),
-        steered = first.steered.len(),
-        geoip = %first.geo.describe(),
-        "configuration loaded from {}",
-        config.source
-    );
-    let published = Arc::new(Published::new(first));
+    let controller = Arc::new(controller);
+    let published = controller.published().clone();
+    {
+        let first = published.load();
+        info!(
+            zones = first.zones.iter().count(),
+            steered = first.steered.len(),
+            geoip = %first.geo.describe(),
+            "configuration loaded from {}",
+            config.source
+        );
+    }
     let cancel = CancellationToken::new();
     let mut tasks = Vec::new();
 
@@ -60,46 +72,106 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
 
     let http_addr = match config.http_listen {
         None => None,
+        Some(addr) => Some(
+            serve_http(
+                addr,
+                crate::api::public::router(published.clone()),
+                &cancel,
+                &mut tasks,
+                "HTTP",
+            )
+            .await?,
+        ),
+    };
+    let admin_addr = match config.admin_listen {
+        None => None,
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot bind HTTP {addr}"))?;
-            let bound = listener.local_addr()?;
-            info!("HTTP listening on {bound}");
-            let router = crate::api::router(published.clone());
-            let cancel = cancel.clone();
-            tasks.push(tokio::spawn(async move {
-                let _ = axum::serve(listener, router)
-                    .with_graceful_shutdown(cancel.cancelled_owned())
-                    .await;
-            }));
-            Some(bound)
+            if !addr.ip().is_loopback() {
+                warn!(
+                    "the admin API listens on {addr}, beyond loopback: keep its token secret and use TLS in front"
+                );
+            }
+            let router = crate::api::admin::router(controller.clone(), admin_token.clone());
+            Some(serve_http(addr, router, &cancel, &mut tasks, "admin API").await?)
         }
     };
 
     tasks.push(tokio::spawn(control::run(
-        origin.clone(),
-        published.clone(),
+        controller.clone(),
         cancel.clone(),
     )));
 
     Ok(Running {
         dns_addrs: dns.addrs.clone(),
         http_addr,
+        admin_addr,
+        admin_token,
+        controller,
         published,
-        origin,
         dns,
         cancel,
         tasks,
     })
 }
 
+async fn serve_http(
+    addr: SocketAddr,
+    router: axum::Router,
+    cancel: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+    what: &str,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind {what} {addr}"))?;
+    let bound = listener.local_addr()?;
+    info!("{what} listening on {bound}");
+    let cancel = cancel.clone();
+    tasks.push(tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(cancel.cancelled_owned())
+            .await;
+    }));
+    Ok(bound)
+}
+
+/// The admin token: from the environment, from the token file, or generated and logged.
+fn admin_token(config: &Config) -> anyhow::Result<Arc<str>> {
+    if let Ok(token) = std::env::var(TOKEN_ENV) {
+        if token.trim().len() < 16 {
+            anyhow::bail!("{TOKEN_ENV}: the admin token must be at least 16 characters");
+        }
+        return Ok(token.trim().into());
+    }
+    if let Some(path) = &config.admin_token_file {
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("admin.token_file {}", path.display()))?;
+        if token.trim().len() < 16 {
+            anyhow::bail!(
+                "{}: admin.token_file: the token must be at least 16 characters",
+                path.display()
+            );
+        }
+        return Ok(token.trim().into());
+    }
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("generating an admin token")?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if config.admin_listen.is_some() {
+        info!(
+            "admin API token (generated for this run; set {TOKEN_ENV} or admin.token_file to choose one): {token}"
+        );
+    }
+    Ok(token.into())
+}
+
 impl Running {
     /// Rebuild from the config origin now (what SIGHUP does). Returns the new generation.
     pub async fn reload(&self) -> Result<u64, control::LoadErrors> {
-        let origin = self.origin.clone();
-        let published = self.published.clone();
-        tokio::task::spawn_blocking(move || control::reload(&origin, &published))
+        let controller = self.controller.clone();
+        tokio::task::spawn_blocking(move || controller.reload_all())
             .await
             .unwrap_or_else(|e| {
                 Err(control::LoadErrors(vec![format!(

@@ -28,6 +28,8 @@ struct RawConfig {
     #[serde(default)]
     http: RawHttp,
     #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
     geoip: RawGeoip,
     #[serde(default, rename = "zone")]
     zones: Vec<RawZone>,
@@ -41,6 +43,14 @@ struct RawDns {
     listen: Option<Vec<String>>,
     max_udp_payload: Option<u16>,
     tcp_idle_timeout_ms: Option<u64>,
+    explain_names: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -114,8 +124,14 @@ pub struct Config {
     pub dns_listen: Vec<SocketAddr>,
     pub max_udp_payload: u16,
     pub tcp_idle_timeout: Duration,
+    /// Answer TXT `_explain.<steered name>` with the decision for the asker.
+    pub explain_names: bool,
     /// `None` disables the HTTP listener.
     pub http_listen: Option<SocketAddr>,
+    /// The admin API (policy edits, health overrides, explain); `None` disables it.
+    pub admin_listen: Option<SocketAddr>,
+    /// File holding the admin bearer token (`STEERDNS_ADMIN_TOKEN` wins over it).
+    pub admin_token_file: Option<PathBuf>,
     pub geoip_city: DbSource,
     pub geoip_asn: Option<DbSource>,
     pub geoip_overrides: Vec<Override>,
@@ -125,6 +141,7 @@ pub struct Config {
 
 pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
 /// RFC 9715 / DNS Flag Day 2020: avoids IP fragmentation on almost every path.
 pub const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
 const DEFAULT_TCP_IDLE_TIMEOUT_MS: u64 = 10_000;
@@ -154,6 +171,7 @@ impl Config {
         let RawConfig {
             dns,
             http,
+            admin,
             geoip,
             zones,
             policies,
@@ -162,6 +180,7 @@ impl Config {
             listen,
             max_udp_payload,
             tcp_idle_timeout_ms,
+            explain_names,
         } = dns;
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
 
@@ -188,11 +207,17 @@ impl Config {
                 format!("{tcp_idle_timeout_ms} is out of range 100..=600000"),
             ));
         }
-        let http_listen = match http.listen.as_deref() {
-            None => Some(parse_addr(DEFAULT_HTTP_LISTEN).map_err(|r| err("http.listen", r))?),
-            Some("off" | "") => None,
-            Some(a) => Some(parse_addr(a).map_err(|r| err("http.listen", r))?),
+        let optional_listen = |field: &str, value: Option<&str>, default: &str| match value {
+            Some("off" | "") => Ok(None),
+            value => parse_addr(value.unwrap_or(default))
+                .map(Some)
+                .map_err(|r| err(field, r)),
         };
+        let http_listen =
+            optional_listen("http.listen", http.listen.as_deref(), DEFAULT_HTTP_LISTEN)?;
+        let RawAdmin { listen, token_file } = admin;
+        let admin_listen =
+            optional_listen("admin.listen", listen.as_deref(), DEFAULT_ADMIN_LISTEN)?;
 
         let geoip_overrides = geoip
             .overrides
@@ -241,7 +266,10 @@ impl Config {
             dns_listen,
             max_udp_payload,
             tcp_idle_timeout: Duration::from_millis(tcp_idle_timeout_ms),
+            explain_names: explain_names.unwrap_or(false),
             http_listen,
+            admin_listen,
+            admin_token_file: token_file.map(resolve),
             geoip_city,
             geoip_asn,
             geoip_overrides,

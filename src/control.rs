@@ -1,20 +1,31 @@
-//! The control plane: turn a [`Config`] into a published [`Snapshot`], and rebuild on reload.
+//! The control plane: turn configuration, policies, health and measurements into published
+//! snapshots, and apply every change (reload, file watch, API edit, health flip, hold-down
+//! expiry) by recompiling only what it touches.
 //!
-//! Reading files, loading GeoIP and compiling policies happen here, never on the query path. A
-//! failed rebuild keeps the last good snapshot serving and marks it stale. Depends on `config`,
-//! `zone`, `policy`, `geo`, `snapshot`.
+//! All writers go through one [`Controller`], which serialises them with a mutex that queries
+//! never see: queries read the published snapshot. A change that fails validation is refused
+//! with file, field and reason, and the last good snapshot keeps serving. Depends on `config`,
+//! `zone`, `policy`, `geo`, `health`, `perf`, `snapshot`, `store`, `preview`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
+use hickory_proto::rr::Name;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::{Config, PolicySource, TextSource};
+use crate::decision::fnv1a;
 use crate::geo::GeoDb;
-use crate::policy::{self, Policy};
-use crate::snapshot::{DnsSettings, Published, Snapshot};
+use crate::health::{self, HealthView};
+use crate::perf::PerfView;
+use crate::policy::{self, Inputs, Policy};
+use crate::preview::{self, Preview};
+use crate::snapshot::{self, DnsSettings, Published, Snapshot, Steered};
+use crate::store::{PolicyDir, Version};
 use crate::zone::{Zone, ZoneText, Zones};
 
 /// Every problem found while loading, each naming its file and field.
@@ -23,21 +34,157 @@ pub struct LoadErrors(pub Vec<String>);
 
 impl fmt::Display for LoadErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
+        f.write_str(&self.0.join("\n"))
     }
 }
 
-/// Load everything the config names and compile a snapshot. Collects all errors rather than
-/// stopping at the first, so `steerdns check` shows them together.
-pub fn build_snapshot(config: &Config, generation: u64) -> Result<Snapshot, LoadErrors> {
-    let mut errors = Vec::new();
+/// How the running server gets its configuration again on reload.
+#[derive(Debug, Clone)]
+pub enum ConfigOrigin {
+    Demo,
+    File(PathBuf),
+}
 
+impl ConfigOrigin {
+    pub fn load(&self) -> Result<Config, LoadErrors> {
+        match self {
+            ConfigOrigin::Demo => Ok(crate::demo::config()),
+            ConfigOrigin::File(path) => {
+                Config::load(path).map_err(|e| LoadErrors(vec![e.to_string()]))
+            }
+        }
+    }
+}
+
+/// Why an edit was refused. The API maps each to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error("no policy named {0}")]
+    NotFound(String),
+    #[error("{0} exists: send If-Match with its ETag to replace it")]
+    PreconditionRequired(String),
+    #[error("the policy changed since you read it (current ETag {current})")]
+    PreconditionFailed { current: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotEditable(String),
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// What the editor asserts about the current version (optimistic concurrency).
+#[derive(Debug, Clone, Default)]
+pub struct Precondition {
+    /// `If-Match`: the ETag the editor read.
+    pub if_match: Option<String>,
+    /// `If-None-Match: *`: create only.
+    pub if_none_match: bool,
+}
+
+/// An accepted (or previewed) edit.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EditOutcome {
+    pub name: String,
+    /// The new ETag; `None` after a delete.
+    pub etag: Option<String>,
+    /// The generation serving the change (`None` for a dry run).
+    pub generation: Option<u64>,
+    pub created: bool,
+    pub preview: Preview,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PolicyInfo {
+    pub name: String,
+    pub etag: String,
+    pub source: String,
+}
+
+struct Entry {
+    text: String,
+    etag: String,
+    steered: Arc<Steered>,
+}
+
+struct State {
+    config: Config,
+    geo: Arc<GeoDb>,
+    zones: Arc<Zones>,
+    /// By key: the name, lower case, without the trailing dot (also the file stem).
+    policies: BTreeMap<String, Entry>,
+    health: HealthView,
+    perf: PerfView,
+}
+
+pub struct Controller {
+    origin: ConfigOrigin,
+    published: Arc<Published>,
+    state: Mutex<State>,
+}
+
+/// ETags are quoted per RFC 9110.
+pub fn etag(text: &str) -> String {
+    format!("\"{:016x}\"", fnv1a(text.as_bytes()))
+}
+
+/// The key for a policy name: lower case, no trailing dot, only DNS name characters (it is
+/// also a file name, so nothing that could leave the directory).
+pub fn policy_key(name: &str) -> Result<String, EditError> {
+    let parsed = Name::from_ascii(name)
+        .map_err(|e| EditError::Invalid(format!("{name:?} is not a valid DNS name: {e}")))?;
+    let key = parsed.to_lowercase().to_ascii();
+    let key = key.trim_end_matches('.').to_owned();
+    let safe = !key.is_empty()
+        && !key.starts_with('.')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if !safe {
+        return Err(EditError::Invalid(format!(
+            "{name:?}: policy names may only use letters, digits, '-', '_' and '.'"
+        )));
+    }
+    Ok(key)
+}
+
+/// Load and validate everything a config names, and compile the first snapshot.
+/// Collects all errors rather than stopping at the first, so `steerdns check` shows them
+/// together.
+pub fn build_snapshot(config: &Config, generation: u64) -> Result<Snapshot, LoadErrors> {
+    let state = load_state(config.clone(), HealthView::default(), PerfView::default())?;
+    assemble(&state, generation).map_err(|e| LoadErrors(vec![e]))
+}
+
+/// Compare two policy files on the GeoIP data of `config` (for `steerdns diff`).
+pub fn diff_files(
+    config: &Config,
+    old: &std::path::Path,
+    new: &std::path::Path,
+) -> Result<Preview, LoadErrors> {
+    let one = |e: String| LoadErrors(vec![e]);
+    let geo = GeoDb::load(
+        &config.geoip_city,
+        config.geoip_asn.as_ref(),
+        &config.geoip_overrides,
+    )
+    .map_err(|e| one(e.to_string()))?;
+    let (health, perf) = (HealthView::default(), PerfView::default());
+    let inputs = Inputs {
+        health: &health,
+        perf: &perf,
+        now: SystemTime::now(),
+    };
+    let compile = |path: &std::path::Path| -> Result<Steered, LoadErrors> {
+        let policy = policy::load_file(path).map_err(|e| one(e.to_string()))?;
+        Ok(Steered::compile(policy, &geo, &inputs))
+    };
+    let (old, new) = (compile(old)?, compile(new)?);
+    Ok(preview::compare(Some(&old), &new, &geo))
+}
+
+fn load_state(config: Config, health: HealthView, perf: PerfView) -> Result<State, LoadErrors> {
+    let mut errors = Vec::new();
     let geo = GeoDb::load(
         &config.geoip_city,
         config.geoip_asn.as_ref(),
@@ -45,7 +192,6 @@ pub fn build_snapshot(config: &Config, generation: u64) -> Result<Snapshot, Load
     )
     .map_err(|e| errors.push(e.to_string()))
     .ok();
-
     let mut zones = Vec::new();
     for zone in &config.zones {
         match load_zone(zone) {
@@ -56,20 +202,87 @@ pub fn build_snapshot(config: &Config, generation: u64) -> Result<Snapshot, Load
     let zones = Zones::new(zones)
         .map_err(|e| errors.push(e.to_string()))
         .ok();
-
-    let policies = load_policies(&config.policies, &mut errors);
-
+    let texts = policy_texts(&config.policies, &mut errors);
     let (Some(geo), Some(zones)) = (geo, zones) else {
         return Err(LoadErrors(errors));
     };
+    let geo = Arc::new(geo);
+    let mut policies = BTreeMap::new();
+    let inputs = Inputs {
+        health: &health,
+        perf: &perf,
+        now: SystemTime::now(),
+    };
+    for (source, text) in texts {
+        match parse_checked(&source, &text, &zones, &geo) {
+            Ok((key, policy)) => {
+                if let Some(other) = policies
+                    .get(&key)
+                    .map(|e: &Entry| e.steered.policy.source.clone())
+                {
+                    errors.push(format!(
+                        "{source}: name: {key} is already defined in {other}"
+                    ));
+                    continue;
+                }
+                let steered = Arc::new(Steered::compile(policy, &geo, &inputs));
+                policies.insert(
+                    key,
+                    Entry {
+                        etag: etag(&text),
+                        text,
+                        steered,
+                    },
+                );
+            }
+            Err(e) => errors.push(e),
+        }
+    }
     if !errors.is_empty() {
         return Err(LoadErrors(errors));
     }
-    let settings = DnsSettings {
-        max_udp_payload: config.max_udp_payload,
-    };
-    Snapshot::build(generation, zones, policies, Arc::new(geo), settings)
-        .map_err(|errs| LoadErrors(errs.iter().map(ToString::to_string).collect()))
+    Ok(State {
+        config,
+        geo,
+        zones: Arc::new(zones),
+        policies,
+        health,
+        perf,
+    })
+}
+
+/// Parse a policy and check it against zones and GeoIP; returns its key.
+fn parse_checked(
+    source: &str,
+    text: &str,
+    zones: &Zones,
+    geo: &GeoDb,
+) -> Result<(String, Policy), String> {
+    let policy = policy::parse(source, text).map_err(|e| e.to_string())?;
+    snapshot::check_policy(&policy, zones, geo).map_err(|e| e.to_string())?;
+    let key = policy_key(&policy.name.to_ascii()).map_err(|e| format!("{source}: name: {e}"))?;
+    Ok((key, policy))
+}
+
+fn assemble(state: &State, generation: u64) -> Result<Snapshot, String> {
+    Snapshot::assemble(
+        generation,
+        state.zones.clone(),
+        state.geo.clone(),
+        state.policies.values().map(|e| e.steered.clone()),
+        Arc::new(state.health.clone()),
+        Arc::new(state.perf.clone()),
+        DnsSettings {
+            max_udp_payload: state.config.max_udp_payload,
+            explain_names: state.config.explain_names,
+        },
+    )
+    .map_err(|errs| {
+        errs.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
 }
 
 fn load_zone(zone: &crate::config::ZoneConfig) -> Result<Zone, String> {
@@ -93,127 +306,493 @@ fn load_zone(zone: &crate::config::ZoneConfig) -> Result<Zone, String> {
     Zone::parse(&zone.origin, &texts).map_err(|e| e.to_string())
 }
 
-fn load_policies(source: &PolicySource, errors: &mut Vec<String>) -> Vec<Policy> {
-    let mut policies: Vec<Policy> = Vec::new();
-    let mut add =
-        |result: Result<Policy, policy::PolicyError>, errors: &mut Vec<String>| match result {
-            Ok(p) => {
-                if let Some(other) = policies.iter().find(|o| o.name == p.name) {
-                    errors.push(format!(
-                        "{}: name: {} is already defined in {}",
-                        p.source, p.name, other.source
-                    ));
-                } else {
-                    policies.push(p);
-                }
-            }
-            Err(e) => errors.push(e.to_string()),
-        };
+/// (source name, text) of every policy the config names.
+fn policy_texts(source: &PolicySource, errors: &mut Vec<String>) -> Vec<(String, String)> {
     match source {
-        PolicySource::Embedded(texts) => {
-            for text in texts {
-                match text {
-                    TextSource::Embedded { name, text } => add(policy::parse(name, text), errors),
-                    TextSource::File(path) => add(policy::load_file(path), errors),
-                }
+        PolicySource::Embedded(texts) => texts
+            .iter()
+            .filter_map(|t| match t {
+                TextSource::Embedded { name, text } => Some((name.clone(), (*text).to_owned())),
+                TextSource::File(path) => read(path, errors),
+            })
+            .collect(),
+        PolicySource::Dir(dir) => match PolicyDir::new(dir).files() {
+            Ok(files) => files.iter().filter_map(|p| read(p, errors)).collect(),
+            Err(e) => {
+                errors.push(e.to_string());
+                Vec::new()
             }
-        }
-        PolicySource::Dir(dir) => match policy_files(dir) {
-            Ok(files) => {
-                for path in files {
-                    add(policy::load_file(&path), errors);
-                }
-            }
-            Err(e) => errors.push(e),
         },
     }
-    policies
 }
 
-/// The `*.toml` files of a policy directory, sorted. A missing directory means no policies.
-fn policy_files(dir: &std::path::Path) -> Result<Vec<PathBuf>, String> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+fn read(path: &std::path::Path, errors: &mut Vec<String>) -> Option<(String, String)> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some((path.display().to_string(), text)),
         Err(e) => {
-            return Err(format!(
-                "{}: cannot read policy directory: {e}",
-                dir.display()
-            ));
-        }
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
-/// How the running server gets its configuration again on reload.
-#[derive(Debug, Clone)]
-pub enum ConfigOrigin {
-    Demo,
-    File(PathBuf),
-}
-
-impl ConfigOrigin {
-    pub fn load(&self) -> Result<Config, LoadErrors> {
-        match self {
-            ConfigOrigin::Demo => Ok(crate::demo::config()),
-            ConfigOrigin::File(path) => {
-                Config::load(path).map_err(|e| LoadErrors(vec![e.to_string()]))
-            }
+            errors.push(format!("{}: cannot read: {e}", path.display()));
+            None
         }
     }
 }
 
-/// Rebuild from the config origin and publish; on failure keep serving and mark stale.
-/// Listener addresses are not changed by a reload (that needs a restart).
-pub fn reload(origin: &ConfigOrigin, published: &Published) -> Result<u64, LoadErrors> {
-    let generation = published.load().generation + 1;
-    let result = origin
-        .load()
-        .and_then(|config| build_snapshot(&config, generation));
-    match result {
-        Ok(snapshot) => {
-            published.publish(snapshot);
-            info!(generation, "reloaded configuration");
-            Ok(generation)
+impl Controller {
+    /// Load everything and publish generation 1. Fails on any error: a server never starts
+    /// half-configured.
+    pub fn start(config: Config, origin: ConfigOrigin) -> Result<Self, LoadErrors> {
+        let state = load_state(config, HealthView::default(), PerfView::default())?;
+        let first = assemble(&state, 1).map_err(|e| LoadErrors(vec![e]))?;
+        Ok(Controller {
+            origin,
+            published: Arc::new(Published::new(first)),
+            state: Mutex::new(state),
+        })
+    }
+
+    pub fn published(&self) -> &Arc<Published> {
+        &self.published
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the last published snapshot serving; the
+        // state itself is only replaced whole, so it is still consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publish the state as the next generation.
+    fn publish(&self, state: &State) -> Result<u64, String> {
+        let generation = self.published.load().generation + 1;
+        let snapshot = assemble(state, generation)?;
+        self.published.publish(snapshot);
+        Ok(generation)
+    }
+
+    fn policy_dir(state: &State) -> Result<PolicyDir, EditError> {
+        match &state.config.policies {
+            PolicySource::Dir(dir) => Ok(PolicyDir::new(dir)),
+            PolicySource::Embedded(_) => Err(EditError::NotEditable(
+                "this server runs the embedded demo, whose policies are compiled in; to edit \
+                 policies, run with a config file that names a policies directory \
+                 (e.g. --config examples/steerdns.toml)"
+                    .into(),
+            )),
         }
-        Err(errors) => {
-            published.mark_stale();
-            error!(%errors, "reload failed; the previous configuration keeps serving");
+    }
+
+    /// Reload config, zones, GeoIP and policies (SIGHUP). Health and measurements carry over.
+    pub fn reload_all(&self) -> Result<u64, LoadErrors> {
+        let mut state = self.lock();
+        let loaded = self
+            .origin
+            .load()
+            .and_then(|config| load_state(config, state.health.clone(), state.perf.clone()));
+        let result = loaded.and_then(|next| {
+            let generation = self.published.load().generation + 1;
+            let snapshot = assemble(&next, generation).map_err(|e| LoadErrors(vec![e]))?;
+            self.published.publish(snapshot);
+            *state = next;
+            Ok(generation)
+        });
+        match &result {
+            Ok(generation) => info!(generation, "reloaded configuration"),
+            Err(errors) => {
+                self.published.mark_stale();
+                error!(%errors, "reload failed; the previous configuration keeps serving");
+            }
+        }
+        result
+    }
+
+    /// Re-read the policy directory (file watch). Each file stands alone: an invalid file keeps
+    /// its last good version serving and is reported; valid changes in others still apply.
+    pub fn reload_policies(&self) -> Result<u64, LoadErrors> {
+        let mut state = self.lock();
+        let PolicySource::Dir(dir) = &state.config.policies else {
+            return Ok(self.published.load().generation);
+        };
+        let mut errors = Vec::new();
+        let texts = policy_texts(&PolicySource::Dir(dir.clone()), &mut errors);
+        let inputs_health = state.health.clone();
+        let inputs_perf = state.perf.clone();
+        let inputs = Inputs {
+            health: &inputs_health,
+            perf: &inputs_perf,
+            now: SystemTime::now(),
+        };
+        let mut next: BTreeMap<String, Entry> = BTreeMap::new();
+        let mut changed = false;
+        let mut seen_sources = Vec::new();
+        for (source, text) in texts {
+            seen_sources.push(source.clone());
+            let existing = state
+                .policies
+                .iter()
+                .find(|(_, e)| e.steered.policy.source == source)
+                .map(|(k, _)| k.clone());
+            if let Some(key) = &existing {
+                if state.policies[key].text == text {
+                    let entry = state.policies.remove(key).expect("present");
+                    next.insert(key.clone(), entry);
+                    continue;
+                }
+            }
+            match parse_checked(&source, &text, &state.zones, &state.geo) {
+                Ok((key, policy)) if next.contains_key(&key) => {
+                    errors.push(format!(
+                        "{source}: name: {} is already defined elsewhere",
+                        policy.name
+                    ));
+                    if let Some(old) = existing.and_then(|k| state.policies.remove(&k)) {
+                        next.insert(key, old);
+                    }
+                }
+                Ok((key, policy)) => {
+                    let steered = Arc::new(Steered::compile(policy, &state.geo, &inputs));
+                    next.insert(
+                        key,
+                        Entry {
+                            etag: etag(&text),
+                            text,
+                            steered,
+                        },
+                    );
+                    changed = true;
+                }
+                Err(e) => {
+                    errors.push(e);
+                    if let Some(key) = existing {
+                        if let Some(old) = state.policies.remove(&key) {
+                            next.insert(key, old);
+                        }
+                    }
+                }
+            }
+        }
+        // Policies whose file is gone are removed.
+        if !state.policies.is_empty() {
+            changed = true;
+        }
+        state.policies = next;
+        let generation = if changed {
+            match self.publish(&state) {
+                Ok(g) => g,
+                Err(e) => {
+                    errors.push(e);
+                    self.published.load().generation
+                }
+            }
+        } else {
+            self.published.load().generation
+        };
+        if errors.is_empty() {
+            Ok(generation)
+        } else {
+            self.published.mark_stale();
+            let errors = LoadErrors(errors);
+            error!(%errors, "policy reload: invalid files keep their last good version serving");
             Err(errors)
         }
     }
-}
 
-/// Reload on SIGHUP until cancelled.
-pub async fn run(origin: ConfigOrigin, published: Arc<Published>, cancel: CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hup = match signal(SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                error!(%e, "cannot listen for SIGHUP; reload by restarting");
-                return;
-            }
+    pub fn policies(&self) -> Vec<PolicyInfo> {
+        self.lock()
+            .policies
+            .iter()
+            .map(|(k, e)| PolicyInfo {
+                name: k.clone(),
+                etag: e.etag.clone(),
+                source: e.steered.policy.source.clone(),
+            })
+            .collect()
+    }
+
+    /// The policy's text and ETag.
+    pub fn policy(&self, name: &str) -> Result<(String, String), EditError> {
+        let key = policy_key(name)?;
+        let state = self.lock();
+        state
+            .policies
+            .get(&key)
+            .map(|e| (e.text.clone(), e.etag.clone()))
+            .ok_or(EditError::NotFound(key))
+    }
+
+    /// Create or replace a policy: validate, preview, write durably, compile, publish.
+    pub fn put_policy(
+        &self,
+        name: &str,
+        text: &str,
+        pre: &Precondition,
+        dry_run: bool,
+    ) -> Result<EditOutcome, EditError> {
+        let key = policy_key(name)?;
+        let mut state = self.lock();
+        let current = state.policies.get(&key);
+        check_precondition(&key, current.map(|e| e.etag.as_str()), pre)?;
+        let dir = Self::policy_dir(&state)?;
+        let source = dir.path_of(&key).display().to_string();
+        let (parsed_key, policy) =
+            parse_checked(&source, text, &state.zones, &state.geo).map_err(EditError::Invalid)?;
+        if parsed_key != key {
+            return Err(EditError::Invalid(format!(
+                "{source}: name: the body is for {parsed_key}, but the request is for {key}"
+            )));
+        }
+        let inputs = Inputs {
+            health: &state.health,
+            perf: &state.perf,
+            now: SystemTime::now(),
         };
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = hup.recv() => {
-                    let origin = origin.clone();
-                    let published = published.clone();
-                    // Loading GeoIP and compiling may take a while: keep it off the runtime.
-                    let _ = tokio::task::spawn_blocking(move || reload(&origin, &published)).await;
-                }
+        let steered = Arc::new(Steered::compile(policy, &state.geo, &inputs));
+        let preview = preview::compare(current.map(|e| &*e.steered), &steered, &state.geo);
+        let created = current.is_none();
+        let new_etag = etag(text);
+        if dry_run {
+            return Ok(EditOutcome {
+                name: key,
+                etag: Some(new_etag),
+                generation: None,
+                created,
+                preview,
+            });
+        }
+        dir.write(&key, text, etag)
+            .map_err(|e| EditError::Storage(e.to_string()))?;
+        state.policies.insert(
+            key.clone(),
+            Entry {
+                text: text.to_owned(),
+                etag: new_etag.clone(),
+                steered,
+            },
+        );
+        let generation = self.publish(&state).map_err(EditError::Invalid)?;
+        info!(policy = %key, generation, "policy {}", if created { "created" } else { "replaced" });
+        Ok(EditOutcome {
+            name: key,
+            etag: Some(new_etag),
+            generation: Some(generation),
+            created,
+            preview,
+        })
+    }
+
+    pub fn delete_policy(&self, name: &str, pre: &Precondition) -> Result<EditOutcome, EditError> {
+        let key = policy_key(name)?;
+        let mut state = self.lock();
+        let current = state
+            .policies
+            .get(&key)
+            .ok_or_else(|| EditError::NotFound(key.clone()))?;
+        check_precondition(&key, Some(&current.etag), pre)?;
+        let dir = Self::policy_dir(&state)?;
+        dir.delete(&key, etag)
+            .map_err(|e| EditError::Storage(e.to_string()))?;
+        state.policies.remove(&key);
+        let generation = self.publish(&state).map_err(EditError::Invalid)?;
+        info!(policy = %key, generation, "policy deleted");
+        Ok(EditOutcome {
+            name: key,
+            etag: None,
+            generation: Some(generation),
+            created: false,
+            preview: Preview::default(),
+        })
+    }
+
+    pub fn history(&self, name: &str) -> Result<Vec<Version>, EditError> {
+        let key = policy_key(name)?;
+        let state = self.lock();
+        let dir = Self::policy_dir(&state)?;
+        dir.history(&key, etag)
+            .map_err(|e| EditError::Storage(e.to_string()))
+    }
+
+    /// Make an earlier version current again (itself a new, recorded edit).
+    pub fn rollback(
+        &self,
+        name: &str,
+        version: u64,
+        pre: &Precondition,
+    ) -> Result<EditOutcome, EditError> {
+        let key = policy_key(name)?;
+        let text = {
+            let state = self.lock();
+            Self::policy_dir(&state)?
+                .version(&key, version)
+                .map_err(|e| EditError::Storage(e.to_string()))?
+                .ok_or_else(|| EditError::NotFound(format!("{key} version {version}")))?
+        };
+        self.put_policy(&key, &text, pre, false)
+    }
+
+    /// Set (or with `None`, clear) a target's health as an operator override, recompile the
+    /// policies that use it, publish. Returns the new generation.
+    pub fn set_health(&self, target: &str, state_now: Option<health::State>) -> u64 {
+        let mut state = self.lock();
+        match state_now {
+            Some(s) => state.health.set(target, s, true, SystemTime::now()),
+            None => state.health.clear(target),
+        }
+        info!(target, state = ?state_now, "health override");
+        self.recompile(&mut state, |p| p.targets.iter().any(|t| t.id == target))
+    }
+
+    /// Replace the measurements and recompile the policies with a performance step.
+    pub fn set_perf(&self, perf: PerfView) -> u64 {
+        let mut state = self.lock();
+        state.perf = perf;
+        self.recompile(&mut state, |p| {
+            p.chain
+                .iter()
+                .any(|s| matches!(s, policy::Step::Performance(_)))
+        })
+    }
+
+    pub fn health(&self) -> HealthView {
+        self.lock().health.clone()
+    }
+
+    /// Recompile the policies `affected` selects, reuse the rest, publish.
+    fn recompile(&self, state: &mut State, affected: impl Fn(&Policy) -> bool) -> u64 {
+        let now = SystemTime::now();
+        let State {
+            geo,
+            policies,
+            health,
+            perf,
+            ..
+        } = &mut *state;
+        let inputs = Inputs { health, perf, now };
+        for entry in policies.values_mut() {
+            let due = entry.steered.next_change.is_some_and(|at| at <= now);
+            if affected(&entry.steered.policy) || due {
+                entry.steered =
+                    Arc::new(Steered::compile(entry.steered.policy.clone(), geo, &inputs));
+            }
+        }
+        match self.publish(state) {
+            Ok(g) => g,
+            Err(e) => {
+                warn!(%e, "could not publish after recompiling");
+                self.published.load().generation
             }
         }
     }
-    #[cfg(not(unix))]
-    cancel.cancelled().await;
+
+    /// The earliest time a compiled table changes by itself.
+    pub fn next_change(&self) -> Option<SystemTime> {
+        self.lock()
+            .policies
+            .values()
+            .filter_map(|e| e.steered.next_change)
+            .min()
+    }
+
+    /// Recompile the tables whose hold-down (or other timed change) is due.
+    pub fn recompile_due(&self) -> u64 {
+        let mut state = self.lock();
+        self.recompile(&mut state, |_| false)
+    }
+}
+
+fn check_precondition(
+    key: &str,
+    current: Option<&str>,
+    pre: &Precondition,
+) -> Result<(), EditError> {
+    match (current, &pre.if_match) {
+        (Some(_), None) if pre.if_none_match => Err(EditError::PreconditionFailed {
+            current: current.unwrap_or_default().to_owned(),
+        }),
+        (Some(_), None) => Err(EditError::PreconditionRequired(key.to_owned())),
+        (Some(cur), Some(want)) if want != "*" && want != cur => {
+            Err(EditError::PreconditionFailed {
+                current: cur.to_owned(),
+            })
+        }
+        (None, Some(_)) => Err(EditError::PreconditionFailed {
+            current: String::new(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Background work until cancelled: SIGHUP reloads, policy directory changes, timed
+/// recompiles (hold-down expiry).
+pub async fn run(controller: Arc<Controller>, cancel: CancellationToken) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let _watcher = watch_policies(&controller, tx);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        let due = controller.next_change();
+        let sleep = async {
+            match due {
+                Some(at) => {
+                    tokio::time::sleep(at.duration_since(SystemTime::now()).unwrap_or_default())
+                        .await
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        let c = controller.clone();
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = hangup => {
+                let _ = tokio::task::spawn_blocking(move || c.reload_all()).await;
+            }
+            Some(()) = rx.recv() => {
+                // Editors write several events per save; let them settle.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                while rx.try_recv().is_ok() {}
+                let _ = tokio::task::spawn_blocking(move || c.reload_policies()).await;
+            }
+            _ = sleep => {
+                let _ = tokio::task::spawn_blocking(move || c.recompile_due()).await;
+            }
+        }
+    }
+}
+
+/// Watch the policy directory; each change sends a (coalesced) notice.
+fn watch_policies(
+    controller: &Controller,
+    tx: tokio::sync::mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let dir = match &controller.lock().config.policies {
+        PolicySource::Dir(dir) => dir.clone(),
+        PolicySource::Embedded(_) => return None,
+    };
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let relevant = event.is_ok_and(|e| {
+            e.paths.iter().any(|p| {
+                p.extension().is_some_and(|x| x == "toml")
+                    && p.file_name()
+                        .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+            })
+        });
+        if relevant {
+            let _ = tx.try_send(());
+        }
+    })
+    .map_err(|e| warn!(%e, "cannot watch the policy directory; reload with SIGHUP"))
+    .ok()?;
+    if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+        warn!(%e, dir = %dir.display(), "cannot watch the policy directory; reload with SIGHUP");
+        return None;
+    }
+    Some(watcher)
 }

@@ -11,7 +11,7 @@ use crate::geo::DbSource;
 
 const CONFIG: &str = include_str!("../examples/steerdns.toml");
 const ZONE: &str = include_str!("../examples/zones/example.com.zone");
-const POLICIES: [(&str, &str); 2] = [
+const POLICIES: [(&str, &str); 7] = [
     (
         "policies/www.example.com.toml",
         include_str!("../policies/www.example.com.toml"),
@@ -19,6 +19,26 @@ const POLICIES: [(&str, &str); 2] = [
     (
         "policies/pop.example.com.toml",
         include_str!("../policies/pop.example.com.toml"),
+    ),
+    (
+        "policies/weighted.example.com.toml",
+        include_str!("../policies/weighted.example.com.toml"),
+    ),
+    (
+        "policies/ramp.example.com.toml",
+        include_str!("../policies/ramp.example.com.toml"),
+    ),
+    (
+        "policies/failover.example.com.toml",
+        include_str!("../policies/failover.example.com.toml"),
+    ),
+    (
+        "policies/ap.example.com.toml",
+        include_str!("../policies/ap.example.com.toml"),
+    ),
+    (
+        "policies/perf.example.com.toml",
+        include_str!("../policies/perf.example.com.toml"),
     ),
 ];
 const CITY_DB: &[u8] = include_bytes!("../tests/fixtures/geoip/GeoIP2-City-Test.mmdb");

@@ -38,6 +38,26 @@ enum Command {
         /// Config file (TOML). Default: the embedded demo.
         config: Option<PathBuf>,
     },
+    /// Explain the answer a client gets for a steered name, offline (no live health; the
+    /// admin API's /api/v1/explain uses the running server's health).
+    Explain {
+        /// The steered name, e.g. www.example.com
+        name: String,
+        /// The client: an address (a resolver without ECS) or a subnet (ECS), e.g. 2a02:d180::/56
+        client: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Preview a policy change: which regions and ASNs would change answer, by how much share.
+    Diff {
+        /// The current policy file.
+        old: PathBuf,
+        /// The proposed policy file.
+        new: PathBuf,
+        /// Config whose GeoIP data to compare on. Default: the embedded demo.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,6 +90,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 snapshot.steered.len(),
                 snapshot.geo.describe()
             );
+            Ok(())
+        }
+        Command::Explain {
+            name,
+            client,
+            config,
+        } => {
+            let config = origin(config).load()?;
+            let snapshot = control::build_snapshot(&config, 1)?;
+            let asker = steerdns::api::admin::parse_client(&client).map_err(anyhow::Error::msg)?;
+            let mut fqdn = hickory_proto::rr::Name::from_ascii(&name)
+                .map_err(|e| anyhow::anyhow!("{name:?} is not a DNS name: {e}"))?;
+            fqdn.set_fqdn(true);
+            let steered = snapshot
+                .steered
+                .get(&hickory_proto::rr::LowerName::new(&fqdn))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("{fqdn} is not a steered name in {}", config.source)
+                })?;
+            for line in steerdns::explain::explain(&snapshot, steered, &asker).lines() {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Command::Diff { old, new, config } => {
+            let config = origin(config).load()?;
+            let preview = control::diff_files(&config, &old, &new)?;
+            print!("{preview}");
             Ok(())
         }
         Command::Serve {

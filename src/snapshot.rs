@@ -1,20 +1,26 @@
 //! The immutable state every query reads, and its atomic publication.
 //!
-//! One [`Snapshot`] holds everything a query needs (zones, GeoIP, compiled decision tables,
-//! answer records), so a reload becomes visible in one pointer swap and no query ever mixes
-//! two generations. Readers call [`Published::load`]: lock-free, never blocked by a writer.
-//! Depends on `zone`, `decision`, `policy`, `geo`; pure except for the swap.
+//! One [`Snapshot`] holds everything a query needs (zones, GeoIP, compiled steered names and
+//! the health and measurements they were compiled with), so a change becomes visible in one
+//! pointer swap and no query ever mixes two generations. Readers call [`Published::load`]:
+//! lock-free, never blocked by a writer. Steered names are `Arc`s, so a rebuild after one
+//! policy edit reuses every other name's compiled table. Depends on `zone`, `decision`,
+//! `policy`, `geo`, `health`, `perf`; pure except for the swap.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
-use hickory_proto::rr::{RData, Record};
+use hickory_proto::rr::{LowerName, RData, Record};
 
 use crate::decision::{self, Table};
 use crate::geo::GeoDb;
-use crate::policy::{Policy, TargetAnswer};
+use crate::health::HealthView;
+use crate::perf::PerfView;
+use crate::policy::{Inputs, Policy, TargetAnswer};
 use crate::zone::Zones;
 
 /// Answer records for one target, rendered once at build time.
@@ -32,6 +38,21 @@ pub struct Steered {
     pub table: Table,
     /// Indexed by `TargetId`.
     pub answers: Vec<TargetRecords>,
+    /// When the table will change by itself (a hold-down expiring).
+    pub next_change: Option<SystemTime>,
+}
+
+impl Steered {
+    pub fn compile(policy: Policy, geo: &GeoDb, inputs: &Inputs) -> Self {
+        let (table, next_change) = decision::compile(&policy, geo, inputs);
+        let answers = render_answers(&policy);
+        Steered {
+            policy,
+            table,
+            answers,
+            next_change,
+        }
+    }
 }
 
 /// DNS behaviour settings that are part of what a query reads.
@@ -39,15 +60,21 @@ pub struct Steered {
 pub struct DnsSettings {
     /// Largest UDP response we send, whatever the client advertises (RFC 9715 suggests 1232).
     pub max_udp_payload: u16,
+    /// Answer TXT queries for `_explain.<steered name>` with the decision for the asker.
+    pub explain_names: bool,
 }
 
 #[derive(Debug)]
 pub struct Snapshot {
     /// Increases by one with every publication; tests wait for it instead of sleeping.
     pub generation: u64,
-    pub zones: Zones,
+    pub zones: Arc<Zones>,
     pub geo: Arc<GeoDb>,
-    pub steered: Vec<Steered>,
+    pub steered: HashMap<LowerName, Arc<Steered>>,
+    /// Ancestors of steered names inside their zone: they exist (NODATA, not NXDOMAIN).
+    pub steered_parents: HashSet<LowerName>,
+    pub health: Arc<HealthView>,
+    pub perf: Arc<PerfView>,
     pub settings: DnsSettings,
 }
 
@@ -58,55 +85,62 @@ pub struct BuildError {
     pub reason: String,
 }
 
+/// Whether a policy fits the zones and GeoIP data; the error names the policy's file.
+pub fn check_policy(policy: &Policy, zones: &Zones, geo: &GeoDb) -> Result<(), BuildError> {
+    let error = |reason: String| BuildError {
+        source_name: policy.source.clone(),
+        reason,
+    };
+    if !geo.has_asn() {
+        if let Some(rule) = policy
+            .geo()
+            .and_then(|g| g.rules.iter().find(|r| !r.matches.asn.is_empty()))
+        {
+            return Err(error(format!(
+                "rules[{}].match.asn: no ASN database is configured ([geoip] asn)",
+                rule.index
+            )));
+        }
+    }
+    match zones.find(&LowerName::new(&policy.name)) {
+        None => Err(error(format!(
+            "name: {} is not inside any configured zone",
+            policy.name
+        ))),
+        Some(zone) => zone
+            .check_steerable(&policy.name)
+            .map_err(|reason| error(format!("name: {reason}"))),
+    }
+}
+
 impl Snapshot {
-    /// Attach policies to their zones and compile each against the GeoIP data.
-    pub fn build(
+    /// Put compiled steered names together with zones and GeoIP into a snapshot.
+    pub fn assemble(
         generation: u64,
-        mut zones: Zones,
-        policies: Vec<Policy>,
+        zones: Arc<Zones>,
         geo: Arc<GeoDb>,
+        steered: impl IntoIterator<Item = Arc<Steered>>,
+        health: Arc<HealthView>,
+        perf: Arc<PerfView>,
         settings: DnsSettings,
     ) -> Result<Self, Vec<BuildError>> {
         let mut errors = Vec::new();
-        let mut steered = Vec::with_capacity(policies.len());
-        let has_asn_db = geo.has_asn();
-        for policy in policies {
-            let error = |reason: String| BuildError {
-                source_name: policy.source.clone(),
-                reason,
-            };
-            if !has_asn_db {
-                if let Some(rule) = policy.rules.iter().find(|r| !r.matches.asn.is_empty()) {
-                    errors.push(error(format!(
-                        "rules[{}].match.asn: no ASN database is configured ([geoip] asn)",
-                        rule.index
-                    )));
-                    continue;
+        let mut by_name = HashMap::new();
+        let mut parents = HashSet::new();
+        for s in steered {
+            if let Err(e) = check_policy(&s.policy, &zones, &geo) {
+                errors.push(e);
+                continue;
+            }
+            let name = LowerName::new(&s.policy.name);
+            if let Some(zone) = zones.find(&name) {
+                let mut parent = name.base_name();
+                while zone.contains(&parent) && parent != *zone.lower_origin() {
+                    parents.insert(parent.clone());
+                    parent = parent.base_name();
                 }
             }
-            let index = steered.len();
-            match zones.find_mut(&policy.name) {
-                None => {
-                    errors.push(error(format!(
-                        "name: {} is not inside any configured zone",
-                        policy.name
-                    )));
-                    continue;
-                }
-                Some(zone) => {
-                    if let Err(reason) = zone.add_steered(&policy.name, index) {
-                        errors.push(error(format!("name: {reason}")));
-                        continue;
-                    }
-                }
-            }
-            let table = decision::compile(&policy, &geo);
-            let answers = render_answers(&policy);
-            steered.push(Steered {
-                policy,
-                table,
-                answers,
-            });
+            by_name.insert(name, s);
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -115,9 +149,21 @@ impl Snapshot {
             generation,
             zones,
             geo,
-            steered,
+            steered: by_name,
+            steered_parents: parents,
+            health,
+            perf,
             settings,
         })
+    }
+
+    /// The inputs steered names are compiled with (for explanations).
+    pub fn inputs(&self, now: SystemTime) -> Inputs<'_> {
+        Inputs {
+            health: &self.health,
+            perf: &self.perf,
+            now,
+        }
     }
 }
 
@@ -156,13 +202,17 @@ pub struct Published {
     current: ArcSwap<Snapshot>,
     /// Set when the last reload failed and an older generation keeps serving.
     stale: AtomicBool,
+    /// Wakes waiters (tests, the API) when a new generation is published.
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Published {
     pub fn new(first: Snapshot) -> Self {
+        let (changed, _) = tokio::sync::watch::channel(first.generation);
         Self {
             current: ArcSwap::from_pointee(first),
             stale: AtomicBool::new(false),
+            changed,
         }
     }
 
@@ -176,8 +226,10 @@ impl Published {
     }
 
     pub fn publish(&self, next: Snapshot) {
+        let generation = next.generation;
         self.current.store(Arc::new(next));
         self.stale.store(false, Ordering::Release);
+        self.changed.send_replace(generation);
     }
 
     pub fn mark_stale(&self) {
@@ -186,5 +238,11 @@ impl Published {
 
     pub fn is_stale(&self) -> bool {
         self.stale.load(Ordering::Acquire)
+    }
+
+    /// Wait until the serving generation is at least `generation`.
+    pub async fn wait_for(&self, generation: u64) {
+        let mut rx = self.changed.subscribe();
+        let _ = rx.wait_for(|g| *g >= generation).await;
     }
 }

@@ -43,8 +43,6 @@ impl ZoneText {
 struct Node {
     /// RRsets at this name, ordered by type code.
     rrsets: Vec<(RecordType, Vec<Record>)>,
-    /// Index into the snapshot's steered names.
-    steered: Option<usize>,
 }
 
 impl Node {
@@ -74,8 +72,6 @@ pub enum Lookup<'z> {
     Answer(&'z [Record]),
     /// The name is an alias; the caller may follow it.
     Cname(&'z Record),
-    /// A steered name: the decision table picks the answer.
-    Steered(usize),
     /// The name exists, but not with this type.
     NoData,
     /// The name does not exist.
@@ -189,8 +185,9 @@ impl Zone {
         Ok(())
     }
 
-    /// Mark a name as steered. It must be in the zone and have no static records.
-    pub fn add_steered(&mut self, name: &Name, index: usize) -> Result<(), String> {
+    /// Whether `name` may be steered: inside the zone, not the apex, no static records, not
+    /// below a delegation.
+    pub fn check_steerable(&self, name: &Name) -> Result<(), String> {
         let lower = LowerName::new(name);
         if !self.lower_origin.zone_of(&lower) {
             return Err(format!("{name} is not in zone {}", self.origin));
@@ -198,16 +195,14 @@ impl Zone {
         if lower == self.lower_origin {
             return Err("the zone apex cannot be steered (it must hold SOA and NS)".into());
         }
-        if let Some(node) = self.nodes.get(&lower) {
-            if !node.rrsets.is_empty() {
-                return Err(format!("{name} also has static records in the zone"));
-            }
+        if self.nodes.get(&lower).is_some_and(|n| !n.rrsets.is_empty()) {
+            return Err(format!("{name} also has static records in the zone"));
         }
-        self.nodes.entry(lower.clone()).or_default().steered = Some(index);
-        let mut parent = lower.base_name();
-        while self.lower_origin.zone_of(&parent) && parent != self.lower_origin {
-            self.nodes.entry(parent.clone()).or_default();
-            parent = parent.base_name();
+        if self.delegation(&lower).is_some() {
+            return Err(format!(
+                "{name} is below a delegation in zone {}",
+                self.origin
+            ));
         }
         Ok(())
     }
@@ -245,9 +240,6 @@ impl Zone {
         let Some(node) = self.nodes.get(name) else {
             return Lookup::NxDomain;
         };
-        if let Some(index) = node.steered {
-            return Lookup::Steered(index);
-        }
         if let Some(cname) = node.rrset(RecordType::CNAME).and_then(|r| r.first()) {
             if rtype != RecordType::CNAME {
                 return Lookup::Cname(cname);

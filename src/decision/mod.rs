@@ -1,211 +1,352 @@
-//! Decision tables: a policy compiled against the GeoIP data, and the per-query lookup in it.
+//! Decision tables: a policy compiled against the GeoIP data, health and measurements, and the
+//! per-query lookup in it.
 //!
-//! [`compile`] runs on the control plane: it evaluates the policy once per distinct location
-//! of the City database and stores the result in an array indexed by [`LocId`], plus small
-//! side tables for ASN and CIDR rules. [`Table::decide`] is the hot path: a few comparisons
-//! and one array index; no allocation, no I/O, no locks. Pure; depends on `geo` and `policy`.
-//!
-//! Health, weights and measurements will be further inputs of `compile`; `decide` stays a
-//! lookup.
+//! [`compile`] runs on the control plane. It evaluates the policy's chain once per location
+//! class (distinct continent/country/subdivision of the GeoIP data), once per class for each
+//! ASN and CIDR that a rule names, and interns the outcomes. [`Table::decide`] is the hot path:
+//! a couple of comparisons and array indexes. [`Table::select`] turns an outcome into targets
+//! for one client network (a hash, for weighted picks and capacity spill-over). No allocation,
+//! no I/O, no locks. Pure; depends on `geo`, `policy`, `health`, `perf`.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::IpAddr;
+use std::time::SystemTime;
 
 use ipnet::IpNet;
 
 use crate::geo::{GeoDb, Located, common_prefix};
-use crate::policy::{Match, Policy, TargetId};
+use crate::policy::{self, Client, Inputs, Outcome, Pick, Policy, TargetId, Trace};
 
-/// Why a client got its answer. Shown by explain tools and counted in metrics.
+/// Most records one answer can carry (see `policy` validation).
+pub const MAX_ANSWERS: usize = 8;
+/// Hash-based picks are made per /24 (IPv4) or /56 (IPv6): the networks resolvers send in ECS.
+const HASH_PREFIX_V4: u8 = 24;
+const HASH_PREFIX_V6: u8 = 56;
+
+/// Index of an interned outcome in a [`Table`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
-    /// A CIDR rule matched the client network.
-    Cidr,
-    /// An ASN rule matched.
-    Asn,
-    /// A continent/country/subdivision rule matched.
-    Geo,
-    /// The client was located but no rule matched.
-    Default,
-    /// The client is not in the GeoIP database (or gave no usable address).
-    NoGeo,
-}
+pub struct OutcomeId(u32);
 
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Cidr => "cidr",
-            Reason::Asn => "asn",
-            Reason::Geo => "geo",
-            Reason::Default => "default",
-            Reason::NoGeo => "no_geo",
-        }
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The outcome for one class of clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Choice {
-    pub target: TargetId,
-    pub reason: Reason,
-    /// The rule's position in the policy file, when a rule decided.
-    pub rule: Option<usize>,
-}
-
-/// The outcome for one query: the choice and the ECS scope (prefix length) it holds for.
+/// The outcome for one query: which compiled outcome, and the ECS scope it holds for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
-    pub choice: Choice,
+    pub outcome: OutcomeId,
     pub scope: u8,
+}
+
+/// Up to [`MAX_ANSWERS`] targets, best first, without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selected {
+    targets: [TargetId; MAX_ANSWERS],
+    len: usize,
+}
+
+impl Selected {
+    pub fn as_slice(&self) -> &[TargetId] {
+        &self.targets[..self.len]
+    }
+
+    fn push(&mut self, t: TargetId) {
+        if self.len < MAX_ANSWERS && !self.as_slice().contains(&t) {
+            self.targets[self.len] = t;
+            self.len += 1;
+        }
+    }
 }
 
 /// One steered name's compiled policy.
 #[derive(Debug)]
 pub struct Table {
-    by_location: Box<[Choice]>,
-    not_located: Choice,
-    /// ASN → rules naming it, most specific first (they may carry location conditions).
-    by_asn: HashMap<u32, Box<[(Match, Choice)]>>,
-    /// Longest prefix first, so the first network containing the client wins.
-    by_cidr: Box<[(IpNet, Choice)]>,
+    outcomes: Vec<Outcome>,
+    /// Per location class; the extra last entry is for clients not in the GeoIP data.
+    by_class: Box<[OutcomeId]>,
+    /// ASN → per class (+1), for ASNs that rules name.
+    by_asn: HashMap<u32, Row>,
+    /// Longest prefix first → per class (+1).
+    by_cidr: Box<[(IpNet, Row)]>,
     uses_location: bool,
     uses_asn: bool,
+    answers: usize,
+    /// Salt for the per-network hash, so different names split networks independently.
+    salt: u64,
+    /// Per target, mixed into the rendezvous hash.
+    target_salts: Box<[u64]>,
 }
 
-/// Compile a policy against the GeoIP data.
-pub fn compile(policy: &Policy, geo: &GeoDb) -> Table {
-    let mut rules: Vec<_> = policy.rules.iter().collect();
-    // Most specific first; among equals, file order (sort is stable).
-    rules.sort_by_key(|r| std::cmp::Reverse(r.matches.specificity()));
+/// Outcomes per location class (+1 for not located) for one ASN or CIDR network.
+#[derive(Debug)]
+struct Row {
+    per_class: Box<[OutcomeId]>,
+    /// Every class gets the same outcome: the client's location does not matter here, which
+    /// allows a wider ECS scope.
+    uniform: bool,
+}
 
-    let default = Choice {
-        target: policy.default,
-        reason: Reason::Default,
-        rule: None,
-    };
-    let choice = |rule: &crate::policy::Rule, reason| Choice {
-        target: rule.target,
-        reason,
-        rule: Some(rule.index),
-    };
+impl Row {
+    fn new(per_class: Box<[OutcomeId]>) -> Self {
+        let uniform = per_class.windows(2).all(|w| w[0] == w[1]);
+        Row { per_class, uniform }
+    }
+}
 
-    let location_rules: Vec<_> = rules
-        .iter()
-        .filter(|r| r.matches.asn.is_empty() && r.matches.cidr.is_empty())
-        .collect();
-    let by_location = geo
-        .locations()
-        .iter()
-        .map(|loc| {
-            location_rules
-                .iter()
-                .find(|r| r.matches.matches_location(Some(loc)))
-                .map_or(default, |r| choice(r, Reason::Geo))
-        })
-        .collect();
-
-    let mut by_asn: HashMap<u32, Vec<(Match, Choice)>> = HashMap::new();
-    for rule in rules.iter().filter(|r| !r.matches.asn.is_empty()) {
-        for asn in &rule.matches.asn {
-            by_asn
-                .entry(*asn)
-                .or_default()
-                .push((rule.matches.clone(), choice(rule, Reason::Asn)));
+/// Compile a policy. Returns the table and when it will change by itself (rebuild then).
+pub fn compile(policy: &Policy, geo: &GeoDb, inputs: &Inputs) -> (Table, Option<SystemTime>) {
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut next_change: Option<SystemTime> = None;
+    let mut intern = |outcome: Outcome| -> OutcomeId {
+        if let Some(at) = outcome.next_change {
+            next_change = Some(next_change.map_or(at, |n| n.min(at)));
         }
-    }
+        let outcome = Outcome {
+            next_change: None,
+            ..outcome
+        };
+        let index = outcomes
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or_else(|| {
+                outcomes.push(outcome);
+                outcomes.len() - 1
+            });
+        OutcomeId(index as u32)
+    };
+    let mut per_class = |base: Client| -> Box<[OutcomeId]> {
+        geo.classes()
+            .iter()
+            .map(Some)
+            .chain(std::iter::once(None))
+            .map(|location| {
+                let client = Client { location, ..base };
+                intern(policy::evaluate(policy, &client, inputs, &mut Trace::off()))
+            })
+            .collect()
+    };
 
-    let mut by_cidr: Vec<(IpNet, Choice)> = rules
+    let by_class = per_class(Client::default());
+    let rules = policy.geo().map(|g| g.rules.as_slice()).unwrap_or(&[]);
+    let mut asns: Vec<u32> = rules
         .iter()
-        .flat_map(|r| {
-            r.matches
-                .cidr
-                .iter()
-                .map(|net| (*net, choice(r, Reason::Cidr)))
+        .flat_map(|r| r.matches.asn.iter().copied())
+        .collect();
+    asns.sort_unstable();
+    asns.dedup();
+    let by_asn = asns
+        .into_iter()
+        .map(|asn| {
+            (
+                asn,
+                Row::new(per_class(Client {
+                    asn: Some(asn),
+                    ..Client::default()
+                })),
+            )
         })
         .collect();
-    by_cidr.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
+    let mut nets: Vec<IpNet> = rules
+        .iter()
+        .flat_map(|r| r.matches.cidr.iter().copied())
+        .collect();
+    nets.sort_by_key(|n| (std::cmp::Reverse(n.prefix_len()), *n));
+    nets.dedup();
+    let by_cidr = nets
+        .into_iter()
+        .map(|net| {
+            (
+                net,
+                Row::new(per_class(Client {
+                    cidr: Some(net),
+                    ..Client::default()
+                })),
+            )
+        })
+        .collect();
 
-    Table {
-        by_location,
-        not_located: Choice {
-            reason: Reason::NoGeo,
-            ..default
-        },
-        by_asn: by_asn
-            .into_iter()
-            .map(|(asn, v)| (asn, v.into_boxed_slice()))
+    let salt = mix(fnv1a(policy.name.to_ascii().as_bytes()));
+    let table = Table {
+        outcomes,
+        by_class,
+        by_asn,
+        by_cidr,
+        uses_location: policy.uses_location(),
+        uses_asn: policy.uses_asn(),
+        answers: usize::from(policy.answers),
+        salt,
+        target_salts: policy
+            .targets
+            .iter()
+            .map(|t| mix(fnv1a(t.id.as_bytes()) ^ salt))
             .collect(),
-        by_cidr: by_cidr.into_boxed_slice(),
-        uses_location: policy.rules.iter().any(|r| r.matches.has_location()),
-        uses_asn: policy.rules.iter().any(|r| !r.matches.asn.is_empty()),
-    }
+    };
+    (table, next_change)
 }
 
 impl Table {
     /// Decide for a client address already located in `geo`. The hot path.
     pub fn decide(&self, ip: IpAddr, located: &Located, geo: &GeoDb) -> Decision {
-        // CIDR rules: the answer must not leak to a neighbouring rule's network, so the scope
-        // is at least one bit longer than the common prefix with every rule that missed.
+        let class = located
+            .loc
+            .map_or(geo.classes().len(), |l| geo.class_of(l).index());
+        // CIDR rules: the answer must not leak into a neighbouring rule's network, so the
+        // scope is at least one bit longer than the common prefix with every rule that missed.
         let mut scope = 0;
-        for (net, choice) in self.by_cidr.iter() {
+        let mut row = None;
+        for (net, r) in self.by_cidr.iter() {
             if net.contains(&ip) {
-                return Decision {
-                    choice: *choice,
-                    scope: scope.max(net.prefix_len()),
-                };
+                scope = scope.max(net.prefix_len());
+                row = Some(r);
+                break;
             }
             if let Some(common) = common_prefix(ip, net.network()) {
                 scope = scope.max(common + 1);
             }
         }
-
-        if self.uses_location {
+        let cidr_hit = row.is_some();
+        if !cidr_hit && self.uses_asn {
+            // Whether or not this ASN has rules, a neighbouring network's might.
+            scope = scope.max(located.asn_prefix);
+            row = located.asn.and_then(|asn| self.by_asn.get(&asn));
+        }
+        let location_matters = row.is_none_or(|r| !r.uniform);
+        if self.uses_location && location_matters {
             scope = scope.max(located.geo_prefix);
         }
-        if self.uses_asn {
-            scope = scope.max(located.asn_prefix);
-            let location = located.loc.map(|id| geo.location(id));
-            if let Some(rules) = located.asn.and_then(|asn| self.by_asn.get(&asn)) {
-                if let Some((_, choice)) = rules.iter().find(|(m, _)| m.matches_location(location))
-                {
-                    return Decision {
-                        choice: *choice,
-                        scope,
-                    };
-                }
-            }
-        }
-
-        let choice = match located.loc {
-            Some(id) => self
-                .by_location
-                .get(id.index())
-                .copied()
-                .unwrap_or(self.not_located),
-            None => self.not_located,
+        let outcome = match row {
+            Some(r) => r.per_class[class],
+            None => self.by_class[class],
         };
-        Decision { choice, scope }
+        if self.outcome(outcome).pick.needs_hash() {
+            scope = scope.max(hash_prefix(ip));
+        }
+        Decision { outcome, scope }
+    }
+
+    /// Which compiled row a client falls in: the CIDR rule network or the ASN with rules, if
+    /// any (for explanations, which re-run the chain for exactly that row).
+    pub fn row_of(&self, ip: IpAddr, located: &Located) -> (Option<IpNet>, Option<u32>) {
+        if let Some((net, _)) = self.by_cidr.iter().find(|(net, _)| net.contains(&ip)) {
+            return (Some(*net), None);
+        }
+        (
+            None,
+            located.asn.filter(|asn| self.by_asn.contains_key(asn)),
+        )
     }
 
     /// The answer for a client we know nothing about (ECS with prefix 0): valid for everyone.
     pub fn fallback(&self) -> Decision {
         Decision {
-            choice: self.not_located,
+            outcome: self.by_class[self.by_class.len() - 1],
             scope: 0,
         }
     }
 
-    /// Whether answers depend on the client at all (if not, the ECS scope is 0).
-    pub fn is_tailored(&self) -> bool {
-        self.uses_location || self.uses_asn || !self.by_cidr.is_empty()
+    pub fn outcome(&self, id: OutcomeId) -> &Outcome {
+        &self.outcomes[id.0 as usize]
     }
+
+    /// The targets for one client network, best first, at most `answers` of them.
+    pub fn select(&self, decision: &Decision, ip: Option<IpAddr>) -> Selected {
+        let mut out = Selected {
+            targets: [TargetId(0); MAX_ANSWERS],
+            len: 0,
+        };
+        let key = ip.map_or(self.salt, |ip| self.network_key(ip));
+        match &self.outcome(decision.outcome).pick {
+            Pick::Ranked(ranked) => {
+                // Walk the ranking; each target keeps its capacity share of what is left.
+                let mut u = unit(key);
+                let mut first = ranked.len().saturating_sub(1);
+                for (i, (_, cap)) in ranked.iter().enumerate() {
+                    if u < *cap {
+                        first = i;
+                        break;
+                    }
+                    u = (u - cap) / (1.0 - cap);
+                }
+                if let Some((t, _)) = ranked.get(first) {
+                    out.push(*t);
+                }
+                for (t, _) in ranked {
+                    if out.len >= self.answers {
+                        break;
+                    }
+                    out.push(*t);
+                }
+            }
+            Pick::Weighted(shares) => {
+                // Weighted rendezvous hashing: the smallest -ln(u)/share wins.
+                let mut scored = [(f64::INFINITY, TargetId(0)); MAX_ANSWERS * 4];
+                let n = shares.len().min(scored.len());
+                for (slot, (t, share)) in scored.iter_mut().zip(shares.iter()) {
+                    let u = unit(mix(key ^ self.target_salts[t.index()]));
+                    *slot = (-u.ln() / share, *t);
+                }
+                let scored = &mut scored[..n];
+                scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+                for (_, t) in scored.iter().take(self.answers) {
+                    out.push(*t);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether any answer depends on the client at all (if not, the ECS scope is 0).
+    pub fn is_tailored(&self) -> bool {
+        self.uses_location
+            || self.uses_asn
+            || !self.by_cidr.is_empty()
+            || self.outcomes.iter().any(|o| o.pick.needs_hash())
+    }
+
+    /// Every distinct outcome, for previews and metrics.
+    pub fn outcomes(&self) -> &[Outcome] {
+        &self.outcomes
+    }
+
+    /// Outcome per location class (last: not located), for previews.
+    pub fn by_class(&self) -> &[OutcomeId] {
+        &self.by_class
+    }
+
+    pub fn by_asn(&self) -> impl Iterator<Item = (u32, &[OutcomeId])> {
+        self.by_asn.iter().map(|(a, r)| (*a, &r.per_class[..]))
+    }
+
+    fn network_key(&self, ip: IpAddr) -> u64 {
+        let bits = match crate::geo::truncate(ip, hash_prefix(ip)) {
+            IpAddr::V4(v4) => u128::from(u32::from(v4)),
+            IpAddr::V6(v6) => u128::from(v6),
+        };
+        mix(self.salt ^ mix(bits as u64) ^ mix((bits >> 64) as u64).rotate_left(17))
+    }
+}
+
+fn hash_prefix(ip: IpAddr) -> u8 {
+    match ip {
+        IpAddr::V4(_) => HASH_PREFIX_V4,
+        IpAddr::V6(_) => HASH_PREFIX_V6,
+    }
+}
+
+/// splitmix64's finaliser: a cheap, well-mixed 64-bit hash step.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// A 64-bit hash to a float in (0, 1].
+fn unit(x: u64) -> f64 {
+    ((x >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+}
+
+/// FNV-1a: stable across builds and platforms (also used for ETags).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]

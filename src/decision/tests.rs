@@ -1,17 +1,39 @@
 //! Table-driven decisions on the bundled test databases (facts: tests/fixtures/geoip/README.md).
 
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::policy;
+use crate::health::{HealthView, State};
+use crate::perf::{PerfView, Region, Stats};
+use crate::policy::{self, Reason};
 
 fn geo() -> GeoDb {
     GeoDb::load(&crate::demo::city_db(), Some(&crate::demo::asn_db()), &[]).unwrap()
 }
 
-const POLICY: &str = r#"
+fn inputs<'a>(health: &'a HealthView, perf: &'a PerfView) -> Inputs<'a> {
+    Inputs {
+        health,
+        perf,
+        now: SystemTime::now(),
+    }
+}
+
+fn target_of(policy: &Policy, table: &Table, geo: &GeoDb, ip: &str) -> (String, Reason, u8) {
+    let ip: IpAddr = ip.parse().unwrap();
+    let d = table.decide(ip, &geo.locate(ip), geo);
+    let t = table.select(&d, Some(ip)).as_slice()[0];
+    (
+        policy.target(t).id.clone(),
+        table.outcome(d.outcome).reason,
+        d.scope,
+    )
+}
+
+const RULES: &str = r#"
 name = "www.example.com"
-default = "dflt"
 [targets.dflt]
 cname = "dflt.example.net"
 [targets.na]
@@ -28,35 +50,28 @@ cname = "asn.example.net"
 cname = "asn-us.example.net"
 [targets.lab]
 cname = "lab.example.net"
-[[rules]]
-match = { continent = "NA" }
-target = "na"
-[[rules]]
-match = { continent = "EU" }
-target = "eu"
-[[rules]]
-match = { country = "GB" }
-target = "gb"
-[[rules]]
-match = { subdivision = "US-WA" }
-target = "wa"
-[[rules]]
-match = { asn = 1221 }
-target = "asn"
-[[rules]]
-match = { asn = 6167, country = "US" }
-target = "asn-us"
-[[rules]]
-match = { cidr = "81.2.69.192/26" }
-target = "lab"
+[[chain]]
+kind = "up"
+[[chain]]
+kind = "geo"
+default = ["dflt"]
+rules = [
+  { match = { continent = "NA" }, targets = ["na"] },
+  { match = { continent = "EU" }, targets = ["eu"] },
+  { match = { country = "GB" }, targets = ["gb", "eu"] },
+  { match = { subdivision = "US-WA" }, targets = ["wa"] },
+  { match = { asn = 1221 }, targets = ["asn"] },
+  { match = { asn = 6167, country = "US" }, targets = ["asn-us"] },
+  { match = { cidr = "81.2.69.192/26" }, targets = ["lab"] },
+]
 "#;
 
 #[test]
 fn most_specific_rule_wins_and_scope_is_right() {
     let geo = geo();
-    let policy = policy::parse("p.toml", POLICY).unwrap();
-    let table = compile(&policy, &geo);
-    // (client, target, reason, scope)
+    let (h, p) = (HealthView::default(), PerfView::default());
+    let policy = policy::parse("p.toml", RULES).unwrap();
+    let (table, _) = compile(&policy, &geo, &inputs(&h, &p));
     let cases = [
         // GB beats EU; the CIDR rule 81.2.69.192/26 is a neighbour: scope ≥ 25.
         ("81.2.69.142", "gb", Reason::Geo, 31),
@@ -73,63 +88,351 @@ fn most_specific_rule_wins_and_scope_is_right() {
         ("2001:480:10::1", "na", Reason::Geo, 48),
     ];
     for (ip, target, reason, scope) in cases {
-        let ip: IpAddr = ip.parse().unwrap();
-        let d = table.decide(ip, &geo.locate(ip), &geo);
-        assert_eq!(policy.target(d.choice.target).id, target, "{ip}");
-        assert_eq!(d.choice.reason, reason, "{ip}");
-        assert_eq!(d.scope, scope, "{ip}");
+        assert_eq!(
+            target_of(&policy, &table, &geo, ip),
+            (target.into(), reason, scope),
+            "{ip}"
+        );
     }
+}
+
+#[test]
+fn a_down_target_falls_back_to_the_next_rule_then_last_resort() {
+    let geo = geo();
+    let policy = policy::parse("p.toml", RULES).unwrap();
+    let perf = PerfView::default();
+    let mut health = HealthView::default();
+    let now = SystemTime::now();
+    health.set("gb", State::Down, true, now);
+    let (table, _) = compile(&policy, &geo, &inputs(&health, &perf));
+    // GB's rule lists gb then eu: eu takes over, still by that rule.
+    assert_eq!(target_of(&policy, &table, &geo, "81.2.69.142").0, "eu");
+    health.set("eu", State::Down, true, now);
+    let (table, _) = compile(&policy, &geo, &inputs(&health, &perf));
+    // Both of GB's targets down, and EU's rule has only eu: the default.
+    assert_eq!(target_of(&policy, &table, &geo, "81.2.69.142").0, "dflt");
+    health.set("dflt", State::Down, true, now);
+    let (table, _) = compile(&policy, &geo, &inputs(&health, &perf));
+    let (_, reason, _) = target_of(&policy, &table, &geo, "81.2.69.142");
+    assert_eq!(reason, Reason::AllDownFallback);
 }
 
 #[test]
 fn an_untailored_policy_has_scope_zero() {
     let geo = geo();
-    let text =
-        "name = \"x.example.com\"\ndefault = \"a\"\n[targets.a]\ncname = \"a.example.net\"\n";
+    let (h, p) = (HealthView::default(), PerfView::default());
+    let text = "name = \"x.example.com\"\n[targets.a]\ncname = \"a.example.net\"\n[[chain]]\nkind = \"failover\"\n";
     let policy = policy::parse("p.toml", text).unwrap();
-    let table = compile(&policy, &geo);
+    let (table, _) = compile(&policy, &geo, &inputs(&h, &p));
     assert!(!table.is_tailored());
-    let ip: IpAddr = "81.2.69.142".parse().unwrap();
-    let d = table.decide(ip, &geo.locate(ip), &geo);
-    assert_eq!(d.scope, 0);
-    assert_eq!(d.choice.reason, Reason::Default);
+    assert_eq!(target_of(&policy, &table, &geo, "81.2.69.142").2, 0);
     assert_eq!(table.fallback().scope, 0);
 }
 
 #[test]
 fn nested_cidr_rules_narrow_the_scope() {
     let geo = geo();
+    let (h, p) = (HealthView::default(), PerfView::default());
     let text = r#"
 name = "x.example.com"
-default = "a"
 [targets.a]
 cname = "a.example.net"
 [targets.b]
 cname = "b.example.net"
 [targets.c]
 cname = "c.example.net"
-[[rules]]
-match = { cidr = "10.0.0.0/8" }
-target = "b"
-[[rules]]
-match = { cidr = "10.1.2.0/24" }
-target = "c"
+[[chain]]
+kind = "geo"
+default = ["a"]
+rules = [
+  { match = { cidr = "10.0.0.0/8" }, targets = ["b"] },
+  { match = { cidr = "10.1.2.0/24" }, targets = ["c"] },
+]
 "#;
     let policy = policy::parse("p.toml", text).unwrap();
-    let table = compile(&policy, &geo);
+    let (table, _) = compile(&policy, &geo, &inputs(&h, &p));
     let cases = [
-        // In the /8 but beside the /24: common prefix with 10.1.2.0 is 15 bits → scope 16.
+        // In the /8 beside the /24: common prefix with 10.1.2.0 is 15 bits → scope 16.
         ("10.0.0.1", "b", 16),
         ("10.1.2.3", "c", 24),
         // 10.128.0.0/9 holds no /24 rule, so the answer holds for the /9.
         ("10.200.0.1", "b", 9),
-        // Outside both: must not cover 10.0.0.0/8 → scope ≥ cpl(11.x, 10.x)+1 = 8.
         ("11.0.0.1", "a", 8),
     ];
     for (ip, target, scope) in cases {
+        let (t, _, s) = target_of(&policy, &table, &geo, ip);
+        assert_eq!((t.as_str(), s), (target, scope), "{ip}");
+    }
+}
+
+const WEIGHTED: &str = r#"
+name = "w.example.com"
+[targets.a]
+cname = "a.example.net"
+[targets.b]
+cname = "b.example.net"
+[[chain]]
+kind = "weighted"
+weights = { a = 70, b = 30 }
+"#;
+
+/// Shares across many client networks: within 1 percentage point of the weights.
+fn shares(policy: &Policy, table: &Table, geo: &GeoDb, networks: u32) -> HashMap<String, f64> {
+    let mut counts: HashMap<String, u32> = HashMap::new();
+    for i in 0..networks {
+        // Distinct /24s spread over the address space.
+        let ip = IpAddr::V4(Ipv4Addr::from(i.wrapping_mul(2_654_435_761) & 0xffff_ff00));
+        let d = table.decide(ip, &geo.locate(ip), geo);
+        assert!(
+            d.scope >= 24,
+            "a hashed answer must hold for the hashed /24 only"
+        );
+        let t = table.select(&d, Some(ip)).as_slice()[0];
+        *counts.entry(policy.target(t).id.clone()).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(k, v)| (k, f64::from(v) / f64::from(networks)))
+        .collect()
+}
+
+#[test]
+fn weighted_shares_hold_across_networks_and_networks_keep_their_answer() {
+    let geo = geo();
+    let (h, p) = (HealthView::default(), PerfView::default());
+    let policy = policy::parse("p.toml", WEIGHTED).unwrap();
+    let (table, _) = compile(&policy, &geo, &inputs(&h, &p));
+    let s = shares(&policy, &table, &geo, 100_000);
+    assert!((s["a"] - 0.70).abs() < 0.01, "{s:?}");
+    assert!((s["b"] - 0.30).abs() < 0.01, "{s:?}");
+    // Same /24, different hosts: same answer.
+    let pick = |ip: &str| {
         let ip: IpAddr = ip.parse().unwrap();
         let d = table.decide(ip, &geo.locate(ip), &geo);
-        assert_eq!(policy.target(d.choice.target).id, target, "{ip}");
-        assert_eq!(d.scope, scope, "{ip}");
+        table.select(&d, Some(ip)).as_slice()[0]
+    };
+    for n in 0..50 {
+        assert_eq!(
+            pick(&format!("198.51.{n}.1")),
+            pick(&format!("198.51.{n}.254"))
+        );
     }
+}
+
+#[test]
+fn a_ramp_step_moves_only_networks_it_must() {
+    let geo = geo();
+    let (h, p) = (HealthView::default(), PerfView::default());
+    let at = |w: u32| {
+        let text = WEIGHTED.replace("a = 70, b = 30", &format!("a = {}, b = {w}", 100 - w));
+        let policy = policy::parse("p.toml", &text).unwrap();
+        compile(&policy, &geo, &inputs(&h, &p)).0
+    };
+    let (five, quarter) = (at(5), at(25));
+    let mut moved_back = 0;
+    for i in 0..20_000u32 {
+        let ip = IpAddr::V4(Ipv4Addr::from(i << 8));
+        let located = geo.locate(ip);
+        let b5 = five
+            .select(&five.decide(ip, &located, &geo), Some(ip))
+            .as_slice()[0]
+            == TargetId(1);
+        let b25 = quarter
+            .select(&quarter.decide(ip, &located, &geo), Some(ip))
+            .as_slice()[0]
+            == TargetId(1);
+        if b5 && !b25 {
+            moved_back += 1;
+        }
+    }
+    assert_eq!(
+        moved_back, 0,
+        "networks on the new target at 5% stay on it at 25%"
+    );
+}
+
+#[test]
+fn capacity_spills_to_the_next_ranked_target() {
+    let geo = geo();
+    let (h, p) = (HealthView::default(), PerfView::default());
+    let text = r#"
+name = "c.example.com"
+[targets.a]
+cname = "a.example.net"
+max_share = 0.6
+[targets.b]
+cname = "b.example.net"
+[[chain]]
+kind = "failover"
+order = ["a", "b"]
+"#;
+    let policy = policy::parse("p.toml", text).unwrap();
+    let (table, _) = compile(&policy, &geo, &inputs(&h, &p));
+    let s = shares(&policy, &table, &geo, 50_000);
+    assert!((s["a"] - 0.6).abs() < 0.01, "{s:?}");
+    // Weighted with a cap: 70/30 capped at 50% → 50/50.
+    let capped = WEIGHTED.replace(
+        "cname = \"a.example.net\"",
+        "cname = \"a.example.net\"\nmax_share = 0.5",
+    );
+    let policy = policy::parse("p.toml", &capped).unwrap();
+    let (table, _) = compile(&policy, &geo, &inputs(&h, &p));
+    let s = shares(&policy, &table, &geo, 50_000);
+    assert!((s["a"] - 0.5).abs() < 0.01, "{s:?}");
+}
+
+#[test]
+fn active_passive_fails_back_only_after_hold_down() {
+    let geo = geo();
+    let perf = PerfView::default();
+    let text = r#"
+name = "ap.example.com"
+[targets.p]
+cname = "p.example.net"
+[targets.s]
+cname = "s.example.net"
+[[chain]]
+kind = "active_passive"
+primary = "p"
+standby = "s"
+hold_down_s = 60
+"#;
+    let policy = policy::parse("p.toml", text).unwrap();
+    let t0 = SystemTime::now();
+    let mut health = HealthView::default();
+    let answer = |health: &HealthView, now: SystemTime| {
+        let (table, next) = compile(
+            &policy,
+            &geo,
+            &Inputs {
+                health,
+                perf: &perf,
+                now,
+            },
+        );
+        let d = table.fallback();
+        (
+            policy
+                .target(table.select(&d, None).as_slice()[0])
+                .id
+                .clone(),
+            next,
+        )
+    };
+    assert_eq!(answer(&health, t0).0, "p", "no reports: primary");
+    health.set("p", State::Down, false, t0);
+    assert_eq!(answer(&health, t0).0, "s");
+    let back = t0 + Duration::from_secs(10);
+    health.set("p", State::Up, false, back);
+    let (target, next) = answer(&health, back + Duration::from_secs(30));
+    assert_eq!(target, "s", "still in hold-down");
+    assert_eq!(
+        next,
+        Some(back + Duration::from_secs(60)),
+        "rebuild when the hold-down ends"
+    );
+    assert_eq!(answer(&health, back + Duration::from_secs(61)).0, "p");
+    // A flap inside the hold-down restarts it.
+    health.set("p", State::Down, false, back + Duration::from_secs(62));
+    health.set("p", State::Up, false, back + Duration::from_secs(63));
+    assert_eq!(answer(&health, back + Duration::from_secs(100)).0, "s");
+}
+
+#[test]
+fn performance_switches_only_on_conclusive_data() {
+    let geo = geo();
+    let health = HealthView::default();
+    let text = r#"
+name = "p.example.com"
+[targets.a]
+cname = "a.example.net"
+[targets.b]
+cname = "b.example.net"
+[[chain]]
+kind = "performance"
+min_samples = 5
+[[chain]]
+kind = "failover"
+order = ["a", "b"]
+"#;
+    let policy = policy::parse("p.toml", text).unwrap();
+    let de = "2a02:d180::1";
+    let run = |perf: &PerfView| {
+        let (table, _) = compile(
+            &policy,
+            &geo,
+            &Inputs {
+                health: &health,
+                perf,
+                now: SystemTime::now(),
+            },
+        );
+        target_of(&policy, &table, &geo, de).0
+    };
+    let fast = Stats::from_samples(&[20.0, 21.0, 19.0, 22.0, 20.0, 21.0], 1.0);
+    let slow = Stats::from_samples(&[60.0, 58.0, 65.0, 61.0, 59.0, 62.0], 1.0);
+    let noisy = Stats::from_samples(&[15.0, 70.0, 30.0, 55.0, 20.0, 64.0], 1.0);
+    let mut perf = PerfView::default();
+    assert_eq!(run(&perf), "a", "no data: failover order");
+    perf.insert("a", Region::Country(*b"DE"), slow);
+    perf.insert("b", Region::Country(*b"DE"), fast);
+    assert_eq!(run(&perf), "b", "b is clearly faster in DE");
+    perf.insert("b", Region::Country(*b"DE"), noisy);
+    assert_eq!(run(&perf), "a", "not conclusive: the fallback decides");
+    // Too few samples in the country: the continent's data decides.
+    let mut perf = PerfView::default();
+    perf.insert(
+        "a",
+        Region::Country(*b"DE"),
+        Stats::from_samples(&[90.0, 91.0], 1.0),
+    );
+    perf.insert(
+        "b",
+        Region::Country(*b"DE"),
+        Stats::from_samples(&[10.0, 11.0], 1.0),
+    );
+    perf.insert("a", Region::Continent(crate::geo::Continent::Europe), slow);
+    perf.insert("b", Region::Continent(crate::geo::Continent::Europe), fast);
+    assert_eq!(run(&perf), "b");
+    // Available too rarely: never first.
+    let mut perf = PerfView::default();
+    perf.insert("a", Region::World, slow);
+    perf.insert(
+        "b",
+        Region::World,
+        Stats {
+            availability: 0.9,
+            ..fast
+        },
+    );
+    assert_eq!(run(&perf), "a");
+}
+
+#[test]
+fn multi_value_answers_take_the_first_n() {
+    let geo = geo();
+    let (h, p) = (HealthView::default(), PerfView::default());
+    let text = r#"
+name = "m.example.com"
+answers = 2
+[targets.x]
+a = ["192.0.2.1"]
+[targets.y]
+a = ["192.0.2.2"]
+[targets.z]
+a = ["192.0.2.3"]
+[[chain]]
+kind = "failover"
+order = ["z", "x", "y"]
+"#;
+    let policy = policy::parse("p.toml", text).unwrap();
+    let (table, _) = compile(&policy, &geo, &inputs(&h, &p));
+    let d = table.fallback();
+    let ids: Vec<&str> = table
+        .select(&d, None)
+        .as_slice()
+        .iter()
+        .map(|t| policy.target(*t).id.as_str())
+        .collect();
+    assert_eq!(ids, ["z", "x"]);
 }

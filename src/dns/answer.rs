@@ -1,17 +1,22 @@
 //! From (snapshot, question, client) to the records of a reply. No wire format here: the
-//! handler encodes. Records are borrowed from the snapshot, never copied.
+//! handler encodes. Records are borrowed from the snapshot, never copied, except the TXT
+//! records of an explain name.
 
 use std::net::IpAddr;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{LowerName, RData, Record, RecordType};
+use hickory_proto::rr::rdata::TXT;
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use crate::decision::Decision;
+use crate::explain;
 use crate::snapshot::{Snapshot, Steered};
 use crate::zone::Lookup;
 
 /// CNAME chains longer than this inside our own zones are cut (loops, mistakes).
 const MAX_CHAIN: usize = 8;
+/// `_explain.<steered name>` TXT answers how that name is decided for the asker.
+const EXPLAIN_LABEL: &[u8] = b"_explain";
 
 /// What to send back, before encoding.
 #[derive(Debug)]
@@ -19,6 +24,8 @@ pub struct Reply<'s> {
     pub rcode: ResponseCode,
     pub authoritative: bool,
     pub answers: Vec<&'s Record>,
+    /// Answers made for this query only (explain names).
+    pub owned_answers: Vec<Record>,
     pub authority: Vec<&'s Record>,
     pub additionals: Vec<&'s Record>,
     /// ECS scope prefix: 0 unless a steered decision shaped the answer.
@@ -33,6 +40,7 @@ impl Reply<'_> {
             rcode,
             authoritative,
             answers: Vec::new(),
+            owned_answers: Vec::new(),
             authority: Vec::new(),
             additionals: Vec::new(),
             scope: 0,
@@ -47,11 +55,23 @@ impl Reply<'_> {
 
 /// Who is asking, for steering.
 #[derive(Debug, Clone, Copy)]
-pub enum Client {
-    /// Steer on this address (the ECS address, or the resolver's own).
-    Address(IpAddr),
-    /// The resolver sent ECS with prefix 0: it asks for an answer that fits every client.
-    Anyone,
+pub struct Asker {
+    /// The resolver's own address.
+    pub resolver: IpAddr,
+    /// The ECS subnet, when sent: (address, source prefix).
+    pub subnet: Option<(IpAddr, u8)>,
+}
+
+impl Asker {
+    /// The address to steer on: the ECS address, else the resolver's. `None` for ECS /0, which
+    /// asks for an answer that fits every client.
+    pub fn steer_on(&self) -> Option<IpAddr> {
+        match self.subnet {
+            Some((_, 0)) => None,
+            Some((address, _)) => Some(address),
+            None => Some(self.resolver),
+        }
+    }
 }
 
 /// Answer a question from the snapshot.
@@ -59,69 +79,51 @@ pub fn resolve<'s>(
     snapshot: &'s Snapshot,
     qname: &LowerName,
     qtype: RecordType,
-    client: Client,
+    asker: &Asker,
 ) -> Reply<'s> {
     let Some(first_zone) = snapshot.zones.find(qname) else {
         return Reply::refused();
     };
     let mut reply = Reply::new(ResponseCode::NoError, true);
+    if snapshot.settings.explain_names {
+        if let Some(done) = explain_name(snapshot, qname, qtype, asker, &mut reply) {
+            if !done {
+                reply.authority.push(first_zone.negative_soa());
+            }
+            return reply;
+        }
+    }
     let mut zone = first_zone;
     let mut name = qname.clone();
 
     for _ in 0..MAX_CHAIN {
-        let next = match zone.lookup(&name, qtype) {
-            Lookup::Answer(records) => {
-                reply.answers.extend(records);
-                None
-            }
-            Lookup::Cname(record) => {
-                reply.answers.push(record);
-                cname_target(record)
-            }
-            Lookup::Steered(index) => {
-                let steered = &snapshot.steered[index];
-                let decision = decide(snapshot, steered, client);
-                reply.scope = reply.scope.max(decision.scope);
-                reply.decision = Some(decision);
-                let records = &steered.answers[usize::from(decision.choice.target.0)];
-                match (&records.cname, qtype) {
-                    (Some(cname), _) => {
-                        reply.answers.push(cname);
-                        cname_target(cname)
-                    }
-                    (None, RecordType::A) => {
-                        reply.answers.extend(&records.a);
-                        None
-                    }
-                    (None, RecordType::AAAA) => {
-                        reply.answers.extend(&records.aaaa);
-                        None
-                    }
-                    // RFC 8482: one RRset is a complete answer to ANY.
-                    (None, RecordType::ANY) => {
-                        if records.a.is_empty() {
-                            reply.answers.extend(&records.aaaa);
-                        } else {
-                            reply.answers.extend(&records.a);
-                        }
-                        None
-                    }
-                    (None, _) => None,
+        let next = if let Some(steered) = snapshot.steered.get(&name) {
+            steered_answer(snapshot, steered, qtype, asker, &mut reply)
+        } else {
+            match zone.lookup(&name, qtype) {
+                Lookup::Answer(records) => {
+                    reply.answers.extend(records);
+                    None
                 }
-            }
-            Lookup::NoData => None,
-            Lookup::NxDomain => {
-                // RFC 6604: the rcode describes the last name of a chain.
-                reply.rcode = ResponseCode::NXDomain;
-                None
-            }
-            Lookup::Referral { ns, glue } => {
-                if reply.answers.is_empty() {
-                    reply.authoritative = false;
-                    reply.authority.extend(ns);
-                    reply.additionals.extend(glue);
+                Lookup::Cname(record) => {
+                    reply.answers.push(record);
+                    cname_target(record)
                 }
-                return reply;
+                Lookup::NoData => None,
+                Lookup::NxDomain if snapshot.steered_parents.contains(&name) => None,
+                Lookup::NxDomain => {
+                    // RFC 6604: the rcode describes the last name of a chain.
+                    reply.rcode = ResponseCode::NXDomain;
+                    None
+                }
+                Lookup::Referral { ns, glue } => {
+                    if reply.answers.is_empty() {
+                        reply.authoritative = false;
+                        reply.authority.extend(ns);
+                        reply.additionals.extend(glue);
+                    }
+                    return reply;
+                }
             }
         };
         let Some(target) = next else { break };
@@ -145,14 +147,81 @@ pub fn resolve<'s>(
     reply
 }
 
-fn decide(snapshot: &Snapshot, steered: &Steered, client: Client) -> Decision {
-    match client {
-        Client::Address(ip) => {
+/// Add a steered name's answer; returns the CNAME target to follow, if any.
+fn steered_answer<'s>(
+    snapshot: &'s Snapshot,
+    steered: &'s Steered,
+    qtype: RecordType,
+    asker: &Asker,
+    reply: &mut Reply<'s>,
+) -> Option<LowerName> {
+    let decision = decide(snapshot, steered, asker);
+    reply.scope = reply.scope.max(decision.scope);
+    reply.decision = Some(decision);
+    let selected = steered.table.select(&decision, asker.steer_on());
+    let targets = selected.as_slice();
+    let records = |t: &crate::policy::TargetId| &steered.answers[t.index()];
+    if let Some(cname) = targets.first().and_then(|t| records(t).cname.as_ref()) {
+        reply.answers.push(cname);
+        return cname_target(cname);
+    }
+    let a = || targets.iter().flat_map(|t| records(t).a.iter());
+    let aaaa = || targets.iter().flat_map(|t| records(t).aaaa.iter());
+    match qtype {
+        RecordType::A => reply.answers.extend(a()),
+        RecordType::AAAA => reply.answers.extend(aaaa()),
+        // RFC 8482: one RRset is a complete answer to ANY.
+        RecordType::ANY => {
+            if a().next().is_some() {
+                reply.answers.extend(a());
+            } else {
+                reply.answers.extend(aaaa());
+            }
+        }
+        _ => {}
+    }
+    None
+}
+
+pub fn decide(snapshot: &Snapshot, steered: &Steered, asker: &Asker) -> Decision {
+    match asker.steer_on() {
+        Some(ip) => {
             let located = snapshot.geo.locate(ip);
             steered.table.decide(ip, &located, &snapshot.geo)
         }
-        Client::Anyone => steered.table.fallback(),
+        None => steered.table.fallback(),
     }
+}
+
+/// `_explain.<steered name>`: `Some(answered)` when the name is an explain name.
+fn explain_name(
+    snapshot: &Snapshot,
+    qname: &LowerName,
+    qtype: RecordType,
+    asker: &Asker,
+    reply: &mut Reply<'_>,
+) -> Option<bool> {
+    let name: Name = qname.into();
+    if name.num_labels() < 2 || !name.iter().next()?.eq_ignore_ascii_case(EXPLAIN_LABEL) {
+        return None;
+    }
+    let target = LowerName::new(&name.base_name());
+    let steered = snapshot.steered.get(&target)?;
+    if !matches!(qtype, RecordType::TXT | RecordType::ANY) {
+        return Some(false);
+    }
+    let explanation = explain::explain(snapshot, steered, asker);
+    // Explanations are per asker: never let a resolver share them.
+    let lines: Vec<String> = explanation
+        .lines()
+        .into_iter()
+        .map(|l| l.chars().take(255).collect())
+        .collect();
+    reply
+        .owned_answers
+        .push(Record::from_rdata(name, 0, RData::TXT(TXT::new(lines))));
+    reply.scope = 0;
+    Some(true)
 }
 
 fn cname_target(record: &Record) -> Option<LowerName> {

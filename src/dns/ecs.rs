@@ -3,6 +3,8 @@
 use std::net::IpAddr;
 
 use hickory_proto::op::Edns;
+
+use crate::geo::truncate;
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 
 /// The client subnet a resolver sent, validated.
@@ -55,27 +57,10 @@ pub fn response_option(subnet: Subnet, scope_prefix: u8) -> EdnsOption {
     ))
 }
 
-/// Zero every bit after the first `prefix` bits.
-pub fn truncate(ip: IpAddr, prefix: u8) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => {
-            let mask = u32::MAX
-                .checked_shl(32 - u32::from(prefix.min(32)))
-                .unwrap_or(0);
-            IpAddr::V4((u32::from(v4) & mask).into())
-        }
-        IpAddr::V6(v6) => {
-            let mask = u128::MAX
-                .checked_shl(128 - u32::from(prefix.min(128)))
-                .unwrap_or(0);
-            IpAddr::V6((u128::from(v6) & mask).into())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::geo::truncate;
 
     #[test]
     fn truncation() {

@@ -15,8 +15,8 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tracing::debug;
 
-use super::answer::{self, Client, Reply};
-use super::ecs::{self, Subnet};
+use super::answer::{self, Asker, Reply};
+use super::ecs;
 use crate::snapshot::Published;
 
 /// Answers queries from the current snapshot.
@@ -63,15 +63,12 @@ impl RequestHandler for Handler {
                     None
                 }
                 Ok(subnet) => {
-                    let client = match subnet {
-                        Some(Subnet {
-                            source_prefix: 0, ..
-                        }) => Client::Anyone,
-                        Some(s) => Client::Address(s.address),
-                        None => Client::Address(canonical(request.src().ip())),
+                    let asker = Asker {
+                        resolver: canonical(request.src().ip()),
+                        subnet: subnet.map(|s| (s.address, s.source_prefix)),
                     };
                     let reply =
-                        answer::resolve(&snapshot, query.name(), query.query_type(), client);
+                        answer::resolve(&snapshot, query.name(), query.query_type(), &asker);
                     metadata.response_code = reply.rcode;
                     metadata.authoritative = reply.authoritative;
                     if let (Some(subnet), Some(edns)) = (subnet, edns.as_mut()) {
@@ -87,13 +84,14 @@ impl RequestHandler for Handler {
         let sent = match &reply {
             Some(Reply {
                 answers,
+                owned_answers,
                 authority,
                 additionals,
                 ..
             }) => {
                 let response = builder.build(
                     metadata,
-                    answers.iter().copied(),
+                    answers.iter().copied().chain(owned_answers.iter()),
                     authority.iter().copied(),
                     std::iter::empty(),
                     additionals.iter().copied(),

@@ -21,7 +21,7 @@ impl LocId {
 }
 
 /// The seven continent codes MaxMind uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Continent {
     Africa,
     Antarctica,

@@ -94,6 +94,11 @@ pub struct GeoDb {
     locations: Vec<Location>,
     loc_by_offset: HashMap<usize, LocId>,
     asn_by_offset: HashMap<usize, u32>,
+    /// Distinct (continent, country, subdivision): all a policy can tell apart. Decision
+    /// tables are indexed by class, which keeps them small on real databases.
+    classes: Vec<Location>,
+    /// Indexed by `LocId`.
+    class_of: Vec<ClassId>,
     /// Longest prefix first; their locations are at the end of `locations`.
     overrides: Vec<(IpNet, LocId, Option<u32>)>,
 }
@@ -155,7 +160,10 @@ impl GeoDb {
             }
         };
 
+        let (classes, class_of) = classify(&locations);
         Ok(Self {
+            classes,
+            class_of,
             city,
             asn,
             city_name,
@@ -174,6 +182,15 @@ impl GeoDb {
 
     pub fn location(&self, id: LocId) -> &Location {
         &self.locations[id.index()]
+    }
+
+    /// Every distinct location class; `ClassId` indexes this slice.
+    pub fn classes(&self) -> &[Location] {
+        &self.classes
+    }
+
+    pub fn class_of(&self, id: LocId) -> ClassId {
+        self.class_of[id.index()]
     }
 
     pub fn has_asn(&self) -> bool {
@@ -254,6 +271,24 @@ impl GeoDb {
     }
 }
 
+/// Zero every bit after the first `prefix` bits.
+pub fn truncate(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(prefix.min(32)))
+                .unwrap_or(0);
+            IpAddr::V4((u32::from(v4) & mask).into())
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(prefix.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
+    }
+}
+
 /// Length of the common leading bits of two addresses of the same family.
 pub fn common_prefix(a: IpAddr, b: IpAddr) -> Option<u8> {
     match (a, b) {
@@ -269,6 +304,40 @@ fn full_prefix(ip: IpAddr) -> u8 {
     match ip {
         IpAddr::V4(_) => 32,
         IpAddr::V6(_) => 128,
+    }
+}
+
+/// Group locations by what policies can match on.
+fn classify(locations: &[Location]) -> (Vec<Location>, Vec<ClassId>) {
+    let mut classes: Vec<Location> = Vec::new();
+    type Key = (Option<Continent>, Option<[u8; 2]>, Option<Box<str>>);
+    let mut index: HashMap<Key, ClassId> = HashMap::new();
+    let class_of = locations
+        .iter()
+        .map(|loc| {
+            let key = (loc.continent, loc.country, loc.subdivision.clone());
+            *index.entry(key).or_insert_with(|| {
+                classes.push(Location {
+                    continent: loc.continent,
+                    country: loc.country,
+                    subdivision: loc.subdivision.clone(),
+                    city: None,
+                    coordinates: None,
+                });
+                ClassId(classes.len() as u32 - 1)
+            })
+        })
+        .collect();
+    (classes, class_of)
+}
+
+/// Index of a location class in [`GeoDb::classes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClassId(u32);
+
+impl ClassId {
+    pub fn index(self) -> usize {
+        self.0 as usize
     }
 }
 

@@ -12,7 +12,14 @@ fn db() -> GeoDb {
 fn locations_match_the_fixture_facts() {
     let db = db();
     // (ip, continent, country, subdivision, record prefix)
-    let cases: &[(&str, Option<&str>, Option<&str>, Option<&str>, u8)] = &[
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+        u8,
+    );
+    let cases: &[Case] = &[
         ("81.2.69.142", Some("EU"), Some("GB"), Some("ENG"), 31),
         ("2.125.160.216", Some("EU"), Some("GB"), Some("ENG"), 29),
         ("89.160.20.128", Some("EU"), Some("SE"), Some("E"), 25),

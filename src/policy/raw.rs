@@ -11,15 +11,26 @@ pub struct RawPolicy {
     pub name: String,
     #[serde(default = "default_ttl")]
     pub ttl_s: u32,
-    /// Target answered when no rule matches.
-    pub default: String,
+    /// How many targets' records one answer carries (address targets only).
+    #[serde(default = "default_answers")]
+    pub answers: u8,
+    /// When every target is down: "all" (fail open) or a target id.
+    #[serde(default = "default_last_resort")]
+    pub last_resort: String,
     pub targets: BTreeMap<String, RawTarget>,
-    #[serde(default)]
-    pub rules: Vec<RawRule>,
+    pub chain: Vec<RawStep>,
 }
 
 fn default_ttl() -> u32 {
     30
+}
+
+fn default_answers() -> u8 {
+    1
+}
+
+fn default_last_resort() -> String {
+    "all".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -30,6 +41,57 @@ pub struct RawTarget {
     pub a: Vec<String>,
     #[serde(default)]
     pub aaaa: Vec<String>,
+    /// Capacity or commit limit: the largest share of a region's answers, 0 < x <= 1.
+    pub max_share: Option<f64>,
+}
+
+/// One step of the chain, by `kind`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawStep {
+    Up {},
+    Geo {
+        default: Vec<String>,
+        #[serde(default)]
+        rules: Vec<RawRule>,
+    },
+    Performance {
+        #[serde(default = "default_min_samples")]
+        min_samples: u64,
+        #[serde(default = "default_confidence")]
+        confidence: f64,
+        #[serde(default = "default_min_availability")]
+        min_availability: f64,
+    },
+    Weighted {
+        weights: BTreeMap<String, u32>,
+    },
+    Failover {
+        #[serde(default)]
+        order: Vec<String>,
+    },
+    ActivePassive {
+        primary: String,
+        standby: String,
+        #[serde(default = "default_hold_down")]
+        hold_down_s: u64,
+    },
+}
+
+fn default_min_samples() -> u64 {
+    30
+}
+
+fn default_confidence() -> f64 {
+    0.95
+}
+
+fn default_min_availability() -> f64 {
+    0.99
+}
+
+fn default_hold_down() -> u64 {
+    300
 }
 
 #[derive(Debug, Deserialize)]
@@ -37,7 +99,7 @@ pub struct RawTarget {
 pub struct RawRule {
     #[serde(rename = "match")]
     pub matches: RawMatch,
-    pub target: String,
+    pub targets: Vec<String>,
 }
 
 /// All present fields must hold (AND); a list inside one field is any-of (OR).

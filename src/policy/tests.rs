@@ -2,18 +2,24 @@ use super::*;
 
 const GOOD: &str = r#"
 name = "WWW.Example.com"
-default = "a"
+last_resort = "a"
 [targets.a]
 cname = "a.example.net"
 [targets.b]
-a = ["192.0.2.1"]
-aaaa = ["2001:db8::1"]
-[[rules]]
-match = { continent = "EU", country = ["DE", "FR"] }
-target = "b"
-[[rules]]
-match = { cidr = "198.51.100.0/24" }
-target = "a"
+cname = "b.example.net"
+max_share = 0.5
+[[chain]]
+kind = "up"
+[[chain]]
+kind = "geo"
+default = ["a"]
+rules = [
+  { match = { continent = "EU", country = ["DE", "FR"] }, targets = ["b", "a"] },
+  { match = { cidr = "198.51.100.0/24" }, targets = ["a"] },
+]
+[[chain]]
+kind = "weighted"
+weights = { a = 3, b = 1 }
 "#;
 
 #[test]
@@ -21,18 +27,25 @@ fn parses_a_good_policy() {
     let p = parse("p.toml", GOOD).unwrap();
     assert_eq!(p.name.to_string(), "www.example.com.");
     assert_eq!(p.ttl_s, 30);
-    assert_eq!(p.targets.len(), 2);
-    assert_eq!(p.target(p.default).id, "a");
+    assert_eq!(p.answers, 1);
+    assert_eq!(p.last_resort, LastResort::Target(TargetId(0)));
+    assert_eq!(p.targets[1].max_share, 0.5);
     assert_eq!(
-        p.target(p.default).answer,
+        p.targets[0].answer,
         TargetAnswer::Cname("a.example.net.".parse().unwrap())
     );
-    assert_eq!(p.rules[0].matches.country, vec![*b"DE", *b"FR"]);
-    assert_eq!(p.rules[0].matches.specificity(), (2, 2));
-    assert_eq!(p.rules[1].matches.specificity(), (5, 1));
+    let geo = p.geo().unwrap();
+    assert_eq!(geo.rules[0].matches.country, vec![*b"DE", *b"FR"]);
+    assert_eq!(geo.rules[0].matches.specificity(), (2, 0, 2));
+    assert_eq!(geo.rules[1].matches.specificity(), (5, 24, 1));
+    assert_eq!(geo.by_specificity, vec![1, 0]);
+    assert_eq!(
+        p.chain.iter().map(Step::kind).collect::<Vec<_>>(),
+        ["up", "geo", "weighted"]
+    );
 }
 
-/// (description, text replacement applied to GOOD, expected field, expected reason fragment)
+/// (description, text in GOOD, replacement, expected field, expected reason fragment)
 #[test]
 fn errors_name_field_and_reason() {
     let cases = [
@@ -40,77 +53,98 @@ fn errors_name_field_and_reason() {
             "UK is not ISO",
             r#"country = ["DE", "FR"]"#,
             r#"country = "UK""#,
-            "rules[0].match.country",
+            "chain[1].rules[0].match.country",
             "did you mean \"GB\"",
         ),
         (
             "lower case",
             r#"country = ["DE", "FR"]"#,
             r#"country = "de""#,
-            "rules[0].match.country",
+            "chain[1].rules[0].match.country",
             "did you mean \"DE\"",
         ),
         (
             "continent",
             r#"continent = "EU""#,
             r#"continent = "XX""#,
-            "rules[0].match.continent",
+            "chain[1].rules[0].match.continent",
             "not a continent",
         ),
         (
             "unknown target",
-            "target = \"b\"",
-            "target = \"c\"",
-            "rules[0].target",
+            r#"targets = ["b", "a"]"#,
+            r#"targets = ["c"]"#,
+            "chain[1].rules[0].targets[0]",
             "unknown target \"c\"",
         ),
         (
+            "duplicate target",
+            r#"targets = ["b", "a"]"#,
+            r#"targets = ["b", "b"]"#,
+            "chain[1].rules[0].targets[1]",
+            "listed twice",
+        ),
+        (
             "default",
-            "default = \"a\"",
-            "default = \"zz\"",
-            "default",
+            r#"default = ["a"]"#,
+            r#"default = ["zz"]"#,
+            "chain[1].default[0]",
+            "unknown target",
+        ),
+        (
+            "empty default",
+            r#"default = ["a"]"#,
+            "default = []",
+            "chain[1].default",
+            "at least one",
+        ),
+        (
+            "last resort",
+            "last_resort = \"a\"",
+            "last_resort = \"q\"",
+            "last_resort",
             "unknown target",
         ),
         (
             "host bits",
             "198.51.100.0/24",
             "198.51.100.1/24",
-            "rules[1].match.cidr",
+            "chain[1].rules[1].match.cidr",
             "did you mean \"198.51.100.0/24\"",
         ),
         (
-            "bad ip",
-            "192.0.2.1",
-            "192.0.2.300",
-            "targets.b.a[0]",
-            "not an IPv4",
-        ),
-        (
             "ttl",
-            "default = \"a\"",
-            "default = \"a\"\nttl_s = 0",
+            "last_resort = \"a\"",
+            "last_resort = \"a\"\nttl_s = 0",
             "ttl_s",
             "out of range",
+        ),
+        (
+            "answers with cname",
+            "last_resort = \"a\"",
+            "last_resort = \"a\"\nanswers = 2",
+            "answers",
+            "need address targets",
         ),
         (
             "empty match",
             r#"{ cidr = "198.51.100.0/24" }"#,
             "{}",
-            "rules[1].match",
+            "chain[1].rules[1].match",
             "empty match",
         ),
         (
             "cidr combined",
             r#"{ cidr = "198.51.100.0/24" }"#,
             r#"{ cidr = "198.51.100.0/24", asn = 1 }"#,
-            "rules[1].match",
+            "chain[1].rules[1].match",
             "cannot be combined",
         ),
         (
             "subdivision",
             r#"continent = "EU", "#,
             r#"subdivision = "California", "#,
-            "rules[0].match.subdivision",
+            "chain[1].rules[0].match.subdivision",
             "ISO 3166-2",
         ),
         (
@@ -121,10 +155,45 @@ fn errors_name_field_and_reason() {
             "not both",
         ),
         (
+            "max_share",
+            "max_share = 0.5",
+            "max_share = 1.5",
+            "targets.b.max_share",
+            "not in (0, 1]",
+        ),
+        (
+            "weight target",
+            "weights = { a = 3, b = 1 }",
+            "weights = { a = 3, x = 1 }",
+            "chain[2].weights.x",
+            "unknown target",
+        ),
+        (
+            "zero weights",
+            "weights = { a = 3, b = 1 }",
+            "weights = { a = 0 }",
+            "chain[2].weights",
+            "above 0",
+        ),
+        (
+            "selector not last",
+            "kind = \"up\"",
+            "kind = \"failover\"",
+            "chain[0]",
+            "must be the last step",
+        ),
+        (
+            "unknown kind",
+            "kind = \"up\"",
+            "kind = \"fastest\"",
+            "",
+            "unknown variant `fastest`",
+        ),
+        (
             "asn 0",
             r#"continent = "EU", "#,
             "asn = 0, ",
-            "rules[0].match.asn",
+            "chain[1].rules[0].match.asn",
             "not a valid AS number",
         ),
     ];
@@ -140,30 +209,24 @@ fn errors_name_field_and_reason() {
 
 #[test]
 fn unknown_keys_and_syntax_errors_point_at_the_line() {
-    let e = parse("p.toml", &GOOD.replace("default =", "defualt =")).unwrap_err();
-    assert!(e.reason.contains("defualt"), "{e}");
+    let e = parse("p.toml", &GOOD.replace("last_resort =", "last_resrt =")).unwrap_err();
+    assert!(e.reason.contains("last_resrt"), "{e}");
     let e = parse("p.toml", &GOOD.replace("[targets.a]", "[targets.a")).unwrap_err();
     assert!(e.reason.contains("line"), "{e}");
+    let e = parse(
+        "p.toml",
+        &GOOD.replace("kind = \"up\"", "kind = \"up\"\nfoo = 1"),
+    )
+    .unwrap_err();
+    assert!(e.reason.contains("foo"), "{e}");
 }
 
 #[test]
-fn match_location_semantics() {
-    use crate::geo::{Continent, Location};
-    let p = parse("p.toml", GOOD).unwrap();
-    let m = &p.rules[0].matches;
-    let de = Location {
-        continent: Some(Continent::Europe),
-        country: Some(*b"DE"),
-        ..Location::default()
-    };
-    let gb = Location {
-        country: Some(*b"GB"),
-        ..de.clone()
-    };
-    assert!(m.matches_location(Some(&de)));
-    assert!(
-        !m.matches_location(Some(&gb)),
-        "country list is any-of, fields are all-of"
-    );
-    assert!(!m.matches_location(None));
+fn every_demo_policy_is_valid() {
+    for entry in std::fs::read_dir("policies").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
 }

@@ -1,17 +1,26 @@
 //! Raw policy → validated [`Policy`], with errors that name file, field and reason.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
 use hickory_proto::rr::Name;
 use ipnet::IpNet;
 
-use super::raw::{RawMatch, RawPolicy, RawRule, RawTarget};
-use crate::geo::{Continent, Location, iso};
+use super::kinds::active_passive::ActivePassive;
+use super::kinds::failover::Failover;
+use super::kinds::geo::{Geo, Match, Rule};
+use super::kinds::performance::Performance;
+use super::kinds::weighted::Weighted;
+use super::raw::{RawMatch, RawPolicy, RawRule, RawStep, RawTarget};
+use super::{LastResort, Policy, Step, Target, TargetAnswer, TargetId};
+use crate::geo::iso;
 
 /// Shortest and longest TTL a steered answer may carry. Short TTLs are the point of steering;
 /// a day is the longest anything in the zone should live.
 const TTL_RANGE: std::ops::RangeInclusive<u32> = 1..=86_400;
+/// Multi-value answers: enough for any pool, small enough for a 512-byte reply.
+const MAX_ANSWERS: u8 = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct PolicyError {
@@ -30,114 +39,6 @@ impl fmt::Display for PolicyError {
     }
 }
 
-/// Index into [`Policy::targets`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TargetId(pub u16);
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Target {
-    pub id: String,
-    pub answer: TargetAnswer,
-}
-
-/// What a target is answered as: a CNAME to a CDN hostname, or a pool of PoP addresses.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TargetAnswer {
-    Cname(Name),
-    Addresses {
-        a: Vec<Ipv4Addr>,
-        aaaa: Vec<Ipv6Addr>,
-    },
-}
-
-/// The conditions of a rule. Empty lists mean "any"; at least one list is non-empty.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Match {
-    pub continent: Vec<Continent>,
-    pub country: Vec<[u8; 2]>,
-    /// (country, first-level subdivision code), from `CC-SUB`.
-    pub subdivision: Vec<([u8; 2], String)>,
-    pub asn: Vec<u32>,
-    pub cidr: Vec<IpNet>,
-}
-
-impl Match {
-    /// True when the rule's location conditions hold for `loc` (ASN and CIDR are checked by
-    /// the caller, which has them at hand).
-    pub fn matches_location(&self, loc: Option<&Location>) -> bool {
-        let has_geo =
-            !(self.continent.is_empty() && self.country.is_empty() && self.subdivision.is_empty());
-        if !has_geo {
-            return true;
-        }
-        let Some(loc) = loc else {
-            return false;
-        };
-        (self.continent.is_empty() || loc.continent.is_some_and(|c| self.continent.contains(&c)))
-            && (self.country.is_empty() || loc.country.is_some_and(|c| self.country.contains(&c)))
-            && (self.subdivision.is_empty()
-                || self.subdivision.iter().any(|(country, sub)| {
-                    loc.country == Some(*country) && loc.subdivision.as_deref() == Some(sub)
-                }))
-    }
-
-    pub fn has_location(&self) -> bool {
-        !(self.continent.is_empty() && self.country.is_empty() && self.subdivision.is_empty())
-    }
-
-    /// How specific the rule is: the most specific condition it has, then how many kinds of
-    /// condition it combines. The most specific matching rule wins.
-    pub fn specificity(&self) -> (u8, u8) {
-        let class = if !self.cidr.is_empty() {
-            5
-        } else if !self.asn.is_empty() {
-            4
-        } else if !self.subdivision.is_empty() {
-            3
-        } else if !self.country.is_empty() {
-            2
-        } else {
-            1
-        };
-        let kinds = [
-            !self.continent.is_empty(),
-            !self.country.is_empty(),
-            !self.subdivision.is_empty(),
-            !self.asn.is_empty(),
-            !self.cidr.is_empty(),
-        ];
-        (class, kinds.iter().filter(|k| **k).count() as u8)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rule {
-    pub matches: Match,
-    pub target: TargetId,
-    /// Position in the file, for explanations (`rules[2]`).
-    pub index: usize,
-}
-
-/// A validated policy for one steered name.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Policy {
-    /// Fully qualified, lower case.
-    pub name: Name,
-    pub ttl_s: u32,
-    pub targets: Vec<Target>,
-    /// In file order; the decision compiler orders them by specificity.
-    pub rules: Vec<Rule>,
-    pub default: TargetId,
-    /// Where it came from (file path or `bundled demo`), for errors and explanations.
-    pub source: String,
-}
-
-impl Policy {
-    pub fn target(&self, id: TargetId) -> &Target {
-        &self.targets[usize::from(id.0)]
-    }
-}
-
 /// Parse and validate the text of one policy file. `file` is used in error messages.
 pub fn parse(file: &str, text: &str) -> Result<Policy, PolicyError> {
     let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError {
@@ -145,11 +46,16 @@ pub fn parse(file: &str, text: &str) -> Result<Policy, PolicyError> {
         field: String::new(),
         reason: e.to_string().trim_end().replace('\n', "\n    "),
     })?;
-    Validator { file }.policy(raw)
+    Validator {
+        file,
+        targets: Vec::new(),
+    }
+    .policy(raw)
 }
 
 struct Validator<'a> {
     file: &'a str,
+    targets: Vec<Target>,
 }
 
 impl Validator<'_> {
@@ -161,13 +67,14 @@ impl Validator<'_> {
         }
     }
 
-    fn policy(&self, raw: RawPolicy) -> Result<Policy, PolicyError> {
+    fn policy(mut self, raw: RawPolicy) -> Result<Policy, PolicyError> {
         let RawPolicy {
             name,
             ttl_s,
-            default,
+            answers,
+            last_resort,
             targets: raw_targets,
-            rules: raw_rules,
+            chain: raw_chain,
         } = raw;
         let name = self.fqdn("name", &name)?;
         if !TTL_RANGE.contains(&ttl_s) {
@@ -186,44 +93,71 @@ impl Validator<'_> {
         if raw_targets.len() > usize::from(u16::MAX) {
             return Err(self.err("targets", "too many targets"));
         }
-        let mut targets = Vec::with_capacity(raw_targets.len());
         for (id, raw) in raw_targets {
-            let answer = self.target(&id, raw)?;
-            targets.push(Target { id, answer });
+            let target = self.target(id, raw)?;
+            self.targets.push(target);
         }
-        let lookup = |field: &str, id: &str| -> Result<TargetId, PolicyError> {
-            targets
+        if !(1..=MAX_ANSWERS).contains(&answers) {
+            return Err(self.err(
+                "answers",
+                format!("{answers} is out of range 1..={MAX_ANSWERS}"),
+            ));
+        }
+        if answers > 1 {
+            if let Some(t) = self
+                .targets
                 .iter()
-                .position(|t| t.id == id)
-                .map(|i| TargetId(i as u16))
-                .ok_or_else(|| {
-                    let known: Vec<&str> = targets.iter().map(|t| t.id.as_str()).collect();
-                    self.err(
-                        field,
-                        format!("unknown target {id:?} (targets: {})", known.join(", ")),
-                    )
-                })
-        };
-        let default = lookup("default", &default)?;
-        let mut rules = Vec::with_capacity(raw_rules.len());
-        for (index, RawRule { matches, target }) in raw_rules.into_iter().enumerate() {
-            let field = format!("rules[{index}]");
-            let target = lookup(&format!("{field}.target"), &target)?;
-            let matches = self.matches(&format!("{field}.match"), matches)?;
-            rules.push(Rule {
-                matches,
-                target,
-                index,
-            });
+                .find(|t| matches!(t.answer, TargetAnswer::Cname(_)))
+            {
+                return Err(self.err(
+                    "answers",
+                    format!(
+                        "multi-value answers need address targets, but {} is a cname",
+                        t.id
+                    ),
+                ));
+            }
         }
+        let last_resort = match last_resort.as_str() {
+            "all" => LastResort::All,
+            id => LastResort::Target(self.lookup("last_resort", id)?),
+        };
+        let chain = self.chain(raw_chain)?;
         Ok(Policy {
             name,
             ttl_s,
-            targets,
-            rules,
-            default,
+            answers,
+            last_resort,
+            targets: self.targets,
+            chain,
             source: self.file.to_owned(),
         })
+    }
+
+    fn lookup(&self, field: &str, id: &str) -> Result<TargetId, PolicyError> {
+        self.targets
+            .iter()
+            .position(|t| t.id == id)
+            .map(|i| TargetId(i as u16))
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.targets.iter().map(|t| t.id.as_str()).collect();
+                self.err(
+                    field,
+                    format!("unknown target {id:?} (targets: {})", known.join(", ")),
+                )
+            })
+    }
+
+    fn lookup_all(&self, field: &str, ids: &[String]) -> Result<Vec<TargetId>, PolicyError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            let t = self.lookup(&format!("{field}[{i}]"), id)?;
+            if out.contains(&t) {
+                return Err(self.err(format!("{field}[{i}]"), format!("{id:?} is listed twice")));
+            }
+            out.push(t);
+        }
+        Ok(out)
     }
 
     fn fqdn(&self, field: &str, text: &str) -> Result<Name, PolicyError> {
@@ -236,49 +170,200 @@ impl Validator<'_> {
         Ok(name.to_lowercase())
     }
 
-    fn target(&self, id: &str, raw: RawTarget) -> Result<TargetAnswer, PolicyError> {
+    fn target(&self, id: String, raw: RawTarget) -> Result<Target, PolicyError> {
         let field = format!("targets.{id}");
-        let RawTarget { cname, a, aaaa } = raw;
-        match cname {
-            Some(_) if !(a.is_empty() && aaaa.is_empty()) => Err(self.err(
-                field,
-                "a target is either a cname or a pool of a/aaaa addresses, not both",
-            )),
-            Some(cname) => Ok(TargetAnswer::Cname(
-                self.fqdn(&format!("{field}.cname"), &cname)?,
-            )),
-            None if a.is_empty() && aaaa.is_empty() => Err(self.err(
-                field,
-                "a target needs a cname or at least one a/aaaa address",
-            )),
-            None => {
-                let a = a
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| {
-                        s.parse().map_err(|_| {
-                            self.err(
-                                format!("{field}.a[{i}]"),
-                                format!("{s:?} is not an IPv4 address"),
-                            )
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let aaaa = aaaa
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| {
-                        s.parse().map_err(|_| {
-                            self.err(
-                                format!("{field}.aaaa[{i}]"),
-                                format!("{s:?} is not an IPv6 address"),
-                            )
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(TargetAnswer::Addresses { a, aaaa })
-            }
+        let RawTarget {
+            cname,
+            a,
+            aaaa,
+            max_share,
+        } = raw;
+        let max_share = max_share.unwrap_or(1.0);
+        if !(max_share > 0.0 && max_share <= 1.0) {
+            return Err(self.err(
+                format!("{field}.max_share"),
+                format!("{max_share} is not in (0, 1]"),
+            ));
         }
+        let answer = match cname {
+            Some(_) if !(a.is_empty() && aaaa.is_empty()) => {
+                return Err(self.err(
+                    field,
+                    "a target is either a cname or a pool of a/aaaa addresses, not both",
+                ));
+            }
+            Some(cname) => TargetAnswer::Cname(self.fqdn(&format!("{field}.cname"), &cname)?),
+            None if a.is_empty() && aaaa.is_empty() => {
+                return Err(self.err(
+                    field,
+                    "a target needs a cname or at least one a/aaaa address",
+                ));
+            }
+            None => TargetAnswer::Addresses {
+                a: self.addresses(&format!("{field}.a"), &a, "IPv4")?,
+                aaaa: self.addresses(&format!("{field}.aaaa"), &aaaa, "IPv6")?,
+            },
+        };
+        Ok(Target {
+            id,
+            answer,
+            max_share,
+        })
+    }
+
+    fn addresses<T: std::str::FromStr>(
+        &self,
+        field: &str,
+        texts: &[String],
+        family: &str,
+    ) -> Result<Vec<T>, PolicyError> {
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.parse().map_err(|_| {
+                    self.err(
+                        format!("{field}[{i}]"),
+                        format!("{s:?} is not an {family} address"),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn chain(&self, raw: Vec<RawStep>) -> Result<Vec<Step>, PolicyError> {
+        if raw.is_empty() {
+            return Err(self.err(
+                "chain",
+                "at least one step is required (e.g. { kind = \"failover\" })",
+            ));
+        }
+        let mut chain: Vec<Step> = Vec::with_capacity(raw.len());
+        let last = raw.len() - 1;
+        for (i, raw) in raw.into_iter().enumerate() {
+            let field = format!("chain[{i}]");
+            let step = self.step(&field, raw)?;
+            if chain.iter().any(|s| s.kind() == step.kind()) {
+                return Err(self.err(
+                    &field,
+                    format!("a chain has at most one {:?} step", step.kind()),
+                ));
+            }
+            if step.is_selector() && i != last {
+                return Err(self.err(
+                    &field,
+                    format!(
+                        "{:?} makes the final pick, so it must be the last step",
+                        step.kind()
+                    ),
+                ));
+            }
+            chain.push(step);
+        }
+        Ok(chain)
+    }
+
+    fn step(&self, field: &str, raw: RawStep) -> Result<Step, PolicyError> {
+        Ok(match raw {
+            RawStep::Up {} => Step::Up,
+            RawStep::Geo { default, rules } => {
+                if default.is_empty() {
+                    return Err(self.err(
+                        format!("{field}.default"),
+                        "at least one target is required",
+                    ));
+                }
+                let default = self.lookup_all(&format!("{field}.default"), &default)?;
+                let rules = rules
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, RawRule { matches, targets })| {
+                        let rf = format!("{field}.rules[{index}]");
+                        if targets.is_empty() {
+                            return Err(self
+                                .err(format!("{rf}.targets"), "at least one target is required"));
+                        }
+                        Ok(Rule {
+                            targets: self.lookup_all(&format!("{rf}.targets"), &targets)?,
+                            matches: self.matches(&format!("{rf}.match"), matches)?,
+                            index,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Step::Geo(Geo::new(rules, default))
+            }
+            RawStep::Performance {
+                min_samples,
+                confidence,
+                min_availability,
+            } => {
+                if min_samples < 2 {
+                    return Err(self.err(
+                        format!("{field}.min_samples"),
+                        "at least 2 samples are needed for a variance",
+                    ));
+                }
+                if !(confidence > 0.5 && confidence < 1.0) {
+                    return Err(self.err(
+                        format!("{field}.confidence"),
+                        format!("{confidence} is not in (0.5, 1)"),
+                    ));
+                }
+                if !(0.0..=1.0).contains(&min_availability) {
+                    return Err(self.err(
+                        format!("{field}.min_availability"),
+                        format!("{min_availability} is not in [0, 1]"),
+                    ));
+                }
+                Step::Performance(Performance {
+                    min_samples,
+                    confidence,
+                    min_availability,
+                })
+            }
+            RawStep::Weighted { weights } => Step::Weighted(self.weights(field, weights)?),
+            RawStep::Failover { order } => Step::Failover(Failover {
+                order: self.lookup_all(&format!("{field}.order"), &order)?,
+            }),
+            RawStep::ActivePassive {
+                primary,
+                standby,
+                hold_down_s,
+            } => {
+                let primary = self.lookup(&format!("{field}.primary"), &primary)?;
+                let standby = self.lookup(&format!("{field}.standby"), &standby)?;
+                if primary == standby {
+                    return Err(
+                        self.err(format!("{field}.standby"), "must differ from the primary")
+                    );
+                }
+                if hold_down_s > 86_400 {
+                    return Err(self.err(
+                        format!("{field}.hold_down_s"),
+                        format!("{hold_down_s} is more than a day"),
+                    ));
+                }
+                Step::ActivePassive(ActivePassive {
+                    primary,
+                    standby,
+                    hold_down: Duration::from_secs(hold_down_s),
+                })
+            }
+        })
+    }
+
+    fn weights(&self, field: &str, raw: BTreeMap<String, u32>) -> Result<Weighted, PolicyError> {
+        let mut weights = Vec::with_capacity(raw.len());
+        for (id, weight) in raw {
+            weights.push((self.lookup(&format!("{field}.weights.{id}"), &id)?, weight));
+        }
+        if weights.iter().all(|(_, w)| *w == 0) {
+            return Err(self.err(
+                format!("{field}.weights"),
+                "at least one weight must be above 0",
+            ));
+        }
+        Ok(Weighted { weights })
     }
 
     fn matches(&self, field: &str, raw: RawMatch) -> Result<Match, PolicyError> {
@@ -291,19 +376,19 @@ impl Validator<'_> {
         } = raw;
         let mut m = Match::default();
         for code in continent.into_vec() {
-            let continent = iso::parse_continent(&code)
+            let c = iso::parse_continent(&code)
                 .map_err(|r| self.err(format!("{field}.continent"), r))?;
-            m.continent.push(continent);
+            m.continent.push(c);
         }
         for code in country.into_vec() {
-            let country =
+            let c =
                 iso::parse_country(&code).map_err(|r| self.err(format!("{field}.country"), r))?;
-            m.country.push(country);
+            m.country.push(c);
         }
         for code in subdivision.into_vec() {
-            let sub = iso::parse_subdivision(&code)
+            let s = iso::parse_subdivision(&code)
                 .map_err(|r| self.err(format!("{field}.subdivision"), r))?;
-            m.subdivision.push(sub);
+            m.subdivision.push(s);
         }
         for number in asn.into_vec() {
             if number == 0 {
@@ -327,7 +412,7 @@ impl Validator<'_> {
             }
             m.cidr.push(net);
         }
-        let kinds = m.specificity().1;
+        let kinds = m.specificity().2;
         if kinds == 0 {
             return Err(self.err(
                 field,
@@ -335,10 +420,7 @@ impl Validator<'_> {
             ));
         }
         if !m.cidr.is_empty() && kinds > 1 {
-            return Err(self.err(
-                field,
-                "cidr cannot be combined with other conditions (a CIDR rule is already the most specific)",
-            ));
+            return Err(self.err(field, "cidr cannot be combined with other conditions (a CIDR rule is already the most specific)"));
         }
         Ok(m)
     }

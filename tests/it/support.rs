@@ -42,6 +42,7 @@ pub const POP_POLICY: &str = include_str!("../../policies/pop.example.com.toml")
 pub fn loopback(config: &mut Config) {
     config.dns_listen = vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()];
     config.http_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
 }
 
 /// The embedded demo on 127.0.0.1:0 and [::1]:0.

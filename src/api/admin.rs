@@ -1,0 +1,333 @@
+//! The admin API under `/api/v1`. Every request needs `Authorization: Bearer <token>`.
+//! Bodies are bounded (64 KiB). Policy bodies are the TOML of the policy file itself, so
+//! what the API stores is exactly what a reviewer sees in git.
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /api/v1/policies` | list: name, ETag, file |
+//! | `GET /api/v1/policies/{name}` | the TOML, with `ETag` |
+//! | `PUT /api/v1/policies/{name}[?dry_run=true]` | create (`If-None-Match: *` optional) or replace (`If-Match` required); the response previews what changed |
+//! | `DELETE /api/v1/policies/{name}` | delete (`If-Match` required) |
+//! | `GET /api/v1/policies/{name}/history` | earlier versions, newest first |
+//! | `POST /api/v1/policies/{name}/rollback?version=ID` | make a version current (`If-Match` required) |
+//! | `GET /api/v1/explain?name=…&client=<ip or subnet>` | the answer and why |
+//! | `GET /api/v1/health` | health of every reported target |
+//! | `PUT /api/v1/health/{target}` `{"state":"up"\|"down"}`, `DELETE` | operator override |
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use hickory_proto::rr::{LowerName, Name};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::control::{Controller, EditError, Precondition};
+use crate::dns::answer::Asker;
+use crate::health;
+
+const BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(Clone)]
+struct Admin {
+    controller: Arc<Controller>,
+    token: Arc<str>,
+}
+
+pub fn router(controller: Arc<Controller>, token: Arc<str>) -> Router {
+    let admin = Admin { controller, token };
+    Router::new()
+        .route("/api/v1/policies", get(list))
+        .route(
+            "/api/v1/policies/{name}",
+            get(get_policy).put(put_policy).delete(delete_policy),
+        )
+        .route("/api/v1/policies/{name}/history", get(history))
+        .route("/api/v1/policies/{name}/rollback", post(rollback))
+        .route("/api/v1/explain", get(explain))
+        .route("/api/v1/health", get(health_list))
+        .route(
+            "/api/v1/health/{target}",
+            put(health_put).delete(health_delete),
+        )
+        .layer(middleware::from_fn_with_state(admin.clone(), authorize))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(admin)
+}
+
+async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !constant_time_eq(given.as_bytes(), admin.token.as_bytes()) {
+        let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    next.run(request).await
+}
+
+/// Compare without leaking how much of the token matched through timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+impl IntoResponse for EditError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            EditError::NotFound(_) => StatusCode::NOT_FOUND,
+            EditError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
+            EditError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            EditError::Invalid(_) => StatusCode::BAD_REQUEST,
+            EditError::NotEditable(_) => StatusCode::CONFLICT,
+            EditError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut response = error(status, self.to_string());
+        if let EditError::PreconditionFailed { current } = &self {
+            if let Ok(v) = HeaderValue::from_str(current) {
+                response.headers_mut().insert(header::ETAG, v);
+            }
+        }
+        response
+    }
+}
+
+/// Run a blocking control-plane call (file I/O, compiling) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error: {e}"),
+        )
+    })
+}
+
+fn precondition(headers: &HeaderMap) -> Precondition {
+    let value = |h| {
+        headers
+            .get(h)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(str::trim)
+    };
+    Precondition {
+        if_match: value(header::IF_MATCH).map(str::to_owned),
+        if_none_match: value(header::IF_NONE_MATCH) == Some("*"),
+    }
+}
+
+async fn list(State(admin): State<Admin>) -> Response {
+    Json(admin.controller.policies()).into_response()
+}
+
+async fn get_policy(State(admin): State<Admin>, Path(name): Path<String>) -> Response {
+    match admin.controller.policy(&name) {
+        Ok((text, etag)) => (
+            [
+                (header::CONTENT_TYPE, "application/toml".to_owned()),
+                (header::ETAG, etag),
+            ],
+            text,
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct PutQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn put_policy(
+    State(admin): State<Admin>,
+    Path(name): Path<String>,
+    Query(query): Query<PutQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(text) = String::from_utf8(body.to_vec()) else {
+        return error(StatusCode::BAD_REQUEST, "the body must be UTF-8 TOML");
+    };
+    let pre = precondition(&headers);
+    let controller = admin.controller.clone();
+    let result = blocking(move || controller.put_policy(&name, &text, &pre, query.dry_run)).await;
+    match result {
+        Err(response) => response,
+        Ok(Err(e)) => e.into_response(),
+        Ok(Ok(outcome)) => {
+            let status = if query.dry_run {
+                StatusCode::OK
+            } else if outcome.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let etag = outcome.etag.clone().unwrap_or_default();
+            let mut response = (status, Json(outcome)).into_response();
+            if !query.dry_run {
+                if let Ok(v) = HeaderValue::from_str(&etag) {
+                    response.headers_mut().insert(header::ETAG, v);
+                }
+            }
+            response
+        }
+    }
+}
+
+async fn delete_policy(
+    State(admin): State<Admin>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let pre = precondition(&headers);
+    let controller = admin.controller.clone();
+    match blocking(move || controller.delete_policy(&name, &pre)).await {
+        Err(response) => response,
+        Ok(Err(e)) => e.into_response(),
+        Ok(Ok(outcome)) => Json(outcome).into_response(),
+    }
+}
+
+async fn history(State(admin): State<Admin>, Path(name): Path<String>) -> Response {
+    let controller = admin.controller.clone();
+    match blocking(move || controller.history(&name)).await {
+        Err(response) => response,
+        Ok(Err(e)) => e.into_response(),
+        Ok(Ok(versions)) => Json(versions).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct RollbackQuery {
+    version: u64,
+}
+
+async fn rollback(
+    State(admin): State<Admin>,
+    Path(name): Path<String>,
+    Query(query): Query<RollbackQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let pre = precondition(&headers);
+    let controller = admin.controller.clone();
+    match blocking(move || controller.rollback(&name, query.version, &pre)).await {
+        Err(response) => response,
+        Ok(Err(e)) => e.into_response(),
+        Ok(Ok(outcome)) => Json(outcome).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ExplainQuery {
+    name: String,
+    client: String,
+}
+
+async fn explain(State(admin): State<Admin>, Query(query): Query<ExplainQuery>) -> Response {
+    let asker = match parse_client(&query.client) {
+        Ok(asker) => asker,
+        Err(reason) => return error(StatusCode::BAD_REQUEST, format!("client: {reason}")),
+    };
+    let Ok(mut name) = Name::from_ascii(&query.name) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("name: {:?} is not a DNS name", query.name),
+        );
+    };
+    name.set_fqdn(true);
+    let snapshot = admin.controller.published().load_full();
+    match snapshot.steered.get(&LowerName::new(&name)) {
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("{name} is not a steered name"),
+        ),
+        Some(steered) => Json(crate::explain::explain(&snapshot, steered, &asker)).into_response(),
+    }
+}
+
+/// `192.0.2.1` (a resolver without ECS) or `192.0.2.0/24` (an ECS subnet).
+pub fn parse_client(text: &str) -> Result<Asker, String> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(Asker {
+            resolver: ip,
+            subnet: None,
+        });
+    }
+    let net: ipnet::IpNet = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not an address or a subnet like 192.0.2.0/24"))?;
+    Ok(Asker {
+        resolver: net.network(),
+        subnet: Some((net.network(), net.prefix_len())),
+    })
+}
+
+async fn health_list(State(admin): State<Admin>) -> Response {
+    let view = admin.controller.health();
+    let entries: Vec<_> = view
+        .iter()
+        .map(|(target, h)| {
+            json!({
+                "target": target,
+                "state": h.state,
+                "forced": h.forced,
+                "since_unix_ms": h.since.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            })
+        })
+        .collect();
+    Json(entries).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthBody {
+    state: health::State,
+}
+
+async fn health_put(
+    State(admin): State<Admin>,
+    Path(target): Path<String>,
+    body: Bytes,
+) -> Response {
+    let body: HealthBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("body: {e} (expected {{\"state\": \"up\"|\"down\"|\"unknown\"}})"),
+            );
+        }
+    };
+    let controller = admin.controller.clone();
+    match blocking(move || controller.set_health(&target, Some(body.state))).await {
+        Err(response) => response,
+        Ok(generation) => Json(json!({ "generation": generation })).into_response(),
+    }
+}
+
+async fn health_delete(State(admin): State<Admin>, Path(target): Path<String>) -> Response {
+    let controller = admin.controller.clone();
+    match blocking(move || controller.set_health(&target, None)).await {
+        Err(response) => response,
+        Ok(generation) => Json(json!({ "generation": generation })).into_response(),
+    }
+}

@@ -1,0 +1,67 @@
+//! Public, unauthenticated endpoints: `/healthz` (the process is up), `/readyz` (a snapshot is
+//! serving, and whether it is stale), `/metrics` (Prometheus text). Reads the published
+//! snapshot only.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+
+use crate::snapshot::Published;
+
+pub fn router(published: Arc<Published>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(published)
+}
+
+async fn readyz(State(published): State<Arc<Published>>) -> (StatusCode, String) {
+    let snapshot = published.load();
+    let stale = if published.is_stale() {
+        " (stale: the last reload failed, see the log)"
+    } else {
+        ""
+    };
+    (
+        StatusCode::OK,
+        format!(
+            "ready: generation {}{stale}; geoip {}\n",
+            snapshot.generation,
+            snapshot.geo.describe()
+        ),
+    )
+}
+
+async fn metrics(State(published): State<Arc<Published>>) -> String {
+    let snapshot = published.load();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP steerdns_snapshot_generation Generation of the serving snapshot.\n\
+         # TYPE steerdns_snapshot_generation gauge\n\
+         steerdns_snapshot_generation {}\n\
+         # HELP steerdns_snapshot_stale 1 when the last reload failed and an older snapshot serves.\n\
+         # TYPE steerdns_snapshot_stale gauge\n\
+         steerdns_snapshot_stale {}\n\
+         # HELP steerdns_zones Zones served.\n\
+         # TYPE steerdns_zones gauge\n\
+         steerdns_zones {}\n\
+         # HELP steerdns_steered_names Steered names served.\n\
+         # TYPE steerdns_steered_names gauge\n\
+         steerdns_steered_names {}\n\
+         # HELP steerdns_geoip_locations Distinct locations in the GeoIP database.\n\
+         # TYPE steerdns_geoip_locations gauge\n\
+         steerdns_geoip_locations {}",
+        snapshot.generation,
+        u8::from(published.is_stale()),
+        snapshot.zones.iter().count(),
+        snapshot.steered.len(),
+        snapshot.geo.locations().len(),
+    );
+    out
+}

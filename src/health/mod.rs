@@ -1,0 +1,85 @@
+//! Health of targets, as the decision compiler sees it.
+//!
+//! A [`HealthView`] maps a target id to its state and since when it has held. Target ids are
+//! global: two policies that name `cdn-a` share its health. Today the states come from admin
+//! overrides (`PUT /api/v1/health/{target}`); synthetic probes will feed the same view. A target
+//! nobody reports on is [`State::Unknown`]: never treated as proven healthy, but not dropped
+//! either, so a server with no health source still answers. Pure.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Up,
+    Down,
+    Unknown,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Up => "up",
+            State::Down => "down",
+            State::Unknown => "unknown",
+        })
+    }
+}
+
+/// One target's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    pub state: State,
+    /// When the state last changed.
+    pub since: SystemTime,
+    /// Set by an operator override rather than measured.
+    pub forced: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HealthView {
+    targets: BTreeMap<String, Health>,
+}
+
+impl HealthView {
+    pub fn get(&self, target: &str) -> Option<&Health> {
+        self.targets.get(target)
+    }
+
+    pub fn state(&self, target: &str) -> State {
+        self.get(target).map_or(State::Unknown, |h| h.state)
+    }
+
+    pub fn is_down(&self, target: &str) -> bool {
+        self.state(target) == State::Down
+    }
+
+    /// Record a state. `since` only moves when the state really changes, so repeated reports
+    /// do not restart hold-down timers.
+    pub fn set(&mut self, target: &str, state: State, forced: bool, now: SystemTime) {
+        match self.targets.get_mut(target) {
+            Some(h) if h.state == state => h.forced = forced,
+            _ => {
+                self.targets.insert(
+                    target.to_owned(),
+                    Health {
+                        state,
+                        since: now,
+                        forced,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Forget a target (back to unknown).
+    pub fn clear(&mut self, target: &str) {
+        self.targets.remove(target);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Health)> {
+        self.targets.iter().map(|(k, v)| (k.as_str(), v))
+    }
+}

@@ -1,0 +1,259 @@
+//! Running a policy's chain for one class of clients.
+//!
+//! The decision compiler calls [`evaluate`] once per distinct location class (and per ASN or
+//! CIDR rule), ahead of time; `explain` calls it for one client with a [`Trace`]. Both go
+//! through this one function, so an explanation always matches what DNS answers.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use ipnet::IpNet;
+
+use super::kinds::geo::ids;
+use super::{LastResort, Policy, Step, TargetId};
+use crate::geo::Location;
+use crate::health::HealthView;
+use crate::perf::PerfView;
+
+/// Who the chain is evaluated for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Client<'a> {
+    pub location: Option<&'a Location>,
+    pub asn: Option<u32>,
+    /// The client network as matched against CIDR rules.
+    pub cidr: Option<IpNet>,
+}
+
+/// Everything besides the policy and the client that a decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    pub health: &'a HealthView,
+    pub perf: &'a PerfView,
+    pub now: SystemTime,
+}
+
+/// Why a client got its answer. Shown by explain tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// A CIDR rule matched the client network.
+    Cidr,
+    /// An ASN rule matched.
+    Asn,
+    /// A continent/country/subdivision rule matched.
+    Geo,
+    /// No rule matched (or the policy has no geo step).
+    Default,
+    /// The client is not in the GeoIP data (or gave no usable address).
+    NoGeo,
+    /// Every candidate was out: the policy's last resort answered.
+    AllDownFallback,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Cidr => "cidr",
+            Reason::Asn => "asn",
+            Reason::Geo => "geo",
+            Reason::Default => "default",
+            Reason::NoGeo => "no_geo",
+            Reason::AllDownFallback => "all_down_fallback",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The final choice for a class of clients, before the per-network hash.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pick {
+    /// In order. Each target takes at most its share (capacity) of the clients not yet
+    /// placed; the rest spill to the next. The last takes whatever is left.
+    Ranked(Vec<(TargetId, f64)>),
+    /// Rendezvous hashing by share (shares sum to 1, capacity limits already applied).
+    Weighted(Vec<(TargetId, f64)>),
+}
+
+impl Pick {
+    /// Whether different client networks of one class can get different answers.
+    pub fn needs_hash(&self) -> bool {
+        match self {
+            Pick::Weighted(shares) => shares.len() > 1,
+            Pick::Ranked(ranked) => ranked.len() > 1 && ranked[0].1 < 1.0,
+        }
+    }
+
+    /// Expected share of answers per target across many client networks.
+    pub fn shares(&self) -> Vec<(TargetId, f64)> {
+        match self {
+            Pick::Weighted(shares) => shares.clone(),
+            Pick::Ranked(ranked) => {
+                let mut left = 1.0;
+                let mut out = Vec::new();
+                for (i, (t, cap)) in ranked.iter().enumerate() {
+                    let take = if i + 1 == ranked.len() {
+                        left
+                    } else {
+                        left * cap
+                    };
+                    out.push((*t, take));
+                    left -= take;
+                }
+                out
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub pick: Pick,
+    pub reason: Reason,
+    /// The geo rule (file position) that decided, if any.
+    pub rule: Option<usize>,
+    /// When this outcome will change by itself (a hold-down expiring): rebuild then.
+    pub next_change: Option<SystemTime>,
+}
+
+/// Notes on each step, collected only when explaining.
+#[derive(Debug, Default)]
+pub struct Trace(Option<Vec<String>>);
+
+impl Trace {
+    pub fn off() -> Self {
+        Trace(None)
+    }
+
+    pub fn on() -> Self {
+        Trace(Some(Vec::new()))
+    }
+
+    /// The closure runs only when tracing, so compiling pays nothing for explanations.
+    pub fn note(&mut self, line: impl FnOnce() -> String) {
+        if let Some(lines) = &mut self.0 {
+            lines.push(line());
+        }
+    }
+
+    pub fn into_lines(self) -> Vec<String> {
+        self.0.unwrap_or_default()
+    }
+}
+
+/// Run the chain: all targets → each step → caps → the pick; the last resort if nothing is left.
+pub fn evaluate(policy: &Policy, client: &Client, inputs: &Inputs, trace: &mut Trace) -> Outcome {
+    let mut candidates: Vec<TargetId> = (0..policy.targets.len())
+        .map(|i| TargetId(i as u16))
+        .collect();
+    let mut reason = Reason::Default;
+    let mut rule = None;
+    let mut next_change = None;
+    let mut selected: Option<Pick> = None;
+    // A conclusive performance ranking decides; selectors after it are its fallback only.
+    let mut ranked_by_performance = false;
+
+    for step in &policy.chain {
+        match step {
+            Step::Up => {
+                let before = candidates.len();
+                candidates.retain(|t| !inputs.health.is_down(&policy.target(*t).id));
+                if candidates.len() != before {
+                    trace.note(|| {
+                        format!(
+                            "up: {} left after dropping down targets",
+                            ids(policy, &candidates)
+                        )
+                    });
+                }
+            }
+            Step::Geo(geo) => (reason, rule) = geo.apply(policy, client, &mut candidates, trace),
+            Step::Performance(p) => {
+                ranked_by_performance =
+                    p.apply(policy, client, inputs.perf, &mut candidates, trace);
+            }
+            _ if ranked_by_performance => {
+                trace.note(|| format!("{}: skipped (performance decided)", step.kind()));
+            }
+            Step::Weighted(w) => {
+                if !candidates.is_empty() {
+                    selected = Some(Pick::Weighted(w.shares(policy, &candidates, trace)));
+                }
+            }
+            Step::Failover(f) => {
+                candidates = f.rank(policy, &candidates, inputs.health);
+                trace.note(|| format!("failover: {}", ids(policy, &candidates)));
+            }
+            Step::ActivePassive(ap) => {
+                let (ranked, change) =
+                    ap.rank(policy, &candidates, inputs.health, inputs.now, trace);
+                candidates = ranked;
+                next_change = change;
+            }
+        }
+        if candidates.is_empty() {
+            break;
+        }
+    }
+
+    let pick = match selected {
+        Some(pick) => cap_weighted(policy, pick),
+        None if candidates.is_empty() => {
+            reason = Reason::AllDownFallback;
+            let fallback = match policy.last_resort {
+                LastResort::All => (0..policy.targets.len())
+                    .map(|i| (TargetId(i as u16), 1.0))
+                    .collect(),
+                LastResort::Target(t) => vec![(t, 1.0)],
+            };
+            trace.note(|| "no candidate left: last resort".into());
+            Pick::Ranked(fallback)
+        }
+        None => Pick::Ranked(
+            candidates
+                .iter()
+                .map(|t| (*t, policy.target(*t).max_share))
+                .collect(),
+        ),
+    };
+    Outcome {
+        pick,
+        reason,
+        rule,
+        next_change,
+    }
+}
+
+/// Water-filling: shares above a target's `max_share` are cut to it and the excess goes to the
+/// others in proportion, until nothing is over (or everyone is capped).
+fn cap_weighted(policy: &Policy, pick: Pick) -> Pick {
+    let Pick::Weighted(mut shares) = pick else {
+        return pick;
+    };
+    for _ in 0..shares.len() {
+        let cap = |t: TargetId| policy.target(t).max_share;
+        let excess: f64 = shares.iter().map(|(t, s)| (s - cap(*t)).max(0.0)).sum();
+        if excess <= 1e-12 {
+            break;
+        }
+        let room: f64 = shares
+            .iter()
+            .filter(|(t, s)| *s < cap(*t))
+            .map(|(_, s)| s)
+            .sum();
+        if room <= 0.0 {
+            break;
+        }
+        for (t, s) in &mut shares {
+            if *s >= cap(*t) {
+                *s = cap(*t);
+            } else {
+                *s += excess * (*s / room);
+            }
+        }
+    }
+    Pick::Weighted(shares)
+}

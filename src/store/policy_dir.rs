@@ -1,0 +1,255 @@
+//! A directory of policy files: `<name>.toml`, plus `.history/<name>/<unix-ms>.toml` holding
+//! every version that was replaced or deleted.
+//!
+//! Every write goes to a temporary file in the same directory, is fsynced, renamed over the
+//! target and the directory is fsynced: a crash (even `kill -9`) leaves the old file or the
+//! new one, never a torn one, and an acknowledged write survives a power cut.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct StoreError {
+    pub path: String,
+    pub reason: String,
+}
+
+fn error(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// A stored earlier version of a policy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Version {
+    /// Milliseconds since the Unix epoch when it was replaced; also its id.
+    pub id: u64,
+    pub etag: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct PolicyDir {
+    dir: PathBuf,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl PolicyDir {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path_of(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.toml"))
+    }
+
+    /// The `*.toml` files, sorted. A missing directory holds no policies.
+    pub fn files(&self) -> Result<Vec<PathBuf>, StoreError> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(error(
+                    &self.dir,
+                    format!("cannot read policy directory: {e}"),
+                ));
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "toml")
+                    && p.file_name()
+                        .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+                    && p.is_file()
+            })
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    /// Write `<key>.toml` atomically and durably; the replaced version, if any, goes to history.
+    pub fn write(
+        &self,
+        key: &str,
+        text: &str,
+        etag_of: impl Fn(&str) -> String,
+    ) -> Result<(), StoreError> {
+        fs::create_dir_all(&self.dir).map_err(|e| error(&self.dir, e))?;
+        let path = self.path_of(key);
+        self.keep_history(key, &path, &etag_of)?;
+        write_atomic(&path, text.as_bytes())
+    }
+
+    /// Remove `<key>.toml`, keeping it in history.
+    pub fn delete(&self, key: &str, etag_of: impl Fn(&str) -> String) -> Result<(), StoreError> {
+        let path = self.path_of(key);
+        self.keep_history(key, &path, &etag_of)?;
+        fs::remove_file(&path).map_err(|e| error(&path, e))?;
+        sync_dir(&self.dir)
+    }
+
+    /// Earlier versions, newest first.
+    pub fn history(
+        &self,
+        key: &str,
+        etag_of: impl Fn(&str) -> String,
+    ) -> Result<Vec<Version>, StoreError> {
+        let dir = self.history_dir(key);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(error(&dir, e)),
+        };
+        let mut versions = Vec::new();
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(id) = name
+                .strip_suffix(".toml")
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let text = fs::read_to_string(entry.path()).map_err(|e| error(&entry.path(), e))?;
+            versions.push(Version {
+                id,
+                etag: etag_of(&text),
+            });
+        }
+        versions.sort_by_key(|v| std::cmp::Reverse(v.id));
+        Ok(versions)
+    }
+
+    pub fn version(&self, key: &str, id: u64) -> Result<Option<String>, StoreError> {
+        let path = self.history_dir(key).join(format!("{id}.toml"));
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(error(&path, e)),
+        }
+    }
+
+    fn history_dir(&self, key: &str) -> PathBuf {
+        self.dir.join(".history").join(key)
+    }
+
+    fn keep_history(
+        &self,
+        key: &str,
+        path: &Path,
+        etag_of: &impl Fn(&str) -> String,
+    ) -> Result<(), StoreError> {
+        let old = match fs::read_to_string(path) {
+            Ok(old) => old,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(error(path, e)),
+        };
+        let dir = self.history_dir(key);
+        fs::create_dir_all(&dir).map_err(|e| error(&dir, e))?;
+        // Never overwrite an earlier entry, even for two edits in one millisecond.
+        let mut id = now_ms();
+        if let Some(newest) = self.history(key, etag_of)?.first() {
+            id = id.max(newest.id + 1);
+        }
+        write_atomic(&dir.join(format!("{id}.toml")), old.as_bytes())
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Temp file in the same directory → write → fsync → rename → fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(
+        ".{file_name}.tmp-{}-{}",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&temp);
+        return Err(error(path, e));
+    }
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| error(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("steerdns-store-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn write_replace_history_delete() {
+        let dir = temp_dir("history");
+        let store = PolicyDir::new(&dir);
+        let etag = |t: &str| format!("e{}", t.len());
+        store.write("www.example.com", "one", etag).unwrap();
+        store.write("www.example.com", "two!", etag).unwrap();
+        store.write("www.example.com", "three", etag).unwrap();
+        assert_eq!(
+            fs::read_to_string(store.path_of("www.example.com")).unwrap(),
+            "three"
+        );
+        let history = store.history("www.example.com", etag).unwrap();
+        assert_eq!(
+            history.iter().map(|v| v.etag.as_str()).collect::<Vec<_>>(),
+            ["e4", "e3"]
+        );
+        assert_eq!(
+            store
+                .version("www.example.com", history[1].id)
+                .unwrap()
+                .as_deref(),
+            Some("one")
+        );
+        store.delete("www.example.com", etag).unwrap();
+        assert!(store.files().unwrap().is_empty());
+        assert_eq!(store.history("www.example.com", etag).unwrap().len(), 3);
+        // No temp files are left behind.
+        let leftovers: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
