@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_proto::serialize::txt::Parser;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,6 +77,10 @@ pub enum Lookup<'z> {
     NoData,
     /// The name does not exist.
     NxDomain,
+    /// Records synthesised from a wildcard (RFC 4592), owned by the query name.
+    Synthesized(Vec<Record>),
+    /// A CNAME synthesised from a wildcard.
+    SynthesizedCname(Box<Record>),
     /// The name is below a delegation: NS records of the cut, and glue.
     Referral {
         ns: &'z [Record],
@@ -234,11 +239,17 @@ impl Zone {
 
     /// Look up a name that [`Zone::contains`]. `RecordType::ANY` answers one RRset (RFC 8482).
     pub fn lookup(&self, name: &LowerName, rtype: RecordType) -> Lookup<'_> {
-        if let Some(referral) = self.delegation(name) {
+        // DS lives on the parent side of a cut (RFC 4035 §3.1.4.1): answer it from here.
+        let below = if rtype == RecordType::DS && *name != self.lower_origin {
+            name.base_name()
+        } else {
+            name.clone()
+        };
+        if let Some(referral) = self.delegation(&below) {
             return referral;
         }
         let Some(node) = self.nodes.get(name) else {
-            return Lookup::NxDomain;
+            return self.wildcard(name, rtype);
         };
         if let Some(cname) = node.rrset(RecordType::CNAME).and_then(|r| r.first()) {
             if rtype != RecordType::CNAME {
@@ -252,6 +263,40 @@ impl Zone {
         };
         match rrset {
             Some(records) => Lookup::Answer(records),
+            None => Lookup::NoData,
+        }
+    }
+
+    /// RFC 4592: a name that does not exist is answered from `*.<closest encloser>` if present.
+    fn wildcard(&self, name: &LowerName, rtype: RecordType) -> Lookup<'_> {
+        let mut encloser = name.base_name();
+        while !self.nodes.contains_key(&encloser) && encloser != self.lower_origin {
+            encloser = encloser.base_name();
+        }
+        let star = Name::from_labels([b"*".as_slice()])
+            .ok()
+            .and_then(|s| s.append_domain(&Name::from(&encloser)).ok());
+        let Some(node) = star.and_then(|s| self.nodes.get(&LowerName::new(&s))) else {
+            return Lookup::NxDomain;
+        };
+        let owner = Name::from(name);
+        let renamed = |r: &Record| {
+            let mut r = r.clone();
+            r.name = owner.clone();
+            r
+        };
+        if let Some(cname) = node.rrset(RecordType::CNAME).and_then(|r| r.first()) {
+            if rtype != RecordType::CNAME {
+                return Lookup::SynthesizedCname(Box::new(renamed(cname)));
+            }
+        }
+        let rrset = if rtype == RecordType::ANY {
+            node.rrsets.first().map(|(_, r)| r.as_slice())
+        } else {
+            node.rrset(rtype)
+        };
+        match rrset {
+            Some(records) => Lookup::Synthesized(records.iter().map(renamed).collect()),
             None => Lookup::NoData,
         }
     }
@@ -333,10 +378,28 @@ fn parse_text(origin: &Name, text: &ZoneText) -> Result<Vec<Record>, ZoneError> 
             .map_err(|e| e.to_string())
     };
     match parse(&text.text) {
-        Ok(sets) => Ok(sets
-            .into_values()
-            .flat_map(|set| set.records_without_rrsigs().cloned().collect::<Vec<_>>())
-            .collect()),
+        Ok(sets) => {
+            let records: Vec<Record> = sets
+                .into_values()
+                .flat_map(|set| set.records_without_rrsigs().cloned().collect::<Vec<_>>())
+                .collect();
+            // Catch what the text parser lets through but the wire format cannot carry (e.g.
+            // a TXT string over 255 bytes): better a load error than SERVFAIL on every query.
+            for record in &records {
+                let mut buf = Vec::new();
+                if let Err(e) = record.emit(&mut BinEncoder::new(&mut buf)) {
+                    return Err(ZoneError {
+                        source_name: text.source_name.clone(),
+                        reason: format!(
+                            "{} {} cannot be sent on the wire: {e}",
+                            record.name,
+                            record.record_type()
+                        ),
+                    });
+                }
+            }
+            Ok(records)
+        }
         Err(reason) => {
             let line = first_bad_line(&text.text, parse);
             Err(ZoneError {

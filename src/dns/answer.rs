@@ -2,6 +2,7 @@
 //! handler encodes. Records are borrowed from the snapshot, never copied, except the TXT
 //! records of an explain name.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use hickory_proto::op::ResponseCode;
@@ -23,9 +24,8 @@ const EXPLAIN_LABEL: &[u8] = b"_explain";
 pub struct Reply<'s> {
     pub rcode: ResponseCode,
     pub authoritative: bool,
-    pub answers: Vec<&'s Record>,
-    /// Answers made for this query only (explain names).
-    pub owned_answers: Vec<Record>,
+    /// Borrowed from the snapshot, or made for this query (wildcards, explain names).
+    pub answers: Vec<Cow<'s, Record>>,
     pub authority: Vec<&'s Record>,
     pub additionals: Vec<&'s Record>,
     /// ECS scope prefix: 0 unless a steered decision shaped the answer.
@@ -40,7 +40,6 @@ impl Reply<'_> {
             rcode,
             authoritative,
             answers: Vec::new(),
-            owned_answers: Vec::new(),
             authority: Vec::new(),
             additionals: Vec::new(),
             scope: 0,
@@ -102,15 +101,29 @@ pub fn resolve<'s>(
         } else {
             match zone.lookup(&name, qtype) {
                 Lookup::Answer(records) => {
-                    reply.answers.extend(records);
+                    reply.answers.extend(records.iter().map(Cow::Borrowed));
                     None
                 }
                 Lookup::Cname(record) => {
-                    reply.answers.push(record);
+                    reply.answers.push(Cow::Borrowed(record));
                     cname_target(record)
                 }
                 Lookup::NoData => None,
-                Lookup::NxDomain if snapshot.steered_parents.contains(&name) => None,
+                // Ancestors of steered names exist: no wildcard, no NXDOMAIN.
+                Lookup::NxDomain | Lookup::Synthesized(_) | Lookup::SynthesizedCname(_)
+                    if snapshot.steered_parents.contains(&name) =>
+                {
+                    None
+                }
+                Lookup::Synthesized(records) => {
+                    reply.answers.extend(records.into_iter().map(Cow::Owned));
+                    None
+                }
+                Lookup::SynthesizedCname(record) => {
+                    let next = cname_target(&record);
+                    reply.answers.push(Cow::Owned(*record));
+                    next
+                }
                 Lookup::NxDomain => {
                     // RFC 6604: the rcode describes the last name of a chain.
                     reply.rcode = ResponseCode::NXDomain;
@@ -162,20 +175,20 @@ fn steered_answer<'s>(
     let targets = selected.as_slice();
     let records = |t: &crate::policy::TargetId| &steered.answers[t.index()];
     if let Some(cname) = targets.first().and_then(|t| records(t).cname.as_ref()) {
-        reply.answers.push(cname);
+        reply.answers.push(Cow::Borrowed(cname));
         return cname_target(cname);
     }
     let a = || targets.iter().flat_map(|t| records(t).a.iter());
     let aaaa = || targets.iter().flat_map(|t| records(t).aaaa.iter());
     match qtype {
-        RecordType::A => reply.answers.extend(a()),
-        RecordType::AAAA => reply.answers.extend(aaaa()),
+        RecordType::A => reply.answers.extend(a().map(Cow::Borrowed)),
+        RecordType::AAAA => reply.answers.extend(aaaa().map(Cow::Borrowed)),
         // RFC 8482: one RRset is a complete answer to ANY.
         RecordType::ANY => {
             if a().next().is_some() {
-                reply.answers.extend(a());
+                reply.answers.extend(a().map(Cow::Borrowed));
             } else {
-                reply.answers.extend(aaaa());
+                reply.answers.extend(aaaa().map(Cow::Borrowed));
             }
         }
         _ => {}
@@ -215,11 +228,21 @@ fn explain_name(
     let lines: Vec<String> = explanation
         .lines()
         .into_iter()
-        .map(|l| l.chars().take(255).collect())
+        .map(|mut l| {
+            // A TXT string holds at most 255 bytes; cut on a character boundary.
+            let mut end = l.len().min(255);
+            while !l.is_char_boundary(end) {
+                end -= 1;
+            }
+            l.truncate(end);
+            l
+        })
         .collect();
-    reply
-        .owned_answers
-        .push(Record::from_rdata(name, 0, RData::TXT(TXT::new(lines))));
+    reply.answers.push(Cow::Owned(Record::from_rdata(
+        name,
+        0,
+        RData::TXT(TXT::new(lines)),
+    )));
     reply.scope = 0;
     Some(true)
 }

@@ -20,6 +20,7 @@ pub enum EcsError {
     PrefixTooLong,
     ScopeInQuery,
     HostBitsSet,
+    AddressLength,
 }
 
 /// The ECS option of a query, if any.
@@ -46,6 +47,59 @@ pub fn from_request(edns: Option<&Edns>) -> Result<Option<Subnet>, EcsError> {
         address,
         source_prefix,
     }))
+}
+
+/// RFC 7871 §6: ADDRESS carries exactly ceil(SOURCE PREFIX-LENGTH / 8) octets. The parsed
+/// option does not keep its length, so check it in the raw message: walk to the OPT record and
+/// its ECS option. `true` when there is no ECS option or its length is right.
+pub fn address_length_ok(raw: &[u8]) -> bool {
+    fn u16_at(raw: &[u8], at: usize) -> Option<usize> {
+        Some(usize::from(u16::from_be_bytes([
+            *raw.get(at)?,
+            *raw.get(at + 1)?,
+        ])))
+    }
+    fn skip_name(raw: &[u8], mut at: usize) -> Option<usize> {
+        loop {
+            let len = *raw.get(at)?;
+            match len {
+                0 => return Some(at + 1),
+                l if l & 0xc0 == 0xc0 => return Some(at + 2),
+                l => at += 1 + usize::from(l),
+            }
+        }
+    }
+    let check = || -> Option<bool> {
+        let counts: Vec<usize> = (0..4)
+            .map(|i| u16_at(raw, 4 + 2 * i))
+            .collect::<Option<_>>()?;
+        let mut at = 12;
+        for _ in 0..counts[0] {
+            at = skip_name(raw, at)? + 4;
+        }
+        for index in 0..counts[1] + counts[2] + counts[3] {
+            at = skip_name(raw, at)?;
+            let rtype = u16_at(raw, at)?;
+            let rdlen = u16_at(raw, at + 8)?;
+            let rdata = at + 10;
+            at = rdata + rdlen;
+            if rtype != 41 || index < counts[1] + counts[2] {
+                continue;
+            }
+            let mut opt = rdata;
+            while opt + 4 <= at {
+                let (code, len) = (u16_at(raw, opt)?, u16_at(raw, opt + 2)?);
+                if code == 8 {
+                    let source = usize::from(*raw.get(opt + 6)?);
+                    return Some(len == 4 + source.div_ceil(8));
+                }
+                opt += 4 + len;
+            }
+        }
+        Some(true)
+    };
+    // A message too short to walk was already rejected by the parser.
+    check().unwrap_or(true)
 }
 
 /// The option for the response: the query's family, source prefix and address, with our scope.

@@ -210,10 +210,19 @@ impl GeoDb {
     pub fn locate(&self, ip: IpAddr) -> Located {
         // An answer must not cover an override it is not in: narrow the prefix to one bit past
         // the common prefix with each override that missed.
+        // Overrides are written for IPv4; an IPv4-mapped IPv6 client (::ffff:a.b.c.d) is matched
+        // in its IPv4 form and prefixes are translated back (+96) for the IPv6 scope.
+        let (probe, shift) = match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => (IpAddr::V4(v4), 96),
+                None => (ip, 0),
+            },
+            IpAddr::V4(_) => (ip, 0),
+        };
         let mut narrowest = 0;
         for (net, loc, asn) in &self.overrides {
-            if net.contains(&ip) {
-                let prefix = narrowest.max(net.prefix_len());
+            if net.contains(&probe) {
+                let prefix = narrowest.max(net.prefix_len() + shift);
                 let (asn, asn_prefix) = match asn {
                     Some(asn) => (Some(*asn), prefix),
                     None => self.lookup_asn(ip),
@@ -225,8 +234,8 @@ impl GeoDb {
                     asn_prefix: asn_prefix.max(narrowest),
                 };
             }
-            if let Some(common) = common_prefix(ip, net.network()) {
-                narrowest = narrowest.max(common + 1);
+            if let Some(common) = common_prefix(probe, net.network()) {
+                narrowest = narrowest.max(common + 1 + shift);
             }
         }
         let (loc, geo_prefix) = match self.city.lookup(ip) {
