@@ -1,0 +1,1 @@
+//! Synthetic probes for steerdns (being built).
