@@ -16,10 +16,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
+/// A one-step geo policy whose first (and only) rule has the classic mistake.
 const UK_POLICY: &str = r#"
 name = "www.example.com"
 ttl_s = 30
-default = "cdn-a"
 
 [targets.cdn-a]
 cname = "cdn-a.example.net."
@@ -27,10 +27,21 @@ cname = "cdn-a.example.net."
 [targets.cdn-d]
 cname = "cdn-d.example.net."
 
-[[rules]]
-match = { country = "UK" }
-target = "cdn-d"
+[[chain]]
+kind = "geo"
+default = ["cdn-a"]
+rules = [{ match = { country = "UK" }, targets = ["cdn-d"] }]
 "#;
+
+/// The demo www policy with another default (the answer for clients not in the GeoIP data).
+fn www_with_default_b() -> String {
+    let policy = WWW_POLICY.replace(
+        "default = [\"cdn-a\", \"cdn-b\"]",
+        "default = [\"cdn-b\", \"cdn-a\"]",
+    );
+    assert_ne!(policy, WWW_POLICY, "the demo www policy changed shape");
+    policy
+}
 
 fn policy_path(dir: &TempDir, file: &str) -> String {
     dir.join(&format!("policies/{file}")).display().to_string()
@@ -78,7 +89,7 @@ fn bad_country_names_file_field_and_suggests_gb() {
     let text = build_error(&config);
     let file = policy_path(&dir, "www.example.com.toml");
     assert!(
-        text.contains(&format!("{file}: rules[0].match.country: ")),
+        text.contains(&format!("{file}: chain[0].rules[0].match.country: ")),
         "{text}"
     );
     assert!(text.contains("\"UK\""), "{text}");
@@ -117,10 +128,10 @@ fn all_errors_are_reported_together() {
     let errors = build_snapshot(&config, 1).expect_err("three errors").0;
     let all = errors.join("\n");
     assert!(all.contains(&format!("example.com.zone:{line}")), "{all}");
-    assert!(all.contains("rules[0].match.country"), "{all}");
+    assert!(all.contains("chain[0].rules[0].match.country"), "{all}");
     assert!(
         all.contains(&format!(
-            "{}: rules[1].match.continent",
+            "{}: chain[1].rules[1].match.continent",
             policy_path(&dir, "pop.example.com.toml")
         )),
         "{all}"
@@ -132,13 +143,28 @@ fn all_errors_are_reported_together() {
 fn policy_and_config_errors_name_their_field() {
     let cases: &[(&str, &str, &str)] = &[
         (
-            "target = \"cdn-d\"",
-            "target = \"cdn-z\"",
-            "rules[2].target",
+            "targets = [\"cdn-d\", \"cdn-c\"]",
+            "targets = [\"cdn-z\", \"cdn-c\"]",
+            "chain[1].rules[2].targets[0]: unknown target \"cdn-z\"",
+        ),
+        (
+            "targets = [\"cdn-d\", \"cdn-c\"]",
+            "targets = [\"cdn-d\", \"cdn-d\"]",
+            "chain[1].rules[2].targets[1]: \"cdn-d\" is listed twice",
         ),
         ("ttl_s = 30", "ttl_s = 0", "ttl_s"),
-        ("default = \"cdn-a\"", "default = \"nope\"", "default"),
-        ("asn = 6167", "asn = 0", "rules[3].match.asn"),
+        (
+            "default = [\"cdn-a\", \"cdn-b\"]",
+            "default = [\"nope\"]",
+            "chain[1].default[0]",
+        ),
+        (
+            "default = [\"cdn-a\", \"cdn-b\"]",
+            "default = []",
+            "chain[1].default",
+        ),
+        ("asn = 6167", "asn = 0", "chain[1].rules[3].match.asn"),
+        ("kind = \"up\"", "kind = \"upp\"", "TOML parse error"),
         (
             "name = \"www.example.com\"",
             "name = \"www.example.org\"",
@@ -191,12 +217,9 @@ fn policy_and_config_errors_name_their_field() {
 
 /// A DNS character-string is at most 255 bytes (RFC 1035 §3.3). A zone that loads must be
 /// servable: either the loader rejects the over-long string naming the file, or the record
-/// is served correctly.
-// BUG: the zone loader accepts a 300-character TXT string; every query for the name then
-// fails to encode and gets a bare SERVFAIL (see edns::demo_big_txt_…, which is the same bug
-// in the bundled demo zone).
+/// is served correctly. (Regression test: before 4ccab55 it loaded, and every query for the
+/// name was a bare SERVFAIL.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: TXT strings over 255 bytes load without error and are then SERVFAIL on every query"]
 async fn zone_with_an_overlong_txt_string_is_rejected_or_served() {
     let dir = TempDir::new("long-txt");
     let zone = format!("{DEMO_ZONE}\nlong IN TXT \"{}\"\n", "y".repeat(300));
@@ -205,7 +228,10 @@ async fn zone_with_an_overlong_txt_string_is_rejected_or_served() {
     match build_snapshot(&config, 1) {
         Err(errors) => {
             let text = errors.to_string();
-            assert!(text.contains("example.com.zone"), "{text}");
+            let file = dir.join("zones/example.com.zone").display().to_string();
+            assert!(text.contains(&file), "{text}");
+            assert!(text.contains("long.example.com."), "{text}");
+            assert!(text.contains("255"), "{text}");
         }
         Ok(_) => {
             let running = start_file(&path).await;
@@ -258,7 +284,10 @@ async fn failed_reload_keeps_the_last_good_config_and_a_fix_applies() {
     std::fs::write(&www, WWW_POLICY.replace("\"GB\"", "\"UK\"")).unwrap();
     let errors = running.reload().await.expect_err("bad policy").to_string();
     assert!(
-        errors.contains(&format!("{}: rules[2].match.country", www.display())),
+        errors.contains(&format!(
+            "{}: chain[1].rules[2].match.country",
+            www.display()
+        )),
         "{errors}"
     );
     assert!(errors.contains("did you mean \"GB\""), "{errors}");
@@ -308,11 +337,7 @@ async fn failed_reload_keeps_the_last_good_config_and_a_fix_applies() {
         "zones/example.com.zone",
         &format!("{DEMO_ZONE}\nnew IN A 192.0.2.77\n"),
     );
-    std::fs::write(
-        &www,
-        WWW_POLICY.replace("default = \"cdn-a\"", "default = \"cdn-b\""),
-    )
-    .unwrap();
+    std::fs::write(&www, www_with_default_b()).unwrap();
     assert_eq!(running.reload().await.expect("good config"), 2);
     assert_eq!(running.published.load().generation, 2);
     assert!(!running.published.is_stale());
@@ -457,7 +482,7 @@ async fn check_command_rejects_bad_configs_naming_file_and_field() {
     assert!(out.stdout.is_empty(), "nothing on stdout");
     assert!(
         stderr.contains(&format!(
-            "{}: rules[0].match.country",
+            "{}: chain[0].rules[0].match.country",
             policy_path(&dir, "www.example.com.toml")
         )),
         "{stderr}"
@@ -597,14 +622,13 @@ async fn serve_binary_reloads_on_sighup_and_keeps_last_good() {
     .await
     .unwrap();
     let failed = process.log.last().unwrap().clone();
-    assert!(failed.contains("rules[2].match.country"), "{failed}");
+    assert!(
+        failed.contains("chain[1].rules[2].match.country"),
+        "{failed}"
+    );
     assert_eq!(www_target(server, None).await, "cdn-a.example.net.");
 
-    std::fs::write(
-        &www,
-        WWW_POLICY.replace("default = \"cdn-a\"", "default = \"cdn-b\""),
-    )
-    .unwrap();
+    std::fs::write(&www, www_with_default_b()).unwrap();
     hup(process.pid());
     let process = tokio::task::spawn_blocking(move || {
         process.wait_for("reloaded configuration");
@@ -678,7 +702,7 @@ fn steered_name_conflicts_are_refused() {
     // Files load in name order: copy-of-www.toml first.
     assert!(
         text.contains(&format!(
-            "{}: name: www.example.com. is already defined in {}",
+            "{}: name: www.example.com is already defined in {}",
             policy_path(&dir, "www.example.com.toml"),
             policy_path(&dir, "copy-of-www.toml")
         )),
@@ -701,12 +725,9 @@ fn steered_name_conflicts_are_refused() {
 }
 
 /// A steered name below a zone cut can never be answered (the referral wins), so it must be
-/// refused when loading, like a name outside every zone.
-// BUG: `Zone::add_steered` does not check for delegations: a policy for cdn.sub.example.com
-// (below the demo's `sub` NS cut) passes `steerdns check` ("3 steered name(s)") and every
-// query for it gets the referral to ns.sub.example.com.
+/// refused when loading, like a name outside every zone. (Regression test: before e1a8318 such
+/// a policy passed `steerdns check` and every query for it got the referral.)
 #[test]
-#[ignore = "BUG: a policy for a name below a delegation is accepted but never served"]
 fn steered_name_below_a_delegation_is_refused() {
     let dir = TempDir::new("steer-below-cut");
     let below = POP_POLICY.replace("pop.example.com", "cdn.sub.example.com");
@@ -716,7 +737,7 @@ fn steered_name_below_a_delegation_is_refused() {
     let text = build_error(&config);
     assert!(
         text.contains(&format!(
-            "{}: name: ",
+            "{}: name: cdn.sub.example.com. is below a delegation",
             policy_path(&dir, "cdn.sub.example.com.toml")
         )),
         "{text}"

@@ -110,13 +110,9 @@ async fn max_udp_payload_setting_caps_replies() {
 
 /// The demo's own `big.example.com TXT` RRset (4 records, ~1.9 KB) as the README describes it:
 /// truncated over UDP, complete over TCP.
-// BUG: the demo zone's big TXT strings are 430 characters, but a DNS character-string holds
-// at most 255 (RFC 1035 §3.3). The zone loader accepts them; encoding the answer then fails
-// ("char data length exceeds 255: 430") and hickory-server falls back to a bare SERVFAIL
-// (no question, no OPT, AA clear) over UDP *and* TCP. Fix the zone (split the strings) and
-// make the zone loader reject over-long strings (see config::zone_with_an_overlong_txt_string…).
+/// (Regression test: before 4ccab55 the demo's strings were 430 characters, more than a
+/// character-string holds, and every query for the name was SERVFAIL.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: demo big.example.com TXT has 430-char strings (>255): every query for it is SERVFAIL"]
 async fn demo_big_txt_is_truncated_over_udp_and_complete_over_tcp() {
     let running = start_demo().await;
     check_truncation(v4(&running), 1232, 4).await;

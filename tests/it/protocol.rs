@@ -284,10 +284,8 @@ async fn names_below_the_delegation_get_a_referral_with_glue() {
 /// RFC 4035 §3.1.4.1 / RFC 4034 §5: the DS RRset lives on the parent side of a zone cut, so
 /// the parent answers a DS query at the cut itself (here NODATA with the SOA, AA set) instead
 /// of referring the resolver to the child, which does not have it.
-// BUG: `Zone::delegation` treats the cut name itself as below the delegation for every
-// type, so `sub.example.com DS` gets a referral to the child (AA clear, NS in authority).
+/// (Regression test: before 4ccab55 this was a referral.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: DS at a delegation point gets a referral instead of a parent-side answer"]
 async fn ds_at_the_delegation_point_is_answered_by_the_parent() {
     let running = start_demo().await;
     let d = dig(v4(&running), &["sub.example.com", "DS", "+norec"]).await;
@@ -550,22 +548,68 @@ async fn cname_chains_dangling_and_looping() {
 }
 
 /// RFC 1034 §4.3.3 / RFC 4592: a wildcard record answers for names that do not exist below
-/// it. The zone loader accepts `*.wild`, so queries below it must use it.
-// BUG: `Zone::lookup` has no wildcard matching: `anything.wild.example.com` is NXDOMAIN even
-// though the zone (which loaded without complaint) has `*.wild.example.com A 192.0.2.99`.
+/// it, at any depth, but never for names that exist (empty non-terminals included) nor below
+/// a closer existing name. (Regression test: before 4ccab55 wildcards loaded but were never
+/// expanded.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: wildcard records load but are never expanded (NXDOMAIN below *.wild)"]
 async fn wildcard_records_answer_below_them() {
     let dir = TempDir::new("wildcard");
-    let zone = format!("{DEMO_ZONE}\n*.wild IN A 192.0.2.99\n");
+    let zone = format!(
+        "{DEMO_ZONE}\n\
+         *.wild IN A 192.0.2.99\n\
+         real.wild IN A 192.0.2.98\n\
+         *.wild2 IN A 192.0.2.96\n\
+         x.y.wild2 IN A 192.0.2.97\n"
+    );
     let config = write_config(&dir, &zone, &demo_policies());
     let running = start_file(&config).await;
-    let d = dig(v4(&running), &["anything.wild.example.com", "A", "+norec"]).await;
-    assert_eq!(d.status, "NOERROR", "{}", d.text);
-    assert!(d.has_flag("aa"));
-    assert_eq!(d.answer.len(), 1, "{}", d.text);
-    assert_eq!(d.answer[0].name, "anything.wild.example.com.");
-    assert_eq!(d.answer[0].data, "192.0.2.99");
+    let server = v4(&running);
+    // (qname, qtype, status, synthesised A, or None for an empty answer)
+    let cases: &[(&str, &str, &str, Option<&str>)] = &[
+        (
+            "anything.wild.example.com",
+            "A",
+            "NOERROR",
+            Some("192.0.2.99"),
+        ),
+        ("a.b.wild.example.com", "A", "NOERROR", Some("192.0.2.99")),
+        (
+            "anything.wild.example.com",
+            "ANY",
+            "NOERROR",
+            Some("192.0.2.99"),
+        ),
+        // The wildcard owner has no AAAA: NODATA.
+        ("anything.wild.example.com", "AAAA", "NOERROR", None),
+        // Existing names are never covered.
+        ("real.wild.example.com", "A", "NOERROR", Some("192.0.2.98")),
+        ("real.wild.example.com", "TXT", "NOERROR", None),
+        ("wild.example.com", "A", "NOERROR", None),
+        // Closest encloser real.wild has no `*`: NXDOMAIN.
+        ("sub.real.wild.example.com", "A", "NXDOMAIN", None),
+        ("q.wild2.example.com", "A", "NOERROR", Some("192.0.2.96")),
+        // y.wild2 exists (empty non-terminal): NODATA, and no `*.y.wild2` below it.
+        ("y.wild2.example.com", "A", "NOERROR", None),
+        ("z.y.wild2.example.com", "A", "NXDOMAIN", None),
+    ];
+    for (qname, qtype, status, a) in cases {
+        let d = dig(server, &[qname, qtype, "+norec"]).await;
+        let ctx = format!("{qname} {qtype}:\n{}", d.text);
+        assert_eq!(d.status, *status, "{ctx}");
+        assert!(d.has_flag("aa"), "{ctx}");
+        match a {
+            Some(a) => {
+                assert_eq!(d.answer.len(), 1, "{ctx}");
+                assert_eq!(d.answer[0].name, format!("{qname}."), "{ctx}");
+                assert_eq!(d.answer[0].data, *a, "{ctx}");
+                assert!(d.authority.is_empty(), "{ctx}");
+            }
+            None => {
+                assert!(d.answer.is_empty(), "{ctx}");
+                assert_negative_soa(&d);
+            }
+        }
+    }
     running.shutdown().await;
 }
 

@@ -351,11 +351,9 @@ async fn malformed_ecs_is_formerr_and_the_server_goes_on() {
 /// RFC 7871 §6: "A server receiving an ECS option that uses either too few or too many
 /// ADDRESS octets ... SHOULD return FORMERR". Here /24 comes with four address octets, the
 /// last one non-zero (bits beyond SOURCE PREFIX-LENGTH).
-// BUG: hickory-proto's ClientSubnet decoder reads only ceil(source/8) octets and silently
-// drops the rest, so steerdns never sees the extra octet and answers normally (NOERROR,
-// ECS 81.2.69.0/24) instead of FORMERR. src/dns/ecs.rs cannot tell without the raw option.
+/// (Regression test: before 4ccab55 hickory-proto's decoder dropped the extra octet and the
+/// query was answered as 81.2.69.0/24.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: ECS with too many address octets (bits set beyond the source prefix in the extra octet) is accepted instead of FORMERR"]
 async fn ecs_with_too_many_address_octets_is_formerr() {
     let running = start_demo().await;
     let server = v4(&running);
@@ -364,8 +362,29 @@ async fn ecs_with_too_many_address_octets_is_formerr() {
         RecordType::A,
         vec![0, 1, 24, 0, 81, 2, 69, 142],
     );
+    for reply in [udp(server, &q).await, tcp(server, &q).await] {
+        assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
+        assert!(reply.answers.is_empty());
+    }
+    // An extra octet of zeros is still too many octets.
+    let q = raw_ecs_query(
+        "www.example.com",
+        RecordType::A,
+        vec![0, 2, 56, 0, 0x2a, 0x02, 0xd1, 0x80, 0, 0, 0, 0],
+    );
+    assert_eq!(
+        udp(server, &q).await.metadata.response_code,
+        ResponseCode::FormErr
+    );
+    // Exactly ceil(source/8) octets is fine.
+    let q = raw_ecs_query(
+        "www.example.com",
+        RecordType::A,
+        vec![0, 2, 56, 0, 0x2a, 0x02, 0xd1, 0x80, 0, 0, 0],
+    );
     let reply = udp(server, &q).await;
-    assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
+    assert_eq!(cname_targets(&reply), vec!["cdn-c.example.net."]);
+    assert_alive(server).await;
     running.shutdown().await;
 }
 
@@ -452,41 +471,43 @@ async fn ipv4_mapped_ecs_is_located_like_ipv4() {
 }
 
 /// The same client written as an IPv4-mapped IPv6 address must get the same answer as its
-/// IPv4 form, overrides included (the GeoIP lookups already treat the two alike).
-// BUG: `GeoDb::locate` compares overrides with the address as given; an IPv4 override never
-// contains an IPv6 (mapped) address, so ECS ::ffff:198.51.100.1/128 skips the demo's DE
-// override and gets the default (cdn-a), while 198.51.100.1/32 gets cdn-c.
+/// IPv4 form, overrides included (the GeoIP lookups already treat the two alike); scopes are
+/// the IPv4 ones shifted by 96. (Regression test: before 4ccab55 ::ffff:198.51.100.1 skipped
+/// the demo's DE override and got the default.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: overrides ignore IPv4-mapped IPv6 ECS addresses (::ffff:198.51.100.1 → default, not the DE override)"]
 async fn ipv4_mapped_ecs_gets_the_override_too() {
     let running = start_demo().await;
-    let d = dig(
-        v4(&running),
-        &["www.example.com", "A", "+subnet=::ffff:198.51.100.1/128"],
-    )
-    .await;
-    assert_eq!(
-        d.answer_data("CNAME"),
-        vec!["cdn-c.example.net."],
-        "{}",
-        d.text
-    );
+    let cases = [
+        ("::ffff:198.51.100.1/128", "cdn-c.example.net.", 120),
+        ("::ffff:198.51.100.0/120", "cdn-c.example.net.", 120),
+        // Next door: the default, fenced off the override like 198.51.101.0/24 (24 + 96).
+        ("::ffff:198.51.101.0/120", "cdn-a.example.net.", 120),
+    ];
+    for (subnet, want, scope) in cases {
+        let opt = format!("+subnet={subnet}");
+        let d = dig(v4(&running), &["www.example.com", "A", &opt]).await;
+        assert_eq!(d.answer_data("CNAME"), vec![want], "{subnet}:\n{}", d.text);
+        let (addr, source) = ecs_parts(subnet);
+        assert_eq!(d.ecs, Some((addr, source, scope)), "{subnet}:\n{}", d.text);
+    }
     running.shutdown().await;
 }
 
 const V4_ONLY_POLICY: &str = r#"
 name = "v4.example.com"
 ttl_s = 60
-default = "only-a"
 
 [targets.only-a]
 a = ["192.0.2.7", "192.0.2.8"]
+
+[[chain]]
+kind = "geo"
+default = ["only-a"]
 "#;
 
 const ALIAS_POLICY: &str = r#"
 name = "alias.example.com"
 ttl_s = 45
-default = "mail"
 
 [targets.mail]
 cname = "mail.example.com."
@@ -494,9 +515,10 @@ cname = "mail.example.com."
 [targets.sip]
 cname = "sip.example.com."
 
-[[rules]]
-match = { continent = "EU" }
-target = "sip"
+[[chain]]
+kind = "geo"
+default = ["mail"]
+rules = [{ match = { continent = "EU" }, targets = ["sip"] }]
 "#;
 
 /// An address target with nothing for the asked family is NODATA; a steered CNAME into our
@@ -568,7 +590,6 @@ async fn steered_nodata_and_steered_cname_into_our_zone() {
 const LAB_POLICY: &str = r#"
 name = "lab.example.com"
 ttl_s = 30
-default = "far"
 
 [targets.far]
 a = ["192.0.2.101"]
@@ -579,19 +600,18 @@ a = ["192.0.2.102"]
 [targets.lab]
 a = ["192.0.2.103"]
 
-[[rules]]
-match = { continent = "NA" }
-target = "us"
-
-[[rules]]
-match = { cidr = ["214.78.121.0/24", "2001:480:10:8000::/49"] }
-target = "lab"
+[[chain]]
+kind = "geo"
+default = ["far"]
+rules = [
+  { match = { continent = "NA" }, targets = ["us"] },
+  { match = { cidr = ["214.78.121.0/24", "2001:480:10:8000::/49"] }, targets = ["lab"] },
+]
 "#;
 
 const CIDR_ONLY_POLICY: &str = r#"
 name = "cidr.example.com"
 ttl_s = 30
-default = "out"
 
 [targets.out]
 a = ["192.0.2.111"]
@@ -599,9 +619,10 @@ a = ["192.0.2.111"]
 [targets.in]
 a = ["192.0.2.112"]
 
-[[rules]]
-match = { cidr = "192.0.2.0/24" }
-target = "in"
+[[chain]]
+kind = "geo"
+default = ["out"]
+rules = [{ match = { cidr = "192.0.2.0/24" }, targets = ["in"] }]
 "#;
 
 /// CIDR rules win over location, and the scope of every other answer is narrowed to one bit

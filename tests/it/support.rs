@@ -631,6 +631,7 @@ pub fn write_config_with(
     let fixtures = Path::new(REPO).join("tests/fixtures/geoip");
     let config = format!(
         "[dns]\nlisten = [\"127.0.0.1:0\"]\n{dns_extra}\n\n[http]\nlisten = \"off\"\n\n\
+         [admin]\nlisten = \"off\"\n\n\
          [geoip]\ncity = {:?}\nasn = {:?}\n\n\
          [[zone]]\norigin = \"example.com\"\nfile = \"zones/example.com.zone\"\n\n\
          [policies]\ndir = \"policies\"\n",
