@@ -670,3 +670,269 @@ pub fn zone_with_valid_big_txt() -> String {
     }
     zone
 }
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/1.1 (a minimal client: one request per connection, `Connection: close`)
+
+/// How long an HTTP exchange may take (policy edits fsync and recompile).
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Names lower case, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON; panics with the response when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
+    }
+
+    /// `error` of a JSON error body.
+    pub fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error field: {} {}", self.status, self.body))
+            .to_owned()
+    }
+}
+
+impl std::fmt::Display for HttpResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP {} {:?} {}", self.status, self.headers, self.body)
+    }
+}
+
+/// Send one request and read the whole response. The body is written even if the server
+/// answers early (e.g. 413), and whatever arrived before a reset is parsed.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let mut stream = tcp_connect(addr).await;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let raw = tokio::time::timeout(HTTP_TIMEOUT, async {
+        let mut request = head.into_bytes();
+        request.extend_from_slice(body);
+        let _ = stream.write_all(&request).await;
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+        }
+        raw
+    })
+    .await
+    .unwrap_or_else(|_| panic!("HTTP {method} {path}: no complete response in time"));
+    parse_http(&raw).unwrap_or_else(|| {
+        panic!(
+            "HTTP {method} {path}: unparsable response {:?}",
+            String::from_utf8_lossy(&raw)
+        )
+    })
+}
+
+fn parse_http(raw: &[u8]) -> Option<HttpResponse> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut rest = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let get = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        let mut body = Vec::new();
+        let mut at = 0;
+        loop {
+            let end = at + rest[at..].windows(2).position(|w| w == b"\r\n")?;
+            let size_text = std::str::from_utf8(&rest[at..end]).ok()?;
+            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+            at = end + 2;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(rest.get(at..at + size)?);
+            at += size + 2;
+        }
+        rest = body;
+    } else if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        rest.truncate(len);
+    }
+    Some(HttpResponse {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&rest).into_owned(),
+    })
+}
+
+/// The admin API of a running server, with its token.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    pub addr: SocketAddr,
+    pub token: String,
+}
+
+impl AdminClient {
+    pub fn of(running: &Running) -> Self {
+        Self {
+            addr: running.admin_addr.expect("the admin API listens"),
+            token: running.admin_token.to_string(),
+        }
+    }
+
+    /// A request with the bearer token and extra headers.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> HttpResponse {
+        let auth = format!("Bearer {}", self.token);
+        let mut all = vec![("Authorization", auth.as_str())];
+        all.extend_from_slice(headers);
+        http_request(self.addr, method, path, &all, body).await
+    }
+
+    pub async fn get(&self, path: &str) -> HttpResponse {
+        self.request("GET", path, &[], b"").await
+    }
+
+    /// `PUT /api/v1/policies/{name}` (with `query` such as `?dry_run=true`).
+    pub async fn put_policy(
+        &self,
+        name: &str,
+        query: &str,
+        if_match: Option<&str>,
+        body: &str,
+    ) -> HttpResponse {
+        let path = format!("/api/v1/policies/{name}{query}");
+        let headers: Vec<(&str, &str)> = if_match.map(|e| ("If-Match", e)).into_iter().collect();
+        self.request("PUT", &path, &headers, body.as_bytes()).await
+    }
+
+    pub async fn delete_policy(&self, name: &str, if_match: Option<&str>) -> HttpResponse {
+        let path = format!("/api/v1/policies/{name}");
+        let headers: Vec<(&str, &str)> = if_match.map(|e| ("If-Match", e)).into_iter().collect();
+        self.request("DELETE", &path, &headers, b"").await
+    }
+
+    /// The policy's TOML and ETag; panics unless 200.
+    pub async fn policy(&self, name: &str) -> (String, String) {
+        let r = self.get(&format!("/api/v1/policies/{name}")).await;
+        assert_eq!(r.status, 200, "GET {name}: {r}");
+        let etag = r.header("etag").expect("ETag").to_owned();
+        (r.body, etag)
+    }
+
+    /// Set (`Some`) or clear (`None`) a target's health override; returns the generation.
+    pub async fn set_health(&self, target: &str, state: Option<&str>) -> u64 {
+        let path = format!("/api/v1/health/{target}");
+        let r = match state {
+            Some(s) => {
+                let body = format!("{{\"state\":\"{s}\"}}");
+                self.request("PUT", &path, &[], body.as_bytes()).await
+            }
+            None => self.request("DELETE", &path, &[], b"").await,
+        };
+        assert_eq!(r.status, 200, "health {target} {state:?}: {r}");
+        r.json()["generation"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no generation: {r}"))
+    }
+
+    /// `GET /api/v1/explain`; panics unless 200.
+    pub async fn explain(&self, name: &str, client: &str) -> serde_json::Value {
+        let r = self
+            .get(&format!("/api/v1/explain?name={name}&client={client}"))
+            .await;
+        assert_eq!(r.status, 200, "explain {name} {client}: {r}");
+        r.json()
+    }
+}
+
+/// An edit's response must carry the generation that serves it, already published.
+pub fn assert_published(running: &Running, response: &HttpResponse) -> u64 {
+    let generation = response.json()["generation"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no generation in {response}"));
+    let serving = running.published.load().generation;
+    assert!(
+        serving >= generation,
+        "generation {generation} acknowledged but {serving} serving"
+    );
+    generation
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answers in one call
+
+/// The CNAME target (or the A addresses, space separated) for `qname` as seen from `subnet`
+/// (`None`: no ECS), over UDP.
+pub async fn answer_of(server: SocketAddr, qname: &str, subnet: Option<&str>) -> String {
+    let q = match subnet {
+        Some(s) => ecs_query(qname, RecordType::A, s),
+        None => with_edns(query(qname, RecordType::A), 1232),
+    };
+    let reply = udp(server, &q).await;
+    match reply.metadata.response_code {
+        ResponseCode::NoError => {}
+        ResponseCode::NXDomain => return "NXDOMAIN".into(),
+        other => return format!("{other:?}"),
+    }
+    let cnames = cname_targets(&reply);
+    if let Some(first) = cnames.first() {
+        return first.clone();
+    }
+    let addrs = addresses(&reply.answers);
+    if addrs.is_empty() {
+        "NODATA".into()
+    } else {
+        addrs.join(" ")
+    }
+}
+
+/// Poll `answer_of` until it equals `want` (at most `within`); returns the last answer.
+pub async fn wait_for_answer(
+    server: SocketAddr,
+    qname: &str,
+    subnet: Option<&str>,
+    want: &str,
+    within: Duration,
+) -> String {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let got = answer_of(server, qname, subnet).await;
+        if got == want || tokio::time::Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
