@@ -15,6 +15,9 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::control::{self, ConfigOrigin, Controller};
 use crate::dns::{self, DnsServer};
+use crate::health::tracker::Tracker;
+use crate::monitor::{self, Monitor};
+use crate::perf::Region;
 use crate::snapshot::Published;
 
 /// The environment variable that sets the admin token (wins over `[admin] token_file`).
@@ -30,6 +33,8 @@ pub struct Running {
     pub admin_token: Arc<str>,
     pub controller: Arc<Controller>,
     pub published: Arc<Published>,
+    /// Where probe results go in.
+    pub monitor: Monitor,
     dns: DnsServer,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -59,6 +64,18 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
     }
     let cancel = CancellationToken::new();
     let mut tasks = Vec::new();
+
+    let regions = config
+        .agent_countries
+        .iter()
+        .map(|(agent, country)| (agent.clone(), vec![Region::Country(*country)]))
+        .collect();
+    let (monitor, task) = monitor::spawn(
+        Tracker::new(config.health.clone(), regions),
+        controller.clone(),
+        cancel.clone(),
+    );
+    tasks.push(task);
 
     let dns = dns::bind(
         &config.dns_listen,
@@ -91,7 +108,8 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
                     "the admin API listens on {addr}, beyond loopback: keep its token secret and use TLS in front"
                 );
             }
-            let router = crate::api::admin::router(controller.clone(), admin_token.clone());
+            let router =
+                crate::api::admin::router(controller.clone(), monitor.clone(), admin_token.clone());
             Some(serve_http(addr, router, &cancel, &mut tasks, "admin API").await?)
         }
     };
@@ -108,6 +126,7 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
         admin_token,
         controller,
         published,
+        monitor,
         dns,
         cancel,
         tasks,

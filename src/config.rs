@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::geo::{DbSource, Location, Override, iso};
+use crate::health::tracker::Thresholds;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}: {field}{sep}{reason}", sep = if field.is_empty() { "" } else { ": " })]
@@ -35,6 +36,41 @@ struct RawConfig {
     zones: Vec<RawZone>,
     #[serde(default)]
     policies: RawPolicies,
+    #[serde(default)]
+    health: RawHealth,
+    #[serde(default)]
+    probes: RawProbes,
+}
+
+/// `[health]`: how probe results become health. Every field is optional (see
+/// `health::tracker::Thresholds` for the defaults and their reasons).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    down_after_failures: Option<u32>,
+    up_after_successes: Option<u32>,
+    hold_down_ms: Option<u64>,
+    stale_after_ms: Option<u64>,
+    window_ms: Option<u64>,
+    min_samples: Option<usize>,
+    min_availability: Option<f64>,
+    p95_factor: Option<f64>,
+    max_error_rate: Option<f64>,
+    error_rate_minutes: Option<u32>,
+    quorum: Option<usize>,
+    unreachable_from: Option<usize>,
+    /// Agent location → ISO country, so probe latencies also count for that country and its
+    /// continent in the performance step.
+    #[serde(default)]
+    agent_countries: std::collections::BTreeMap<String, String>,
+}
+
+/// `[probes]`: run probe checks inside `serve` (a single-box setup).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawProbes {
+    targets: Option<PathBuf>,
+    location: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -137,6 +173,11 @@ pub struct Config {
     pub geoip_overrides: Vec<Override>,
     pub zones: Vec<ZoneConfig>,
     pub policies: PolicySource,
+    pub health: Thresholds,
+    /// Agent location → country, for latency windows.
+    pub agent_countries: AgentCountries,
+    /// Probe target directory to run inside `serve`, and the location label it reports as.
+    pub probes: Option<(PathBuf, String)>,
 }
 
 pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";
@@ -175,6 +216,8 @@ impl Config {
             geoip,
             zones,
             policies,
+            health,
+            probes,
         } = raw;
         let RawDns {
             listen,
@@ -260,6 +303,24 @@ impl Config {
         let policies = PolicySource::Dir(resolve(
             policies.dir.unwrap_or_else(|| PathBuf::from("policies")),
         ));
+        let (health, agent_countries) =
+            parse_health(health).map_err(|(f, r)| err(&format!("health.{f}"), r))?;
+        let probes = match (probes.targets, probes.location) {
+            (None, None) => None,
+            (Some(dir), location) => {
+                let location = location.unwrap_or_else(|| "local".to_owned());
+                if location.is_empty() || location.len() > 64 {
+                    return Err(err("probes.location", "must be 1 to 64 characters".into()));
+                }
+                Some((resolve(dir), location))
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    "probes.targets",
+                    "required when probes.location is set".into(),
+                ));
+            }
+        };
 
         Ok(Config {
             source: file.to_owned(),
@@ -275,8 +336,90 @@ impl Config {
             geoip_overrides,
             zones,
             policies,
+            health,
+            agent_countries,
+            probes,
         })
     }
+}
+
+type FieldError = (&'static str, String);
+/// Agent location → country.
+type AgentCountries = Vec<(String, [u8; 2])>;
+
+fn parse_health(raw: RawHealth) -> Result<(Thresholds, AgentCountries), FieldError> {
+    let RawHealth {
+        down_after_failures,
+        up_after_successes,
+        hold_down_ms,
+        stale_after_ms,
+        window_ms,
+        min_samples,
+        min_availability,
+        p95_factor,
+        max_error_rate,
+        error_rate_minutes,
+        quorum,
+        unreachable_from,
+        agent_countries,
+    } = raw;
+    let d = Thresholds::default();
+    let ms =
+        |v: Option<u64>, default: std::time::Duration| v.map_or(default, Duration::from_millis);
+    let t = Thresholds {
+        down_after_failures: down_after_failures.unwrap_or(d.down_after_failures),
+        up_after_successes: up_after_successes.unwrap_or(d.up_after_successes),
+        hold_down: ms(hold_down_ms, d.hold_down),
+        stale_after: ms(stale_after_ms, d.stale_after),
+        window: ms(window_ms, d.window),
+        min_samples: min_samples.unwrap_or(d.min_samples),
+        min_availability: min_availability.unwrap_or(d.min_availability),
+        p95_factor: p95_factor.unwrap_or(d.p95_factor),
+        max_error_rate: max_error_rate.unwrap_or(d.max_error_rate),
+        error_rate_minutes: error_rate_minutes.unwrap_or(d.error_rate_minutes),
+        quorum: quorum.unwrap_or(d.quorum),
+        unreachable_from: unreachable_from.unwrap_or(d.unreachable_from),
+    };
+    if t.down_after_failures == 0 {
+        return Err(("down_after_failures", "must be at least 1".into()));
+    }
+    if t.up_after_successes == 0 {
+        return Err(("up_after_successes", "must be at least 1".into()));
+    }
+    if t.stale_after < Duration::from_secs(1) {
+        return Err((
+            "stale_after_ms",
+            "must be at least 1000 (probes run at most once a second)".into(),
+        ));
+    }
+    if t.window < Duration::from_secs(60) || t.window > Duration::from_secs(3600) {
+        return Err(("window_ms", "must be between 60000 and 3600000".into()));
+    }
+    if !(0.0..=1.0).contains(&t.min_availability) {
+        return Err((
+            "min_availability",
+            format!("{} is not in [0, 1]", t.min_availability),
+        ));
+    }
+    if !(0.0..=1.0).contains(&t.max_error_rate) {
+        return Err((
+            "max_error_rate",
+            format!("{} is not in [0, 1]", t.max_error_rate),
+        ));
+    }
+    if t.p95_factor <= 1.0 {
+        return Err(("p95_factor", format!("{} must be above 1", t.p95_factor)));
+    }
+    if t.unreachable_from == 0 {
+        return Err(("unreachable_from", "must be at least 1".into()));
+    }
+    let mut countries = Vec::new();
+    for (agent, code) in agent_countries {
+        let c =
+            iso::parse_country(&code).map_err(|r| ("agent_countries", format!("{agent}: {r}")))?;
+        countries.push((agent, c));
+    }
+    Ok((t, countries))
 }
 
 /// Check one override; the error is (field, reason).

@@ -113,7 +113,10 @@ struct State {
     zones: Arc<Zones>,
     /// By key: the name, lower case, without the trailing dot (also the file stem).
     policies: BTreeMap<String, Entry>,
+    /// What compiles read: `measured` with `overrides` on top.
     health: HealthView,
+    measured: HealthView,
+    overrides: HealthView,
     perf: PerfView,
 }
 
@@ -246,6 +249,8 @@ fn load_state(config: Config, health: HealthView, perf: PerfView) -> Result<Stat
         geo,
         zones: Arc::new(zones),
         policies,
+        measured: health.clone(),
+        overrides: HealthView::default(),
         health,
         perf,
     })
@@ -382,10 +387,12 @@ impl Controller {
     /// Reload config, zones, GeoIP and policies (SIGHUP). Health and measurements carry over.
     pub fn reload_all(&self) -> Result<u64, LoadErrors> {
         let mut state = self.lock();
-        let loaded = self
-            .origin
-            .load()
-            .and_then(|config| load_state(config, state.health.clone(), state.perf.clone()));
+        let loaded = self.origin.load().and_then(|config| {
+            let mut next = load_state(config, state.health.clone(), state.perf.clone())?;
+            next.measured = state.measured.clone();
+            next.overrides = state.overrides.clone();
+            Ok(next)
+        });
         let result = loaded.and_then(|next| {
             let generation = self.published.load().generation + 1;
             let snapshot = assemble(&next, generation).map_err(|e| LoadErrors(vec![e]))?;
@@ -631,11 +638,28 @@ impl Controller {
     pub fn set_health(&self, target: &str, state_now: Option<health::State>) -> u64 {
         let mut state = self.lock();
         match state_now {
-            Some(s) => state.health.set(target, s, true, SystemTime::now()),
-            None => state.health.clear(target),
+            Some(s) => state.overrides.set(target, s, true, SystemTime::now()),
+            None => state.overrides.clear(target),
         }
+        state.health = state.measured.overlay(&state.overrides);
         info!(target, state = ?state_now, "health override");
         self.recompile(&mut state, |p| p.targets.iter().any(|t| t.id == target))
+    }
+
+    /// Apply measured health transitions (from the monitor): recompile the policies that name
+    /// those targets, publish once.
+    pub fn apply_measured(&self, transitions: &[crate::health::tracker::Transition]) -> u64 {
+        let mut state = self.lock();
+        let now = SystemTime::now();
+        for t in transitions {
+            state.measured.set(&t.target, t.to, false, now);
+        }
+        state.health = state.measured.overlay(&state.overrides);
+        self.recompile(&mut state, |p| {
+            p.targets
+                .iter()
+                .any(|x| transitions.iter().any(|t| t.target == x.id))
+        })
     }
 
     /// Replace the measurements and recompile the policies with a performance step.

@@ -15,6 +15,7 @@ pub mod dns;
 pub mod explain;
 pub mod geo;
 pub mod health;
+pub mod monitor;
 pub mod perf;
 pub mod policy;
 pub mod preview;

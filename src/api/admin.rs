@@ -13,6 +13,7 @@
 //! | `GET /api/v1/explain?name=…&client=<ip or subnet>` | the answer and why |
 //! | `GET /api/v1/health` | health of every reported target |
 //! | `PUT /api/v1/health/{target}` `{"state":"up"\|"down"}`, `DELETE` | operator override |
+//! | `POST /api/v1/probe-results` | a JSON array of probe results from an agent |
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -32,17 +33,28 @@ use serde_json::json;
 use crate::control::{Controller, EditError, Precondition};
 use crate::dns::answer::Asker;
 use crate::health;
+use crate::monitor::{Monitor, WireResult};
 
 const BODY_LIMIT: usize = 64 * 1024;
+/// Probe result batches are larger than edits.
+const INGEST_LIMIT: usize = 2 * 1024 * 1024;
 
 #[derive(Clone)]
 struct Admin {
     controller: Arc<Controller>,
+    monitor: Monitor,
     token: Arc<str>,
 }
 
-pub fn router(controller: Arc<Controller>, token: Arc<str>) -> Router {
-    let admin = Admin { controller, token };
+/// Probe results per ingest request, at most (agents batch far fewer).
+const MAX_RESULTS: usize = 10_000;
+
+pub fn router(controller: Arc<Controller>, monitor: Monitor, token: Arc<str>) -> Router {
+    let admin = Admin {
+        controller,
+        monitor,
+        token,
+    };
     Router::new()
         .route("/api/v1/policies", get(list))
         .route(
@@ -56,6 +68,10 @@ pub fn router(controller: Arc<Controller>, token: Arc<str>) -> Router {
         .route(
             "/api/v1/health/{target}",
             put(health_put).delete(health_delete),
+        )
+        .route(
+            "/api/v1/probe-results",
+            post(ingest).layer(DefaultBodyLimit::max(INGEST_LIMIT)),
         )
         .layer(middleware::from_fn_with_state(admin.clone(), authorize))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -283,18 +299,72 @@ pub fn parse_client(text: &str) -> Result<Asker, String> {
 
 async fn health_list(State(admin): State<Admin>) -> Response {
     let view = admin.controller.health();
+    let details = admin.monitor.details();
     let entries: Vec<_> = view
         .iter()
         .map(|(target, h)| {
+            let locations: Vec<_> = details
+                .iter()
+                .filter(|(t, _, _, _)| t == target)
+                .map(|(_, agent, state, reason)| json!({ "agent": agent, "state": state, "reason": reason }))
+                .collect();
             json!({
                 "target": target,
                 "state": h.state,
                 "forced": h.forced,
                 "since_unix_ms": h.since.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+                "locations": locations,
             })
         })
         .collect();
     Json(entries).into_response()
+}
+
+async fn ingest(State(admin): State<Admin>, body: Bytes) -> Response {
+    let results: Vec<WireResult> = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("body: {e} (expected a JSON array of probe results)"),
+            );
+        }
+    };
+    if results.len() > MAX_RESULTS {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("at most {MAX_RESULTS} results per request"),
+        );
+    }
+    if let Some(bad) = results.iter().find(|r| {
+        r.target.is_empty()
+            || r.agent.is_empty()
+            || r.target.len() > 255
+            || r.agent.len() > 64
+            || !r.latency_ms.is_finite()
+    }) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "result for {:?} from {:?}: target 1-255 chars, agent 1-64 chars, finite latency_ms",
+                bad.target, bad.agent
+            ),
+        );
+    }
+    let tx = admin.monitor.sender();
+    let mut accepted = 0usize;
+    for r in &results {
+        if tx.try_send(r.observation()).is_err() {
+            // Full: tell the agent to keep the rest and retry.
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "error": "monitor queue full, retry", "accepted": accepted })),
+            )
+                .into_response();
+        }
+        accepted += 1;
+    }
+    Json(json!({ "accepted": accepted })).into_response()
 }
 
 #[derive(Deserialize)]

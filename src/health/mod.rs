@@ -1,10 +1,13 @@
 //! Health of targets, as the decision compiler sees it.
 //!
 //! A [`HealthView`] maps a target id to its state and since when it has held. Target ids are
-//! global: two policies that name `cdn-a` share its health. Today the states come from admin
-//! overrides (`PUT /api/v1/health/{target}`); synthetic probes will feed the same view. A target
-//! nobody reports on is [`State::Unknown`]: never treated as proven healthy, but not dropped
-//! either, so a server with no health source still answers. Pure.
+//! global: two policies that name `cdn-a` share its health. States come from two sources:
+//! probe results, turned into measured states by the [`tracker`] (quorum, hysteresis), and
+//! admin overrides (`PUT /api/v1/health/{target}`), which win ([`HealthView::overlay`]). A
+//! target nobody reports on is [`State::Unknown`]: never treated as proven healthy, but not
+//! dropped either, so a server with no health source still answers. Pure.
+
+pub mod tracker;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -77,6 +80,15 @@ impl HealthView {
     /// Forget a target (back to unknown).
     pub fn clear(&mut self, target: &str) {
         self.targets.remove(target);
+    }
+
+    /// `self` (measured) with `overrides` on top: an operator's word wins.
+    pub fn overlay(&self, overrides: &HealthView) -> HealthView {
+        let mut out = self.clone();
+        for (target, health) in &overrides.targets {
+            out.targets.insert(target.clone(), *health);
+        }
+        out
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Health)> {

@@ -1,0 +1,140 @@
+//! The health monitor: probe results in, measured health and probe latencies out.
+//!
+//! Results arrive on a bounded channel (from the in-process agent or the ingest API), go into
+//! the [`Tracker`], and every tick the tracker's verdicts that changed are handed to the
+//! [`Controller`], which recompiles only the policies naming those targets. Many results
+//! therefore cost at most one rebuild per tick. Latency windows are refreshed less often, for
+//! the performance step. Depends on `health`, `control`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::control::Controller;
+use crate::health::State;
+use crate::health::tracker::{Observation, Tracker};
+
+/// How often verdicts are re-evaluated: a bound on the detection-to-DNS delay.
+const TICK: Duration = Duration::from_millis(100);
+/// How often probe latencies are turned into performance windows.
+const PERF_EVERY: Duration = Duration::from_secs(10);
+/// Results waiting for the monitor; beyond this the ingest API answers 503 and agents retry.
+pub const QUEUE: usize = 65_536;
+
+/// One probe result on the wire (`POST /api/v1/probe-results`), as agents send it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WireResult {
+    pub target: String,
+    #[serde(default)]
+    pub check: String,
+    pub agent: String,
+    pub at_unix_ms: u64,
+    pub ok: bool,
+    pub latency_ms: f64,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl WireResult {
+    pub fn observation(&self) -> Observation {
+        Observation {
+            target: self.target.clone(),
+            agent: self.agent.clone(),
+            at: UNIX_EPOCH + Duration::from_millis(self.at_unix_ms),
+            ok: self.ok,
+            latency_ms: self.latency_ms,
+        }
+    }
+}
+
+/// Where results go in, and where the API reads per-location detail.
+#[derive(Clone)]
+pub struct Monitor {
+    tx: mpsc::Sender<Observation>,
+    tracker: Arc<Mutex<Tracker>>,
+}
+
+impl Monitor {
+    pub fn sender(&self) -> mpsc::Sender<Observation> {
+        self.tx.clone()
+    }
+
+    /// (target, agent, state, reason) per probed location.
+    pub fn details(&self) -> Vec<(String, String, State, String)> {
+        self.tracker.lock().map(|t| t.details()).unwrap_or_default()
+    }
+}
+
+/// Start the monitor task.
+pub fn spawn(
+    tracker: Tracker,
+    controller: Arc<Controller>,
+    cancel: CancellationToken,
+) -> (Monitor, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let tracker = Arc::new(Mutex::new(tracker));
+    let monitor = Monitor {
+        tx,
+        tracker: tracker.clone(),
+    };
+    let task = tokio::spawn(run(rx, tracker, controller, cancel));
+    (monitor, task)
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<Observation>,
+    tracker: Arc<Mutex<Tracker>>,
+    controller: Arc<Controller>,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_perf = SystemTime::now();
+    let mut batch = Vec::new();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            n = rx.recv_many(&mut batch, 4096) => {
+                if n == 0 {
+                    return;
+                }
+                let now = SystemTime::now();
+                if let Ok(mut t) = tracker.lock() {
+                    for o in batch.drain(..) {
+                        t.ingest(&o, now);
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let now = SystemTime::now();
+                let (transitions, perf) = match tracker.lock() {
+                    Ok(mut t) => {
+                        let transitions = t.evaluate(now);
+                        let due = now.duration_since(last_perf).unwrap_or_default() >= PERF_EVERY;
+                        (transitions, due.then(|| t.perf()))
+                    }
+                    Err(_) => {
+                        warn!("health tracker lock poisoned; measured health is frozen");
+                        continue;
+                    }
+                };
+                for t in &transitions {
+                    info!(target = %t.target, from = %t.from, to = %t.to, reason = %t.reason, "health transition");
+                }
+                if !transitions.is_empty() {
+                    let c = controller.clone();
+                    let _ = tokio::task::spawn_blocking(move || c.apply_measured(&transitions)).await;
+                }
+                if let Some(perf) = perf {
+                    last_perf = now;
+                    let c = controller.clone();
+                    let _ = tokio::task::spawn_blocking(move || c.set_perf(perf)).await;
+                }
+            }
+        }
+    }
+}
