@@ -5,6 +5,7 @@ mod support;
 
 mod config;
 mod edns;
+mod explain;
 mod policies;
 mod protocol;
 mod robustness;
