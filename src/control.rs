@@ -550,7 +550,7 @@ impl Controller {
             perf: &state.perf,
             now: SystemTime::now(),
         };
-        let steered = Arc::new(Steered::compile(policy, &state.geo, &inputs));
+        let mut steered = Arc::new(Steered::compile(policy, &state.geo, &inputs));
         let preview = preview::compare(current.map(|e| &*e.steered), &steered, &state.geo);
         let created = current.is_none();
         let new_etag = etag(text);
@@ -565,6 +565,28 @@ impl Controller {
         }
         dir.write(&key, text, etag)
             .map_err(|e| EditError::Storage(e.to_string()))?;
+        // Editing a policy is how an operator resumes a halted ramp.
+        let resumed: Vec<String> = ramps(&steered.policy)
+            .map(|(id, _)| id.to_owned())
+            .filter(|id| state.measured.ramp_halted(id))
+            .collect();
+        if !resumed.is_empty() {
+            for id in &resumed {
+                state.measured.resume_ramp(id);
+            }
+            state.health = state.measured.overlay(&state.overrides);
+            let inputs = Inputs {
+                health: &state.health,
+                perf: &state.perf,
+                now: SystemTime::now(),
+            };
+            steered = Arc::new(Steered::compile(
+                steered.policy.clone(),
+                &state.geo,
+                &inputs,
+            ));
+            info!(policy = %key, targets = ?resumed, "halted ramps resumed by the edit");
+        }
         state.policies.insert(
             key.clone(),
             Entry {
@@ -653,6 +675,15 @@ impl Controller {
         let now = SystemTime::now();
         for t in transitions {
             state.measured.set(&t.target, t.to, false, now);
+            let ramping = state
+                .policies
+                .values()
+                .flat_map(|e| ramps(&e.steered.policy))
+                .any(|(id, ramp)| id == t.target && ramp.in_progress(now));
+            if t.to == health::State::Down && ramping {
+                warn!(target = %t.target, "target went down during its ramp: ramp halted at 0% until the policy is edited");
+                state.measured.halt_ramp(&t.target);
+            }
         }
         state.health = state.measured.overlay(&state.overrides);
         self.recompile(&mut state, |p| {
@@ -718,6 +749,17 @@ impl Controller {
         let mut state = self.lock();
         self.recompile(&mut state, |_| false)
     }
+}
+
+/// The guarded ramps of a policy: (target id, ramp).
+fn ramps(policy: &Policy) -> impl Iterator<Item = (&str, &crate::policy::kinds::weighted::Ramp)> {
+    policy.chain.iter().filter_map(move |s| match s {
+        policy::Step::Weighted(w) => w
+            .ramp
+            .as_ref()
+            .map(|r| (policy.target(r.target).id.as_str(), r)),
+        _ => None,
+    })
 }
 
 fn check_precondition(

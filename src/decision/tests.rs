@@ -183,10 +183,12 @@ fn shares(policy: &Policy, table: &Table, geo: &GeoDb, networks: u32) -> HashMap
         // Distinct /24s spread over the address space.
         let ip = IpAddr::V4(Ipv4Addr::from(i.wrapping_mul(2_654_435_761) & 0xffff_ff00));
         let d = table.decide(ip, &geo.locate(ip), geo);
-        assert!(
-            d.scope >= 24,
-            "a hashed answer must hold for the hashed /24 only"
-        );
+        if table.outcome(d.outcome).pick.needs_hash() {
+            assert!(
+                d.scope >= 24,
+                "a hashed answer must hold for the hashed /24 only"
+            );
+        }
         let t = table.select(&d, Some(ip)).as_slice()[0];
         *counts.entry(policy.target(t).id.clone()).or_default() += 1;
     }
@@ -435,4 +437,62 @@ order = ["z", "x", "y"]
         .map(|t| policy.target(*t).id.as_str())
         .collect();
     assert_eq!(ids, ["z", "x"]);
+}
+
+#[test]
+fn a_guarded_ramp_follows_its_schedule_and_halts_at_zero() {
+    let geo = geo();
+    let perf = PerfView::default();
+    let start = 1_800_000_000u64;
+    let text = format!(
+        r#"
+name = "r.example.com"
+[targets.old]
+a = ["192.0.2.10"]
+[targets.new]
+a = ["192.0.2.11"]
+[[chain]]
+kind = "up"
+[[chain]]
+kind = "weighted"
+weights = {{ old = 100 }}
+ramp = {{ target = "new", percent = [5, 25, 50, 100], step_s = 600, start_unix_s = {start} }}
+"#
+    );
+    let policy = policy::parse("p.toml", &text).unwrap();
+    let at = |secs: u64| std::time::UNIX_EPOCH + Duration::from_secs(start + secs);
+    let share_of_new = |health: &HealthView, now: SystemTime| {
+        let (table, next) = compile(
+            &policy,
+            &geo,
+            &Inputs {
+                health,
+                perf: &perf,
+                now,
+            },
+        );
+        let s = shares(&policy, &table, &geo, 20_000);
+        (s.get("new").copied().unwrap_or(0.0), next)
+    };
+    let health = HealthView::default();
+    let (before, next) = share_of_new(&health, at(0) - Duration::from_secs(1));
+    assert_eq!(before, 0.0);
+    assert_eq!(next, Some(at(0)));
+    for (secs, want) in [(0, 0.05), (600, 0.25), (1300, 0.50), (1900, 1.0)] {
+        let (share, _) = share_of_new(&health, at(secs));
+        assert!(
+            (share - want).abs() < 0.015,
+            "at +{secs}s: {share} vs {want}"
+        );
+    }
+    assert_eq!(
+        share_of_new(&health, at(700)).1,
+        Some(at(1200)),
+        "rebuild at the next step"
+    );
+    // The new target breaks its criteria mid-ramp: halted at 0%, no further steps.
+    let mut halted = HealthView::default();
+    halted.halt_ramp("new");
+    let (share, next) = share_of_new(&halted, at(1300));
+    assert_eq!((share, next), (0.0, None));
 }

@@ -44,6 +44,9 @@ pub struct Health {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HealthView {
     targets: BTreeMap<String, Health>,
+    /// Targets that went down during a guarded ramp: their ramps stay at 0% until the policy
+    /// is edited.
+    halted_ramps: std::collections::BTreeSet<String>,
 }
 
 impl HealthView {
@@ -77,6 +80,18 @@ impl HealthView {
         }
     }
 
+    pub fn ramp_halted(&self, target: &str) -> bool {
+        self.halted_ramps.contains(target)
+    }
+
+    pub fn halt_ramp(&mut self, target: &str) {
+        self.halted_ramps.insert(target.to_owned());
+    }
+
+    pub fn resume_ramp(&mut self, target: &str) {
+        self.halted_ramps.remove(target);
+    }
+
     /// Forget a target (back to unknown).
     pub fn clear(&mut self, target: &str) {
         self.targets.remove(target);
@@ -88,6 +103,8 @@ impl HealthView {
         for (target, health) in &overrides.targets {
             out.targets.insert(target.clone(), *health);
         }
+        out.halted_ramps
+            .extend(overrides.halted_ramps.iter().cloned());
         out
     }
 

@@ -180,7 +180,10 @@ pub fn evaluate(policy: &Policy, client: &Client, inputs: &Inputs, trace: &mut T
             }
             Step::Weighted(w) => {
                 if !candidates.is_empty() {
-                    selected = Some(Pick::Weighted(w.shares(policy, &candidates, trace)));
+                    let (shares, change) =
+                        w.shares_now(policy, &candidates, inputs.health, inputs.now, trace);
+                    next_change = change;
+                    selected = Some(Pick::Weighted(shares));
                 }
             }
             Step::Failover(f) => {

@@ -65,6 +65,7 @@ pub enum RawStep {
     },
     Weighted {
         weights: BTreeMap<String, u32>,
+        ramp: Option<RawRamp>,
     },
     Failover {
         #[serde(default)]
@@ -92,6 +93,17 @@ fn default_min_availability() -> f64 {
 
 fn default_hold_down() -> u64 {
     300
+}
+
+/// A guarded ramp: `target` takes `percent[i]` of the traffic during step `i`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRamp {
+    pub target: String,
+    pub percent: Vec<u32>,
+    pub step_s: u64,
+    /// When step 0 begins (seconds since the Unix epoch).
+    pub start_unix_s: u64,
 }
 
 #[derive(Debug, Deserialize)]

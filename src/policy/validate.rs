@@ -11,8 +11,8 @@ use super::kinds::active_passive::ActivePassive;
 use super::kinds::failover::Failover;
 use super::kinds::geo::{Geo, Match, Rule};
 use super::kinds::performance::Performance;
-use super::kinds::weighted::Weighted;
-use super::raw::{RawMatch, RawPolicy, RawRule, RawStep, RawTarget};
+use super::kinds::weighted::{Ramp, Weighted};
+use super::raw::{RawMatch, RawPolicy, RawRamp, RawRule, RawStep, RawTarget};
 use super::{LastResort, Policy, Step, Target, TargetAnswer, TargetId};
 use crate::geo::iso;
 
@@ -321,7 +321,13 @@ impl Validator<'_> {
                     min_availability,
                 })
             }
-            RawStep::Weighted { weights } => Step::Weighted(self.weights(field, weights)?),
+            RawStep::Weighted { weights, ramp } => {
+                let mut weighted = self.weights(field, weights)?;
+                weighted.ramp = ramp
+                    .map(|r| self.ramp(&format!("{field}.ramp"), r))
+                    .transpose()?;
+                Step::Weighted(weighted)
+            }
             RawStep::Failover { order } => Step::Failover(Failover {
                 order: self.lookup_all(&format!("{field}.order"), &order)?,
             }),
@@ -363,7 +369,41 @@ impl Validator<'_> {
                 "at least one weight must be above 0",
             ));
         }
-        Ok(Weighted { weights })
+        Ok(Weighted {
+            weights,
+            ramp: None,
+        })
+    }
+
+    fn ramp(&self, field: &str, raw: RawRamp) -> Result<Ramp, PolicyError> {
+        let RawRamp {
+            target,
+            percent,
+            step_s,
+            start_unix_s,
+        } = raw;
+        let target = self.lookup(&format!("{field}.target"), &target)?;
+        if percent.is_empty() || percent.iter().any(|p| *p > 100) {
+            return Err(self.err(
+                format!("{field}.percent"),
+                "give one or more steps, each 0..=100",
+            ));
+        }
+        if percent.windows(2).any(|w| w[0] > w[1]) {
+            return Err(self.err(format!("{field}.percent"), "steps must not decrease"));
+        }
+        if step_s < 10 {
+            return Err(self.err(
+                format!("{field}.step_s"),
+                format!("{step_s} is under 10 s: too fast to judge health"),
+            ));
+        }
+        Ok(Ramp {
+            target,
+            percent: percent.iter().map(|p| f64::from(*p) / 100.0).collect(),
+            step: Duration::from_secs(step_s),
+            start: std::time::UNIX_EPOCH + Duration::from_secs(start_unix_s),
+        })
     }
 
     fn matches(&self, field: &str, raw: RawMatch) -> Result<Match, PolicyError> {
