@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
+use crate::health;
 use crate::snapshot::Published;
 
 pub fn router(published: Arc<Published>) -> Router {
@@ -63,5 +64,25 @@ async fn metrics(State(published): State<Arc<Published>>) -> String {
         snapshot.steered.len(),
         snapshot.geo.locations().len(),
     );
+    let _ = writeln!(
+        out,
+        "# HELP steerdns_target_health Health of each reported target (1 for its current state).\n\
+         # TYPE steerdns_target_health gauge"
+    );
+    for (target, h) in snapshot.health.iter() {
+        let target = target.replace(['\\', '"', '\n'], "_");
+        for state in [
+            health::State::Up,
+            health::State::Down,
+            health::State::Unknown,
+        ] {
+            let _ = writeln!(
+                out,
+                "steerdns_target_health{{target=\"{target}\",state=\"{state}\",forced=\"{}\"}} {}",
+                h.forced,
+                u8::from(h.state == state)
+            );
+        }
+    }
     out
 }
