@@ -7,6 +7,7 @@ mod admin_api;
 mod config;
 mod edns;
 mod explain;
+mod file_watch;
 mod policies;
 mod protocol;
 mod robustness;
