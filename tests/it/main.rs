@@ -5,6 +5,7 @@ mod support;
 
 mod admin_api;
 mod config;
+mod durability;
 mod edns;
 mod explain;
 mod file_watch;

@@ -723,7 +723,20 @@ pub async fn http_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpResponse {
-    let mut stream = tcp_connect(addr).await;
+    try_http_request(addr, method, path, headers, body)
+        .await
+        .unwrap_or_else(|e| panic!("HTTP {method} {path}: {e}"))
+}
+
+/// Like [`http_request`], but an error instead of a panic when the server is gone (refused,
+/// reset before a complete response) or too slow.
+pub async fn try_http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpResponse, String> {
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -733,6 +746,9 @@ pub async fn http_request(
     }
     head.push_str("\r\n");
     let raw = tokio::time::timeout(HTTP_TIMEOUT, async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
         let mut request = head.into_bytes();
         request.extend_from_slice(body);
         let _ = stream.write_all(&request).await;
@@ -744,16 +760,12 @@ pub async fn http_request(
                 Ok(n) => raw.extend_from_slice(&buf[..n]),
             }
         }
-        raw
+        Ok::<_, String>(raw)
     })
     .await
-    .unwrap_or_else(|_| panic!("HTTP {method} {path}: no complete response in time"));
-    parse_http(&raw).unwrap_or_else(|| {
-        panic!(
-            "HTTP {method} {path}: unparsable response {:?}",
-            String::from_utf8_lossy(&raw)
-        )
-    })
+    .map_err(|_| "no complete response in time".to_owned())??;
+    parse_http(&raw)
+        .ok_or_else(|| format!("unparsable response {:?}", String::from_utf8_lossy(&raw)))
 }
 
 fn parse_http(raw: &[u8]) -> Option<HttpResponse> {

@@ -1,0 +1,360 @@
+//! Durability of policy edits: the real binary is killed with SIGKILL while a stream of large
+//! PUTs is being written. Afterwards the policy file is one complete version (the last
+//! acknowledged one or the one in flight), never a torn one; the directory holds nothing but
+//! policies, history and possibly the writer's own `.<name>.tmp-*` files; and the server
+//! starts again from it.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::support::*;
+
+const TOKEN: &str = "durability-test-token-0123456789";
+const ROUNDS: usize = 10;
+
+/// `steerdns serve` with the admin API on an ephemeral port; killed (SIGKILL) on drop.
+struct Server {
+    child: Child,
+    admin: AdminClient,
+    dns: SocketAddr,
+}
+
+impl Server {
+    fn spawn(config: &Path) -> Self {
+        Self::spawn_with(config, true)
+    }
+
+    /// `drain = false`: stop reading stderr (and close the pipe) once started, as when the
+    /// process that collected the log has gone.
+    fn spawn_with(config: &Path, drain: bool) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_steerdns"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(["--dns-listen", "127.0.0.1:0", "--http-listen", "off"])
+            .env("STEERDNS_ADMIN_TOKEN", TOKEN)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn steerdns serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel::<String>();
+        // Drains stderr until the process exits, even when nobody listens any more (unless
+        // told not to).
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() && !drain {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut admin, mut dns) = (None, None);
+        let mut log = Vec::new();
+        let addr_after = |line: &str, marker: &str| -> Option<SocketAddr> {
+            line.split(marker)
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        };
+        while admin.is_none() || dns.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines.recv_timeout(left).unwrap_or_else(|e| {
+                let _ = child.kill();
+                panic!("server did not start ({e}):\n{}", log.join("\n"))
+            });
+            admin = admin.or_else(|| addr_after(&line, "admin API listening on "));
+            dns = dns.or_else(|| addr_after(&line, "DNS listening on "));
+            log.push(line);
+        }
+        Server {
+            child,
+            admin: AdminClient {
+                addr: admin.unwrap(),
+                token: TOKEN.into(),
+            },
+            dns: dns.unwrap(),
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A distinct ~50 KB version: GB to cdn-c or cdn-a, padded with comments.
+fn version(i: usize) -> String {
+    let target = if i % 2 == 0 { "cdn-c" } else { "cdn-a" };
+    let mut text = WWW_POLICY.replace(
+        "{ match = { country = \"GB\" }, targets = [\"cdn-d\", \"cdn-c\"] }",
+        &format!("{{ match = {{ country = \"GB\" }}, targets = [\"{target}\"] }}"),
+    );
+    assert_ne!(text, WWW_POLICY);
+    text.push_str(&format!("# version {i}\n"));
+    let mut line = 0;
+    while text.len() < 50_000 {
+        text.push_str(&format!(
+            "# {i:06}-{line:05} padding so that a write takes more than one syscall ........\n"
+        ));
+        line += 1;
+    }
+    text
+}
+
+#[derive(Default)]
+struct Sent {
+    /// Every version sent, in order (the initial file is index 0).
+    versions: Vec<String>,
+    /// Index into `versions` of the last version whose PUT got 200.
+    acked: usize,
+    acked_etag: Option<String>,
+}
+
+/// PUT version after version with the current ETag until the server goes away.
+async fn writer(admin: AdminClient, sent: Arc<Mutex<Sent>>, mut etag: String, first: usize) {
+    for i in first.. {
+        let text = version(i);
+        let index = {
+            let mut s = sent.lock().unwrap();
+            s.versions.push(text.clone());
+            s.versions.len() - 1
+        };
+        let auth = format!("Bearer {}", admin.token);
+        let result = try_http_request(
+            admin.addr,
+            "PUT",
+            "/api/v1/policies/www.example.com",
+            &[("Authorization", &auth), ("If-Match", &etag)],
+            text.as_bytes(),
+        )
+        .await;
+        match result {
+            Ok(r) if r.status == 200 => {
+                etag = r.header("etag").expect("ETag").to_owned();
+                let mut s = sent.lock().unwrap();
+                s.acked = index;
+                s.acked_etag = Some(etag.clone());
+            }
+            Ok(r) => panic!("PUT version {i}: {r}"),
+            // Killed.
+            Err(_) => return,
+        }
+    }
+}
+
+/// Returns whether the file holds the in-flight version, and how many temp files were left.
+fn check_directory(policies: &Path, sent: &Sent) -> (bool, usize) {
+    let www = policies.join("www.example.com.toml");
+    let text = std::fs::read_to_string(&www).expect("the policy file exists");
+    let found = sent
+        .versions
+        .iter()
+        .rposition(|v| *v == text)
+        .unwrap_or_else(|| {
+            panic!(
+                "the file is none of the {} versions sent ({} bytes, starts {:?})",
+                sent.versions.len(),
+                text.len(),
+                &text[..text.len().min(80)]
+            )
+        });
+    assert!(
+        found >= sent.acked,
+        "an acknowledged write was lost: file has version {found}, last acknowledged {}",
+        sent.acked
+    );
+    assert!(
+        found <= sent.acked + 1,
+        "file has version {found}, but only {} was in flight",
+        sent.acked + 1
+    );
+    steerdns::policy::parse("www.example.com.toml", &text).expect("the file parses");
+    let mut temps = 0;
+
+    let temp =
+        |name: &str, stem: &str| name.starts_with(&format!(".{stem}.tmp-")) && !name.contains('/');
+    for entry in std::fs::read_dir(policies).unwrap().filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ok = matches!(
+            name.as_str(),
+            "www.example.com.toml" | "pop.example.com.toml" | ".history"
+        ) || temp(&name, "www.example.com.toml");
+        assert!(ok, "stray file in the policy directory: {name}");
+        temps += usize::from(name.starts_with('.') && name != ".history");
+    }
+    let history = policies.join(".history/www.example.com");
+    if history.exists() {
+        for entry in std::fs::read_dir(&history).unwrap().filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix(".toml") {
+                assert!(
+                    id.bytes().all(|b| b.is_ascii_digit()),
+                    "history file {name}"
+                );
+                let old = std::fs::read_to_string(entry.path()).unwrap();
+                assert!(
+                    sent.versions.contains(&old),
+                    "history {name} is none of the versions sent ({} bytes)",
+                    old.len()
+                );
+            } else {
+                let stem = name.split(".toml.tmp-").next().unwrap_or("");
+                assert!(
+                    name.starts_with('.') && name.contains(".toml.tmp-") && stem.len() > 1,
+                    "stray file in history: {name}"
+                );
+                temps += 1;
+            }
+        }
+    }
+    (found > sent.acked, temps)
+}
+
+/// A pseudo-random delay in `range`, different every call.
+fn random_delay(range: std::ops::Range<u64>) -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let x = (nanos ^ (nanos >> 7)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    Duration::from_millis(range.start + x % (range.end - range.start))
+}
+
+/// A temp config (demo zone, www and pop) with the admin API on an ephemeral port.
+fn config_with_admin(dir: &TempDir) -> std::path::PathBuf {
+    let config = write_config(dir, DEMO_ZONE, &demo_policies());
+    let text = std::fs::read_to_string(&config).unwrap();
+    let with_admin = text.replace(
+        "[admin]\nlisten = \"off\"",
+        "[admin]\nlisten = \"127.0.0.1:0\"",
+    );
+    assert_ne!(with_admin, text, "write_config changed shape");
+    std::fs::write(&config, with_admin).unwrap();
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_during_writes_leaves_a_whole_version() {
+    let started = Instant::now();
+    let dir = TempDir::new("durability");
+    let config = config_with_admin(&dir);
+    let policies = dir.join("policies");
+
+    let sent = Arc::new(Mutex::new(Sent {
+        versions: vec![WWW_POLICY.to_owned()],
+        ..Sent::default()
+    }));
+    let mut rounds = Vec::new();
+    for round in 0..ROUNDS {
+        let config = config.clone();
+        let mut server = tokio::task::spawn_blocking(move || Server::spawn(&config))
+            .await
+            .unwrap();
+        // The server starts from whatever the last kill left, and serves the acknowledged
+        // version (or the one in flight).
+        let (current, etag) = server.admin.policy("www.example.com").await;
+        {
+            let s = sent.lock().unwrap();
+            let at = s.versions.iter().rposition(|v| *v == current);
+            assert!(
+                at.is_some_and(|at| at >= s.acked),
+                "round {round}: serving a version older than the acknowledged one"
+            );
+        }
+        let gb = answer_of(server.dns, "www.example.com", Some("2a02:d3c0::/56")).await;
+        assert!(gb.starts_with("cdn-"), "{gb}");
+
+        let before = sent.lock().unwrap().versions.len();
+        let task = tokio::spawn(writer(server.admin.clone(), sent.clone(), etag, before));
+        // Let a few writes through, then kill at a random moment.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sent.lock().unwrap().acked < before && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            sent.lock().unwrap().acked >= before,
+            "round {round}: no write acknowledged"
+        );
+        tokio::time::sleep(random_delay(0..400)).await;
+        tokio::task::spawn_blocking(move || server.kill())
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("the writer stops once the server is gone")
+            .expect("the writer did not panic");
+
+        let s = sent.lock().unwrap();
+        let (in_flight, temps) = check_directory(&policies, &s);
+        rounds.push(format!(
+            "{} sent, file {}, {temps} temp file(s) so far",
+            s.versions.len() - before,
+            if in_flight {
+                "in flight"
+            } else {
+                "acknowledged"
+            }
+        ));
+    }
+    eprintln!(
+        "durability: {:?} in all; per round: {}",
+        started.elapsed(),
+        rounds.join("; ")
+    );
+    // One last start: the directory, with whatever temp files the kills left, still loads.
+    let config2 = config.clone();
+    let server = tokio::task::spawn_blocking(move || Server::spawn(&config2))
+        .await
+        .unwrap();
+    let r = server.admin.get("/api/v1/policies").await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.json().as_array().unwrap().len(), 2, "{r}");
+    drop(server);
+}
+
+/// The log going away (stderr closed: a crashed log collector, `serve 2>&1 | head`) must not
+/// fail requests. An edit that was applied must be answered 200, not 500.
+// BUG: tracing-subscriber reports a failed log write with `eprintln!` (its
+// `log_internal_errors` defaults to true), which panics on a closed stderr. Every `info!`
+// then panics its task: `PUT /api/v1/policies/www.example.com` with the right If-Match gets
+// `500 {"error":"internal error: task N panicked with message \"failed printing to stderr:
+// Broken pipe (os error 32)\""}` although the new version was written and is serving.
+// (`.log_internal_errors(false)` on the fmt subscriber in main.rs avoids it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "BUG: with stderr closed, every logged event panics (tracing-subscriber eprintln!): applied edits answer 500"]
+async fn edits_succeed_when_stderr_is_closed() {
+    let dir = TempDir::new("stderr-closed");
+    let config = config_with_admin(&dir);
+    let server = tokio::task::spawn_blocking(move || Server::spawn_with(&config, false))
+        .await
+        .unwrap();
+    // The reader stops at the next log line; each edit logs one.
+    for i in 0..3 {
+        let (_, etag) = server.admin.policy("www.example.com").await;
+        let text = version(i);
+        let r = server
+            .admin
+            .put_policy("www.example.com", "", Some(&etag), &text)
+            .await;
+        let on_disk = std::fs::read_to_string(dir.join("policies/www.example.com.toml")).unwrap();
+        assert_eq!(on_disk, text, "edit {i} was applied");
+        assert_eq!(r.status, 200, "edit {i}: {r}");
+    }
+    drop(server);
+}
