@@ -4,6 +4,7 @@
 mod support;
 
 mod admin_api;
+mod cli;
 mod config;
 mod durability;
 mod edns;
