@@ -97,11 +97,14 @@ async fn check_loop(
     cancel: CancellationToken,
     stats: Arc<AgentStats>,
 ) {
-    let mut ticker = tokio::time::interval(check.interval);
+    // Build the prober (an HTTP client loads its TLS roots) before the first tick, so that the
+    // time it takes does not shorten the first interval.
+    let interval = check.interval;
+    let prober = Prober::new(check);
+    let mut ticker = tokio::time::interval(interval);
     // A run always ends before the next tick (timeout < interval); if the process was stalled,
     // skip the missed ticks instead of firing a burst.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let prober = Prober::new(check);
     loop {
         tokio::select! {
             biased;

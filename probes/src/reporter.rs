@@ -98,6 +98,8 @@ struct Reporter {
     max_backlog: usize,
     batch_max: usize,
     backlog: VecDeque<ProbeResult>,
+    /// How many of the oldest in-flight results are over the bound (dropped if the POST fails).
+    doomed: usize,
     stats: ReporterStats,
 }
 
@@ -108,23 +110,32 @@ impl Reporter {
         }
     }
 
-    /// Add a result, dropping the oldest queued ones past the bound (`in_flight` results count).
+    /// Add a result; past `max_backlog` results held (queued plus in flight), the oldest go.
+    /// The oldest may be in flight: those are marked doomed and dropped if that POST fails.
     fn push(&mut self, result: ProbeResult, in_flight: usize) {
         self.backlog.push_back(result);
-        self.trim(in_flight);
+        let mut dropped = 0;
+        while self.backlog.len() + in_flight - self.doomed > self.max_backlog {
+            if self.doomed < in_flight {
+                self.doomed += 1;
+            } else if self.backlog.pop_front().is_some() {
+                dropped += 1;
+            } else {
+                break;
+            }
+        }
+        self.count_dropped(dropped);
     }
 
-    fn trim(&mut self, in_flight: usize) {
-        let mut dropped = 0;
-        while self.backlog.len() + in_flight > self.max_backlog
-            && self.backlog.pop_front().is_some()
-        {
-            dropped += 1;
+    fn count_dropped(&mut self, dropped: u64) {
+        if dropped == 0 {
+            return;
         }
-        if dropped > 0 {
-            self.stats.dropped += dropped;
+        let before = self.stats.dropped;
+        self.stats.dropped += dropped;
+        // Say it when dropping starts and then every 1000 results, not for each one.
+        if before == 0 || before / 1000 != self.stats.dropped / 1000 {
             tracing::warn!(
-                dropped,
                 total_dropped = self.stats.dropped,
                 max_backlog = self.max_backlog,
                 "reporter backlog full: oldest probe results dropped"
@@ -167,7 +178,7 @@ impl Reporter {
         })
     }
 
-    /// A POST of `batch` failed: put it back at the front, in order.
+    /// A POST of `batch` failed: put it back at the front, in order, less its doomed part.
     fn requeue(&mut self, batch: Vec<ProbeResult>, error: &str) {
         self.stats.failed_posts += 1;
         tracing::warn!(
@@ -177,13 +188,16 @@ impl Reporter {
             failed_posts = self.stats.failed_posts,
             "posting probe results failed"
         );
-        for result in batch.into_iter().rev() {
+        let doomed = std::mem::take(&mut self.doomed);
+        for result in batch.into_iter().skip(doomed).rev() {
             self.backlog.push_front(result);
         }
-        self.trim(0);
+        self.count_dropped(doomed as u64);
     }
 
     fn delivered(&mut self, batch: &[ProbeResult]) {
+        // Doomed results got through after all: sent, not dropped.
+        self.doomed = 0;
         self.stats.sent += batch.len() as u64;
         tracing::debug!(
             results = batch.len(),
@@ -216,6 +230,7 @@ pub async fn run_reporter_with(
         batch_max: config.batch_max.clamp(1, max_backlog),
         config,
         backlog: VecDeque::new(),
+        doomed: 0,
         stats: ReporterStats::default(),
     };
     r.publish();
