@@ -114,8 +114,15 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
         }
     };
 
+    let watch = {
+        let c = controller.clone();
+        tokio::task::spawn_blocking(move || control::watch(&c))
+            .await
+            .context("starting the policy directory watch")?
+    };
     tasks.push(tokio::spawn(control::run(
         controller.clone(),
+        watch,
         cancel.clone(),
     )));
 

@@ -345,6 +345,9 @@ impl Controller {
     /// Load everything and publish generation 1. Fails on any error: a server never starts
     /// half-configured.
     pub fn start(config: Config, origin: ConfigOrigin) -> Result<Self, LoadErrors> {
+        if let PolicySource::Dir(dir) = &config.policies {
+            PolicyDir::new(dir).clean_temp_files();
+        }
         let state = load_state(config, HealthView::default(), PerfView::default())?;
         let first = assemble(&state, 1).map_err(|e| LoadErrors(vec![e]))?;
         Ok(Controller {
@@ -438,6 +441,13 @@ impl Controller {
                 .map(|(k, _)| k.clone());
             if let Some(key) = &existing {
                 if state.policies[key].text == text {
+                    if let Some(other) = next.get(key) {
+                        errors.push(format!(
+                            "{}: name: {key} is already defined in {source}",
+                            other.steered.policy.source
+                        ));
+                        // The file that was serving keeps serving.
+                    }
                     let entry = state.policies.remove(key).expect("present");
                     next.insert(key.clone(), entry);
                     continue;
@@ -535,7 +545,10 @@ impl Controller {
         let key = policy_key(name)?;
         let mut state = self.lock();
         let current = state.policies.get(&key);
-        check_precondition(&key, current.map(|e| e.etag.as_str()), pre)?;
+        // A preview changes nothing, so it needs no ETag (If-Match is still checked if sent).
+        if !dry_run || pre.if_match.is_some() || pre.if_none_match {
+            check_precondition(&key, current.map(|e| e.etag.as_str()), pre)?;
+        }
         let dir = Self::policy_dir(&state)?;
         let source = dir.path_of(&key).display().to_string();
         let (parsed_key, policy) =
@@ -563,7 +576,7 @@ impl Controller {
                 preview,
             });
         }
-        dir.write(&key, text, etag)
+        dir.write(&key, text)
             .map_err(|e| EditError::Storage(e.to_string()))?;
         // Editing a policy is how an operator resumes a halted ramp.
         let resumed: Vec<String> = ramps(&steered.policy)
@@ -615,7 +628,7 @@ impl Controller {
             .ok_or_else(|| EditError::NotFound(key.clone()))?;
         check_precondition(&key, Some(&current.etag), pre)?;
         let dir = Self::policy_dir(&state)?;
-        dir.delete(&key, etag)
+        dir.delete(&key)
             .map_err(|e| EditError::Storage(e.to_string()))?;
         state.policies.remove(&key);
         let generation = self.publish(&state).map_err(EditError::Invalid)?;
@@ -786,9 +799,11 @@ fn check_precondition(
 
 /// Background work until cancelled: SIGHUP reloads, policy directory changes, timed
 /// recompiles (hold-down expiry).
-pub async fn run(controller: Arc<Controller>, cancel: CancellationToken) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
-    let _watcher = watch_policies(&controller, tx);
+pub async fn run(controller: Arc<Controller>, watch: PolicyWatch, cancel: CancellationToken) {
+    let PolicyWatch {
+        _watcher,
+        changes: mut rx,
+    } = watch;
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
@@ -829,6 +844,26 @@ pub async fn run(controller: Arc<Controller>, cancel: CancellationToken) {
                 let _ = tokio::task::spawn_blocking(move || c.recompile_due()).await;
             }
         }
+    }
+}
+
+/// A watch on the policy directory and the notices it sends.
+pub struct PolicyWatch {
+    _watcher: Option<notify::RecommendedWatcher>,
+    changes: tokio::sync::mpsc::Receiver<()>,
+}
+
+/// Watch the policy directory, then re-read it once, so that nothing written between the
+/// first load and the watch's start is missed. Call before serving.
+pub fn watch(controller: &Controller) -> PolicyWatch {
+    let (tx, changes) = tokio::sync::mpsc::channel::<()>(1);
+    let watcher = watch_policies(controller, tx);
+    if watcher.is_some() {
+        let _ = controller.reload_policies();
+    }
+    PolicyWatch {
+        _watcher: watcher,
+        changes,
     }
 }
 

@@ -67,6 +67,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,hickory_server=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // A closed stderr (a log collector gone, `serve 2>&1 | head`) must not turn every log
+        // line into a panic: drop what cannot be written.
+        .log_internal_errors(false)
         .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,

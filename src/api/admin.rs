@@ -83,8 +83,10 @@ async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.split_once(' '))
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim());
     if !constant_time_eq(given.as_bytes(), admin.token.as_bytes()) {
         let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
         response
@@ -291,6 +293,13 @@ pub fn parse_client(text: &str) -> Result<Asker, String> {
     let net: ipnet::IpNet = text
         .parse()
         .map_err(|_| format!("{text:?} is not an address or a subnet like 192.0.2.0/24"))?;
+    if net.trunc() != net {
+        // Same rule as ECS on the wire, where this would be FORMERR.
+        return Err(format!(
+            "{text:?} has host bits set (did you mean \"{}\"?)",
+            net.trunc()
+        ));
+    }
     Ok(Asker {
         resolver: net.network(),
         subnet: Some((net.network(), net.prefix_len())),

@@ -80,22 +80,17 @@ impl PolicyDir {
     }
 
     /// Write `<key>.toml` atomically and durably; the replaced version, if any, goes to history.
-    pub fn write(
-        &self,
-        key: &str,
-        text: &str,
-        etag_of: impl Fn(&str) -> String,
-    ) -> Result<(), StoreError> {
+    pub fn write(&self, key: &str, text: &str) -> Result<(), StoreError> {
         fs::create_dir_all(&self.dir).map_err(|e| error(&self.dir, e))?;
         let path = self.path_of(key);
-        self.keep_history(key, &path, &etag_of)?;
+        self.keep_history(key, &path)?;
         write_atomic(&path, text.as_bytes())
     }
 
     /// Remove `<key>.toml`, keeping it in history.
-    pub fn delete(&self, key: &str, etag_of: impl Fn(&str) -> String) -> Result<(), StoreError> {
+    pub fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path_of(key);
-        self.keep_history(key, &path, &etag_of)?;
+        self.keep_history(key, &path)?;
         fs::remove_file(&path).map_err(|e| error(&path, e))?;
         sync_dir(&self.dir)
     }
@@ -144,12 +139,21 @@ impl PolicyDir {
         self.dir.join(".history").join(key)
     }
 
-    fn keep_history(
-        &self,
-        key: &str,
-        path: &Path,
-        etag_of: &impl Fn(&str) -> String,
-    ) -> Result<(), StoreError> {
+    /// Remove temporary files left by writers that were killed mid-write (they were never
+    /// renamed into place, so nothing refers to them).
+    pub fn clean_temp_files(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.contains(".toml.tmp-") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    fn keep_history(&self, key: &str, path: &Path) -> Result<(), StoreError> {
         let old = match fs::read_to_string(path) {
             Ok(old) => old,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -157,11 +161,19 @@ impl PolicyDir {
         };
         let dir = self.history_dir(key);
         fs::create_dir_all(&dir).map_err(|e| error(&dir, e))?;
-        // Never overwrite an earlier entry, even for two edits in one millisecond.
-        let mut id = now_ms();
-        if let Some(newest) = self.history(key, etag_of)?.first() {
-            id = id.max(newest.id + 1);
-        }
+        // Never overwrite an earlier entry, even for two edits in one millisecond. Only names
+        // are listed here: reading every version made edits slower as history grew.
+        let newest = fs::read_dir(&dir)
+            .map_err(|e| error(&dir, e))?
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .strip_suffix(".toml")
+                    .and_then(|s| s.parse::<u64>().ok())
+            })
+            .max();
+        let id = newest.map_or(now_ms(), |n| now_ms().max(n + 1));
         write_atomic(&dir.join(format!("{id}.toml")), old.as_bytes())
     }
 }
@@ -221,9 +233,9 @@ mod tests {
         let dir = temp_dir("history");
         let store = PolicyDir::new(&dir);
         let etag = |t: &str| format!("e{}", t.len());
-        store.write("www.example.com", "one", etag).unwrap();
-        store.write("www.example.com", "two!", etag).unwrap();
-        store.write("www.example.com", "three", etag).unwrap();
+        store.write("www.example.com", "one").unwrap();
+        store.write("www.example.com", "two!").unwrap();
+        store.write("www.example.com", "three").unwrap();
         assert_eq!(
             fs::read_to_string(store.path_of("www.example.com")).unwrap(),
             "three"
@@ -240,7 +252,7 @@ mod tests {
                 .as_deref(),
             Some("one")
         );
-        store.delete("www.example.com", etag).unwrap();
+        store.delete("www.example.com").unwrap();
         assert!(store.files().unwrap().is_empty());
         assert_eq!(store.history("www.example.com", etag).unwrap().len(), 3);
         // No temp files are left behind.

@@ -163,10 +163,7 @@ async fn requests_without_the_right_token_are_401() {
 }
 
 /// RFC 9110 §11.1: the authentication scheme is case-insensitive.
-// BUG: `authorize` strips the exact prefix "Bearer ", so `Authorization: bearer <token>`
-// (what some clients and proxies send) is 401.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: the admin API accepts only \"Bearer\", not \"bearer\" (the scheme is case-insensitive)"]
 async fn bearer_scheme_is_case_insensitive() {
     let running = start_demo().await;
     let admin = AdminClient::of(&running);
@@ -510,10 +507,7 @@ async fn dry_run_previews_and_changes_nothing() {
 
 /// policies/README.md shows a dry run without `If-Match` ("preview: what would change"); a
 /// preview writes nothing, so it should not need the ETag.
-// BUG: `Controller::put_policy` checks the precondition before looking at `dry_run`, so
-// `PUT /api/v1/policies/www.example.com?dry_run=true` without If-Match is 428.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a dry run of an existing policy without If-Match is 428, unlike the documented curl example"]
 async fn dry_run_needs_no_if_match() {
     let e = Editable::start("dry-run-no-etag").await;
     let r = e
