@@ -225,7 +225,10 @@ impl HttpProber {
         if let Some(h) = &self.host_header {
             request = request.header(reqwest::header::HOST, h);
         }
-        let mut response = request.send().await.map_err(|e| error_chain(&e))?;
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| error_chain(&e.without_url()))?;
         let status = response.status().as_u16();
         if status != self.expect_status {
             return Err(format!("status {status}, expected {}", self.expect_status));
@@ -238,7 +241,7 @@ impl HttpProber {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| format!("reading body: {}", error_chain(&e)))?
+            .map_err(|e| format!("reading body: {}", error_chain(&e.without_url())))?
         {
             let from = body.len().saturating_sub(needle.len() - 1);
             let room = MAX_BODY_BYTES - body.len();

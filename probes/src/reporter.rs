@@ -168,7 +168,7 @@ impl Reporter {
                 .timeout(timeout)
                 .send()
                 .await
-                .map_err(|e| error_chain(&e))?;
+                .map_err(|e| error_chain(&e.without_url()))?;
             let status = response.status();
             if status.is_success() {
                 Ok(())
@@ -214,7 +214,9 @@ pub async fn run_reporter_with(
     cancel: CancellationToken,
 ) -> ReporterStats {
     install_crypto_provider();
+    // Straight to the server: no proxy from the environment, no redirects.
     let client = reqwest::Client::builder()
+        .no_proxy()
         .user_agent(USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
         .build()
