@@ -76,6 +76,11 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
         cancel.clone(),
     );
     tasks.push(task);
+    if let Some((dir, location)) = &config.probes {
+        let agent = monitor::spawn_local_agent(dir, location, &monitor, cancel.clone())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        tasks.extend(agent);
+    }
 
     let dns = dns::bind(
         &config.dns_listen,

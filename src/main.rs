@@ -48,6 +48,24 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Run a probe agent: check every target in a directory and report to a steerdns server.
+    Probe {
+        /// This agent's location label, e.g. fra or iad (also the key for [health] agent_countries).
+        #[arg(long)]
+        location: String,
+        /// Directory of target files (probes/targets/*.toml).
+        #[arg(long, default_value = "probes/targets")]
+        targets: PathBuf,
+        /// The server's admin API base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8081")]
+        report_to: String,
+        /// File with the admin token ($STEERDNS_ADMIN_TOKEN wins).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Most results kept while the server is unreachable.
+        #[arg(long, default_value_t = 100_000)]
+        max_backlog: usize,
+    },
     /// Preview a policy change: which regions and ASNs would change answer, by how much share.
     Diff {
         /// The current policy file.
@@ -86,6 +104,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let origin = origin(config);
             let config = origin.load()?;
             let snapshot = control::build_snapshot(&config, 1)?;
+            if let Some((dir, _)) = &config.probes {
+                steerdns_probes::load_targets(dir).map_err(|errors| {
+                    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    anyhow::anyhow!("{}", lines.join("\n"))
+                })?;
+            }
             println!(
                 "{}: OK ({} zone(s), {} steered name(s), geoip {})",
                 config.source,
@@ -123,6 +147,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{preview}");
             Ok(())
         }
+        Command::Probe {
+            location,
+            targets,
+            report_to,
+            token_file,
+            max_backlog,
+        } => probe(location, targets, report_to, token_file, max_backlog),
         Command::Serve {
             config,
             dns_listen,
@@ -162,6 +193,58 @@ fn serve(config: Config, origin: ConfigOrigin) -> anyhow::Result<()> {
         wait_for_stop().await;
         tracing::info!("shutting down");
         running.shutdown().await;
+        Ok(())
+    })
+}
+
+fn probe(
+    location: String,
+    targets: PathBuf,
+    report_to: String,
+    token_file: Option<PathBuf>,
+    max_backlog: usize,
+) -> anyhow::Result<()> {
+    let checks = steerdns_probes::load_targets(&targets).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("{}", lines.join("\n"))
+    })?;
+    let token = match std::env::var(steerdns::app::TOKEN_ENV) {
+        Ok(t) => t.trim().to_owned(),
+        Err(_) => match &token_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", path.display()))?
+                .trim()
+                .to_owned(),
+            None => anyhow::bail!("no token: set {} or --token-file", steerdns::app::TOKEN_ENV),
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let (tx, rx) = tokio::sync::mpsc::channel(steerdns::monitor::QUEUE);
+        tracing::info!(targets = checks.len(), %location, %report_to, "probe agent starting");
+        let agent = steerdns_probes::spawn_agent(&location, checks, tx, cancel.clone());
+        let mut config = steerdns_probes::ReporterConfig::new(report_to, token, max_backlog);
+        // Health decisions wait for reports: keep the batching delay well under a probe interval.
+        config.flush_interval = std::time::Duration::from_millis(100);
+        let reporter = tokio::spawn(steerdns_probes::run_reporter_with(
+            rx,
+            config,
+            cancel.clone(),
+        ));
+        wait_for_stop().await;
+        cancel.cancel();
+        let _ = agent.await;
+        if let Ok(stats) = reporter.await {
+            tracing::info!(
+                sent = stats.sent,
+                dropped = stats.dropped,
+                failed_posts = stats.failed_posts,
+                "probe agent stopped"
+            );
+        }
         Ok(())
     })
 }

@@ -39,6 +39,45 @@ pub struct WireResult {
     pub error: Option<String>,
 }
 
+/// Run the probe checks of `dir` inside this process as agent `location`, feeding `monitor`
+/// directly (no HTTP): the single-box setup.
+pub fn spawn_local_agent(
+    dir: &std::path::Path,
+    location: &str,
+    monitor: &Monitor,
+    cancel: CancellationToken,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    let targets = steerdns_probes::load_targets(dir).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    info!(
+        targets = targets.len(),
+        location, "running probes in-process"
+    );
+    let (tx, mut rx) = mpsc::channel::<steerdns_probes::ProbeResult>(QUEUE);
+    let agent = steerdns_probes::spawn_agent(location, targets, tx, cancel);
+    let to_monitor = monitor.sender();
+    let forward = tokio::spawn(async move {
+        while let Some(r) = rx.recv().await {
+            let o = Observation {
+                target: r.target,
+                agent: r.agent,
+                at: UNIX_EPOCH + Duration::from_millis(r.at_unix_ms),
+                ok: r.ok,
+                latency_ms: r.latency_ms,
+            };
+            if to_monitor.send(o).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(vec![agent, forward])
+}
+
 impl WireResult {
     pub fn observation(&self) -> Observation {
         Observation {
