@@ -350,54 +350,59 @@ impl ClassId {
     }
 }
 
-/// Walk every network once; decode each distinct record once.
-fn index_locations(
+/// Walk every network once and decode each distinct record (by data offset) once.
+fn index_by_offset<T>(
     reader: &Reader<Vec<u8>>,
     name: &str,
-) -> Result<(Vec<Location>, HashMap<usize, LocId>), GeoError> {
+    decode: impl Fn(
+        &maxminddb::LookupResult<'_, Vec<u8>>,
+    ) -> Result<Option<T>, maxminddb::MaxMindDbError>,
+) -> Result<Vec<(usize, T)>, GeoError> {
     let invalid = |e: maxminddb::MaxMindDbError| GeoError::Invalid {
         db: name.to_owned(),
         reason: e.to_string(),
     };
-    let mut locations = Vec::new();
-    let mut by_offset = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut records = Vec::new();
     for network in reader.networks(WithinOptions::default()).map_err(invalid)? {
         let network = network.map_err(invalid)?;
         let Some(offset) = network.offset() else {
             continue;
         };
-        if by_offset.contains_key(&offset) {
+        if !seen.insert(offset) {
             continue;
         }
-        // A Country database decodes as a City with the city fields empty.
-        let record: geoip2::City = network.decode().map_err(invalid)?.unwrap_or_default();
-        let id = LocId::new(locations.len());
-        locations.push(Location::from_record(&record));
-        by_offset.insert(offset, id);
+        if let Some(record) = decode(&network).map_err(invalid)? {
+            records.push((offset, record));
+        }
+    }
+    Ok(records)
+}
+
+fn index_locations(
+    reader: &Reader<Vec<u8>>,
+    name: &str,
+) -> Result<(Vec<Location>, HashMap<usize, LocId>), GeoError> {
+    // A Country database decodes as a City with the city fields empty.
+    let records = index_by_offset(reader, name, |n| {
+        n.decode::<geoip2::City>()
+            .map(|r| Some(Location::from_record(&r.unwrap_or_default())))
+    })?;
+    let mut locations = Vec::with_capacity(records.len());
+    let mut by_offset = HashMap::with_capacity(records.len());
+    for (offset, location) in records {
+        by_offset.insert(offset, LocId::new(locations.len()));
+        locations.push(location);
     }
     Ok((locations, by_offset))
 }
 
 fn index_asns(reader: &Reader<Vec<u8>>, name: &str) -> Result<HashMap<usize, u32>, GeoError> {
-    let invalid = |e: maxminddb::MaxMindDbError| GeoError::Invalid {
-        db: name.to_owned(),
-        reason: e.to_string(),
-    };
-    let mut by_offset = HashMap::new();
-    for network in reader.networks(WithinOptions::default()).map_err(invalid)? {
-        let network = network.map_err(invalid)?;
-        let Some(offset) = network.offset() else {
-            continue;
-        };
-        if by_offset.contains_key(&offset) {
-            continue;
-        }
-        let record: Option<geoip2::Asn> = network.decode().map_err(invalid)?;
-        if let Some(number) = record.and_then(|r| r.autonomous_system_number) {
-            by_offset.insert(offset, number);
-        }
-    }
-    Ok(by_offset)
+    let records = index_by_offset(reader, name, |n| {
+        n.decode::<geoip2::Asn>()
+            .map(|r| r.and_then(|r| r.autonomous_system_number))
+    })?;
+    Ok(records.into_iter().collect())
 }
 
 #[cfg(test)]
