@@ -57,12 +57,16 @@ async fn metrics(State(published): State<Arc<Published>>) -> String {
          steerdns_steered_names {}\n\
          # HELP steerdns_geoip_locations Distinct locations in the GeoIP database.\n\
          # TYPE steerdns_geoip_locations gauge\n\
-         steerdns_geoip_locations {}",
+         steerdns_geoip_locations {}\n\
+         # HELP steerdns_geoip_location_classes Distinct (continent, country, subdivision) classes: the rows of each decision table.\n\
+         # TYPE steerdns_geoip_location_classes gauge\n\
+         steerdns_geoip_location_classes {}",
         snapshot.generation,
         u8::from(published.is_stale()),
         snapshot.zones.iter().count(),
         snapshot.steered.len(),
         snapshot.geo.locations().len(),
+        snapshot.geo.classes().len(),
     );
     let _ = writeln!(
         out,
