@@ -10,6 +10,7 @@ mod durability;
 mod edns;
 mod explain;
 mod file_watch;
+mod health;
 mod policies;
 mod protocol;
 mod robustness;

@@ -649,6 +649,22 @@ pub fn write_config_with(
     dir.write("steerdns.toml", &config)
 }
 
+/// Like [`write_config`], with whole tables appended at the end (e.g. `[health]` and
+/// `[probes]`). Relative paths in them are relative to `dir`.
+pub fn write_config_extra(
+    dir: &TempDir,
+    zone: &str,
+    policies: &[(&str, &str)],
+    extra: &str,
+) -> PathBuf {
+    let path = write_config(dir, zone, policies);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push('\n');
+    text.push_str(extra);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// The demo policies, as `(file name, text)`.
 pub fn demo_policies() -> Vec<(&'static str, &'static str)> {
     vec![
