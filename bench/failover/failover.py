@@ -462,8 +462,9 @@ def main():
         f"## {time.strftime('%Y-%m-%d')}: failover time, 3 probe agents, 1 s HTTP checks "
         f"(`bench/failover/run.sh`)",
         "",
-        f"Machine: {facts['cpus']} CPUs ({facts['cpu']}), Linux {facts['kernel']}, shared and "
-        f"noisy (1-minute load average {load_before[0]:.2f} before, {load_after[0]:.2f} after). "
+        f"Machine: {facts['cpus']} CPUs ({facts['cpu']}), Linux {facts['kernel']}, a shared VM "
+        f"(noisy in general; 1-minute load average {load_before[0]:.2f} before this run, "
+        f"{load_after[0]:.2f} after). "
         f"Everything on loopback: steerdns `serve` (commit {facts['commit']}, release build), "
         f"three `steerdns probe` agents (fra, iad, sin), two PoP endpoints (`endpoint.py`) on "
         f"{FIRST_IP} and {SECOND_IP}, and the DNS poller, all on the same machine.",

@@ -2,7 +2,7 @@
 # Failover benchmark: time from "endpoint killed" to "DNS answers exclude it", with three real
 # `steerdns probe` agents and 1 s HTTP checks, on loopback. See bench/README.md.
 #
-#   bash bench/failover/run.sh                 # 20 trials, about 4 minutes
+#   bash bench/failover/run.sh                 # 20 trials, about 2.5 minutes
 #   TRIALS=5 bash bench/failover/run.sh
 #   STEERDNS_BIN=target/release/steerdns bash bench/failover/run.sh   # no build
 #
