@@ -422,18 +422,9 @@ impl Controller {
         };
         let mut errors = Vec::new();
         let texts = policy_texts(&PolicySource::Dir(dir.clone()), &mut errors);
-        let inputs_health = state.health.clone();
-        let inputs_perf = state.perf.clone();
-        let inputs = Inputs {
-            health: &inputs_health,
-            perf: &inputs_perf,
-            now: SystemTime::now(),
-        };
         let mut next: BTreeMap<String, Entry> = BTreeMap::new();
         let mut changed = false;
-        let mut seen_sources = Vec::new();
         for (source, text) in texts {
-            seen_sources.push(source.clone());
             let existing = state
                 .policies
                 .iter()
@@ -464,6 +455,12 @@ impl Controller {
                     }
                 }
                 Ok((key, policy)) => {
+                    resume_ramps(&mut state, &policy, &key);
+                    let inputs = Inputs {
+                        health: &state.health,
+                        perf: &state.perf,
+                        now: SystemTime::now(),
+                    };
                     let steered = Arc::new(Steered::compile(policy, &state.geo, &inputs));
                     next.insert(
                         key,
@@ -579,15 +576,7 @@ impl Controller {
         dir.write(&key, text)
             .map_err(|e| EditError::Storage(e.to_string()))?;
         // Editing a policy is how an operator resumes a halted ramp.
-        let resumed: Vec<String> = ramps(&steered.policy)
-            .map(|(id, _)| id.to_owned())
-            .filter(|id| state.measured.ramp_halted(id))
-            .collect();
-        if !resumed.is_empty() {
-            for id in &resumed {
-                state.measured.resume_ramp(id);
-            }
-            state.health = state.measured.overlay(&state.overrides);
+        if resume_ramps(&mut state, &steered.policy, &key) {
             let inputs = Inputs {
                 health: &state.health,
                 perf: &state.perf,
@@ -598,7 +587,6 @@ impl Controller {
                 &state.geo,
                 &inputs,
             ));
-            info!(policy = %key, targets = ?resumed, "halted ramps resumed by the edit");
         }
         state.policies.insert(
             key.clone(),
@@ -762,6 +750,23 @@ impl Controller {
         let mut state = self.lock();
         self.recompile(&mut state, |_| false)
     }
+}
+
+/// An edited policy resumes its halted ramps (editing is how an operator says "go on").
+/// Returns whether any was halted.
+fn resume_ramps(state: &mut State, policy: &Policy, key: &str) -> bool {
+    let halted: Vec<String> = ramps(policy)
+        .map(|(id, _)| id.to_owned())
+        .filter(|id| state.measured.ramp_halted(id))
+        .collect();
+    for id in &halted {
+        state.measured.resume_ramp(id);
+    }
+    if !halted.is_empty() {
+        state.health = state.measured.overlay(&state.overrides);
+        info!(policy = %key, targets = ?halted, "halted ramps resumed by the edit");
+    }
+    !halted.is_empty()
 }
 
 /// The guarded ramps of a policy: (target id, ramp).

@@ -98,7 +98,13 @@ struct Location {
     consecutive_successes: u32,
     last_seen: SystemTime,
     state: State,
+    /// Set while the location is (or, across a reporting gap, was last) down; cleared on up.
     down_since: Option<SystemTime>,
+    /// Start of the current run of successes (for the hold-down).
+    healthy_since: Option<SystemTime>,
+    /// The window criteria only look at samples from here on: after a recovery the outage
+    /// that caused it must not keep the location down until it ages out of the window.
+    judged_from: SystemTime,
     reason: String,
 }
 
@@ -112,6 +118,8 @@ impl Location {
             last_seen: now,
             state: State::Unknown,
             down_since: None,
+            healthy_since: None,
+            judged_from: UNIX_EPOCH,
             reason: "no data yet".into(),
         }
     }
@@ -121,9 +129,11 @@ impl Location {
         if o.ok {
             self.consecutive_successes += 1;
             self.consecutive_failures = 0;
+            self.healthy_since.get_or_insert(received);
         } else {
             self.consecutive_failures += 1;
             self.consecutive_successes = 0;
+            self.healthy_since = None;
         }
         self.samples.push_back((o.at, o.ok, o.latency_ms));
         while self.samples.len() > MAX_SAMPLES {
@@ -170,9 +180,19 @@ impl Location {
                 self.consecutive_failures
             ));
         }
-        let n = self.samples.len();
+        // While down (or recovering), only the healthy streak and the hold-down decide; the
+        // window criteria judge a location again from its recovery on.
+        if self.down_since.is_some() {
+            return None;
+        }
+        let judged = || {
+            self.samples
+                .iter()
+                .filter(|(at, _, _)| *at >= self.judged_from)
+        };
+        let n = judged().count();
         if n >= t.min_samples {
-            let ok = self.samples.iter().filter(|(_, ok, _)| *ok).count();
+            let ok = judged().filter(|(_, ok, _)| *ok).count();
             let availability = ok as f64 / n as f64;
             if availability < t.min_availability {
                 return Some(format!(
@@ -197,16 +217,14 @@ impl Location {
             let current = minute_of(now);
             let all_high = (1..=minutes).all(|back| {
                 let m = current.saturating_sub(back);
-                let (samples, errors) = self
-                    .samples
-                    .iter()
+                let (samples, errors) = judged()
                     .filter(|(at, _, _)| minute_of(*at) == m)
                     .fold((0u32, 0u32), |(s, e), (_, ok, _)| {
                         (s + 1, e + u32::from(!ok))
                     });
                 samples > 0 && f64::from(errors) / f64::from(samples) > t.max_error_rate
             });
-            if all_high && self.samples.len() >= t.min_samples {
+            if all_high && n >= t.min_samples {
                 return Some(format!(
                     "error rate above {:.1}% in each of the last {minutes} minutes",
                     t.max_error_rate * 100.0
@@ -220,7 +238,7 @@ impl Location {
         let mut ok: Vec<f64> = self
             .samples
             .iter()
-            .filter(|(_, ok, _)| *ok)
+            .filter(|(at, ok, _)| *ok && *at >= self.judged_from)
             .map(|(_, _, l)| *l)
             .collect();
         percentile(&mut ok, 0.95)
@@ -255,15 +273,26 @@ impl Location {
                 self.reason = reason;
             }
             None => {
-                let held = self.down_since.is_none_or(|since| {
-                    now.duration_since(since).unwrap_or_default() >= t.hold_down
-                });
+                // Healthy without a break for the hold-down, counted from the first success
+                // after the last failure. A reporting gap does not reset `down_since`, so it
+                // cannot skip the hold-down.
+                let held = self.down_since.is_none()
+                    || self.healthy_since.is_some_and(|since| {
+                        now.duration_since(since).unwrap_or_default() >= t.hold_down
+                    });
                 let enough = self.consecutive_successes >= t.up_after_successes;
-                if enough && (self.state != State::Down || held) {
+                if enough && held {
+                    if self.state != State::Up {
+                        self.judged_from = now;
+                    }
                     self.state = State::Up;
+                    self.down_since = None;
                     self.reason = format!("{} consecutive successes", self.consecutive_successes);
-                } else if self.state == State::Down && enough && !held {
-                    self.reason = "recovering: in hold-down".into();
+                } else if self.down_since.is_some() {
+                    self.state = State::Down;
+                    if enough {
+                        self.reason = "recovering: in hold-down".into();
+                    }
                 }
             }
         }
@@ -350,7 +379,14 @@ impl Tracker {
             } else {
                 known / 2 + 1
             };
-            let (state, reason) = if known == 0 {
+            let previous = self.targets.get(target).map_or(State::Unknown, |(s, _)| *s);
+            let (state, reason) = if known == 0 && previous == State::Down {
+                // Silence is not evidence of recovery: stay out until an agent sees it up.
+                (
+                    State::Down,
+                    "no location reporting; last known down".to_owned(),
+                )
+            } else if known == 0 {
                 (State::Unknown, "no location reporting".to_owned())
             } else if down.len() >= quorum || down.len() >= t.unreachable_from {
                 let detail: Vec<String> =

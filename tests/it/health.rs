@@ -5,8 +5,9 @@
 //! Also the ingest API's refusals, operator overrides over measured health, and a guarded ramp
 //! halted by a probe failure. Every wait is a bounded poll; nothing sleeps a fixed time.
 //!
-//! Two tests are ignored as known bugs: a halted ramp is not resumed by an edit of the policy
-//! file, and a report gap longer than `stale_after` skips a location's hold-down.
+//! Regression tests for three bugs this battery found: a halted ramp not resumed by an edit of
+//! the policy file, a report gap skipping a location's hold-down, and a short outage keeping a
+//! target out until its failures left the 5-minute availability window.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -1015,8 +1016,6 @@ async fn guarded_ramp_halts_when_its_probe_fails_and_an_edit_resumes_it() {
 /// Editing the policy file on disk (picked up by the directory watch) is an edit as much as a
 /// PUT is, but only the admin API resumes a halted ramp.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a halted ramp is resumed only by PUT /api/v1/policies; an edit of the policy file \
-            (file watch → Controller::reload_policies) never calls resume_ramp, so it stays at 0%"]
 async fn guarded_ramp_resumes_after_an_edit_of_the_policy_file() {
     let new = Endpoint::start("127.0.0.1");
     let dir = TempDir::new("health-ramp-file");
@@ -1071,9 +1070,6 @@ async fn guarded_ramp_resumes_after_an_edit_of_the_policy_file() {
 /// With three agents, two such gaps bring a target back that the third still sees down, well
 /// inside a 60 s hold-down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a report gap > stale_after erases the hold-down (tracker Location::evaluate: \
-            after the stale branch sets state Unknown, `self.state != State::Down || held` lets \
-            the next success make the location up without checking down_since)"]
 async fn a_report_gap_does_not_skip_the_hold_down() {
     let (_dir, running) = api_fed_server(
         "health-gap",
@@ -1158,9 +1154,6 @@ async fn a_report_gap_does_not_skip_the_hold_down() {
 /// `hold_down_ms` and `up_after_successes` say (README: "up again after 3 consecutive
 /// successes and a 30 s hold-down").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: with 1 s probes, a 2-failure outage keeps the target down ~5 min: the \
-            availability criterion (min_samples 100, min_availability 0.995, 5 min window) \
-            trips on the same 2 failures and outlasts the hold-down"]
 async fn a_short_outage_with_1s_probes_fails_back_after_the_hold_down() {
     let (_dir, running) = api_fed_server(
         "health-availability",
