@@ -7,7 +7,7 @@
 #   STEERDNS_BIN=target/release/steerdns bash bench/failover/run.sh   # no build
 #
 # Knobs: TRIALS (20), HOLD_DOWN_MS (5000), PROBE_INTERVAL_MS (1000), PROBE_TIMEOUT_MS (800),
-# POLL_MS (10), SEED (1), MIN_SAMPLES (1000000), STEERDNS_BIN, APPEND_RESULTS (1: append the table to
+# POLL_MS (10), SEED (1), MIN_SAMPLES (100), STEERDNS_BIN, APPEND_RESULTS (1: append the table to
 # bench/RESULTS.md; 0: only print it), MAX_SECONDS (bound of the whole run).
 set -euo pipefail
 

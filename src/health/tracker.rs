@@ -5,9 +5,11 @@
 //! failures (the fast path: with 1 s probes a dead endpoint is down after about 2 s), or over
 //! the window availability below `min_availability`, p95 latency above `p95_factor` × its
 //! baseline, or an error rate above `max_error_rate` in each of the last `error_rate_minutes`
-//! minutes. It says **up** again only after `up_after_successes` consecutive successes with no
-//! criterion tripped, and not before `hold_down` has passed since it went down. An agent that
-//! has not reported for `stale_after` is **unknown**, never healthy. A target is down when at
+//! minutes (the window criteria apply while up, counted from the last recovery, so a finished
+//! outage does not keep it down). It says **up** again only after `up_after_successes`
+//! consecutive successes and a run of successes at least `hold_down` long; a reporting gap does
+//! not shorten it. An agent that has not reported for `stale_after` is **unknown**, never
+//! healthy; a target that was down stays down while nobody reports. A target is down when at
 //! least `quorum` locations (default: a majority of those reporting) or `unreachable_from`
 //! locations say so. Pure: time comes in as an argument.
 
