@@ -138,6 +138,15 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
+/// A blocking control-plane result as JSON, or its error.
+fn json_or_error<T: serde::Serialize>(result: Result<Result<T, EditError>, Response>) -> Response {
+    match result {
+        Err(response) => response,
+        Ok(Err(e)) => e.into_response(),
+        Ok(Ok(value)) => Json(value).into_response(),
+    }
+}
+
 fn precondition(headers: &HeaderMap) -> Precondition {
     let value = |h| {
         headers
@@ -218,20 +227,12 @@ async fn delete_policy(
 ) -> Response {
     let pre = precondition(&headers);
     let controller = admin.controller.clone();
-    match blocking(move || controller.delete_policy(&name, &pre)).await {
-        Err(response) => response,
-        Ok(Err(e)) => e.into_response(),
-        Ok(Ok(outcome)) => Json(outcome).into_response(),
-    }
+    json_or_error(blocking(move || controller.delete_policy(&name, &pre)).await)
 }
 
 async fn history(State(admin): State<Admin>, Path(name): Path<String>) -> Response {
     let controller = admin.controller.clone();
-    match blocking(move || controller.history(&name)).await {
-        Err(response) => response,
-        Ok(Err(e)) => e.into_response(),
-        Ok(Ok(versions)) => Json(versions).into_response(),
-    }
+    json_or_error(blocking(move || controller.history(&name)).await)
 }
 
 #[derive(Deserialize)]
@@ -247,11 +248,7 @@ async fn rollback(
 ) -> Response {
     let pre = precondition(&headers);
     let controller = admin.controller.clone();
-    match blocking(move || controller.rollback(&name, query.version, &pre)).await {
-        Err(response) => response,
-        Ok(Err(e)) => e.into_response(),
-        Ok(Ok(outcome)) => Json(outcome).into_response(),
-    }
+    json_or_error(blocking(move || controller.rollback(&name, query.version, &pre)).await)
 }
 
 #[derive(Deserialize)]

@@ -31,6 +31,17 @@ fn round(tracker: &mut Tracker, clock: &mut Clock, failing: &[&str]) -> Vec<Tran
     tracker.evaluate(now)
 }
 
+/// Up (3 good rounds), then down (2 rounds failing everywhere).
+fn up_then_down(t: &mut Tracker, clock: &mut Clock) {
+    for _ in 0..3 {
+        round(t, clock, &[]);
+    }
+    for _ in 0..2 {
+        round(t, clock, &AGENTS);
+    }
+    assert_eq!(t.state("cdn-a"), State::Down);
+}
+
 fn tracker() -> (Tracker, Clock) {
     (
         Tracker::new(Thresholds::default(), HashMap::new()),
@@ -64,13 +75,7 @@ fn up_after_successes_then_down_by_quorum_within_two_rounds() {
 #[test]
 fn recovery_waits_out_the_hold_down() {
     let (mut t, mut clock) = tracker();
-    for _ in 0..3 {
-        round(&mut t, &mut clock, &[]);
-    }
-    for _ in 0..2 {
-        round(&mut t, &mut clock, &AGENTS);
-    }
-    assert_eq!(t.state("cdn-a"), State::Down);
+    up_then_down(&mut t, &mut clock);
     // Healthy again: 3 successes are not enough inside the 30 s hold-down.
     for _ in 0..10 {
         round(&mut t, &mut clock, &[]);
@@ -218,13 +223,7 @@ fn a_short_outage_recovers_after_the_hold_down_not_the_window() {
 #[test]
 fn a_reporting_gap_does_not_skip_the_hold_down() {
     let (mut t, mut clock) = tracker();
-    for _ in 0..3 {
-        round(&mut t, &mut clock, &[]);
-    }
-    for _ in 0..2 {
-        round(&mut t, &mut clock, &AGENTS);
-    }
-    assert_eq!(t.state("cdn-a"), State::Down);
+    up_then_down(&mut t, &mut clock);
     // Agents go silent for 10 s, then report success: still in hold-down.
     clock.tick(10);
     for _ in 0..5 {
@@ -236,12 +235,7 @@ fn a_reporting_gap_does_not_skip_the_hold_down() {
 #[test]
 fn silence_while_down_keeps_the_target_down() {
     let (mut t, mut clock) = tracker();
-    for _ in 0..3 {
-        round(&mut t, &mut clock, &[]);
-    }
-    for _ in 0..2 {
-        round(&mut t, &mut clock, &AGENTS);
-    }
+    up_then_down(&mut t, &mut clock);
     let later = clock.tick(60);
     t.evaluate(later);
     assert_eq!(t.state("cdn-a"), State::Down, "no news is not good news");
