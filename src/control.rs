@@ -541,12 +541,13 @@ impl Controller {
     ) -> Result<EditOutcome, EditError> {
         let key = policy_key(name)?;
         let mut state = self.lock();
+        // Say first that the demo cannot be edited at all, before asking for an ETag.
+        let dir = Self::policy_dir(&state)?;
         let current = state.policies.get(&key);
         // A preview changes nothing, so it needs no ETag (If-Match is still checked if sent).
         if !dry_run || pre.if_match.is_some() || pre.if_none_match {
             check_precondition(&key, current.map(|e| e.etag.as_str()), pre)?;
         }
-        let dir = Self::policy_dir(&state)?;
         let source = dir.path_of(&key).display().to_string();
         let (parsed_key, policy) =
             parse_checked(&source, text, &state.zones, &state.geo).map_err(EditError::Invalid)?;
