@@ -939,16 +939,10 @@ async fn new_share(server: SocketAddr) -> f64 {
     new as f64 / n as f64
 }
 
-async fn ramp_steps(admin: &AdminClient) -> String {
-    admin.explain(RAMP_NAME, "192.0.2.1").await["steps"].to_string()
-}
-
-/// A ramp at 50% (step 0 of [50, 100]); its target's probe fails → down → the ramp halts at
-/// 0%; the target recovers → still halted; an edit (PUT with If-Match) resumes it at 50%.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn guarded_ramp_halts_when_its_probe_fails_and_an_edit_resumes_it() {
+/// A server with a ramp on pop-new (at 50% now) whose probe runs in-process, fast hold-down.
+async fn start_ramp_guard(tag: &str) -> (Endpoint, TempDir, steerdns::app::Running, u64) {
     let new = Endpoint::start("127.0.0.1");
-    let dir = TempDir::new("health-ramp");
+    let dir = TempDir::new(tag);
     dir.write(
         "targets/pop-new.toml",
         &target_file("pop-new", &[new.url()]),
@@ -963,6 +957,18 @@ async fn guarded_ramp_halts_when_its_probe_fails_and_an_edit_resumes_it() {
          [probes]\ntargets = \"targets\"\nlocation = \"local\"\n",
     );
     let running = start_file(&config).await;
+    (new, dir, running, start)
+}
+
+async fn ramp_steps(admin: &AdminClient) -> String {
+    admin.explain(RAMP_NAME, "192.0.2.1").await["steps"].to_string()
+}
+
+/// A ramp at 50% (step 0 of [50, 100]); its target's probe fails → down → the ramp halts at
+/// 0%; the target recovers → still halted; an edit (PUT with If-Match) resumes it at 50%.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guarded_ramp_halts_when_its_probe_fails_and_an_edit_resumes_it() {
+    let (new, _dir, running, start) = start_ramp_guard("health-ramp").await;
     let server = v4(&running);
     let admin = AdminClient::of(&running);
 
@@ -1014,25 +1020,10 @@ async fn guarded_ramp_halts_when_its_probe_fails_and_an_edit_resumes_it() {
 }
 
 /// Editing the policy file on disk (picked up by the directory watch) is an edit as much as a
-/// PUT is, but only the admin API resumes a halted ramp.
+/// PUT is: it resumes a halted ramp too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guarded_ramp_resumes_after_an_edit_of_the_policy_file() {
-    let new = Endpoint::start("127.0.0.1");
-    let dir = TempDir::new("health-ramp-file");
-    dir.write(
-        "targets/pop-new.toml",
-        &target_file("pop-new", &[new.url()]),
-    );
-    let start = unix_ms(SystemTime::now()) / 1000 - 10;
-    let policy = ramp_policy(start, "ramp");
-    let config = write_config_extra(
-        &dir,
-        DEMO_ZONE,
-        &[("rampguard.example.com.toml", &policy)],
-        "[health]\nhold_down_ms = 1000\nup_after_successes = 1\n\n\
-         [probes]\ntargets = \"targets\"\nlocation = \"local\"\n",
-    );
-    let running = start_file(&config).await;
+    let (new, dir, running, start) = start_ramp_guard("health-ramp-file").await;
     let server = v4(&running);
     let admin = AdminClient::of(&running);
     wait_target(&admin, "pop-new", "up", Duration::from_secs(10)).await;
