@@ -93,10 +93,11 @@ pub fn resolve<'s>(
         }
     }
     let mut zone = first_zone;
-    let mut name = qname.clone();
+    // Borrowed until a CNAME moves the lookup on: no copy of the question per query.
+    let mut name = Cow::Borrowed(qname);
 
     for _ in 0..MAX_CHAIN {
-        let next = if let Some(steered) = snapshot.steered.get(&name) {
+        let next = if let Some(steered) = snapshot.steered.get(name.as_ref()) {
             steered_answer(snapshot, steered, qtype, asker, &mut reply)
         } else {
             match zone.lookup(&name, qtype) {
@@ -111,7 +112,7 @@ pub fn resolve<'s>(
                 Lookup::NoData => None,
                 // Ancestors of steered names exist: no wildcard, no NXDOMAIN.
                 Lookup::NxDomain | Lookup::Synthesized(_) | Lookup::SynthesizedCname(_)
-                    if snapshot.steered_parents.contains(&name) =>
+                    if snapshot.steered_parents.contains(name.as_ref()) =>
                 {
                     None
                 }
@@ -144,7 +145,7 @@ pub fn resolve<'s>(
         match snapshot.zones.find(&target) {
             Some(z) if qtype != RecordType::CNAME => {
                 zone = z;
-                name = target;
+                name = Cow::Owned(target);
             }
             _ => return reply,
         }
@@ -214,10 +215,11 @@ fn explain_name(
     asker: &Asker,
     reply: &mut Reply<'_>,
 ) -> Option<bool> {
-    let name: Name = qname.into();
-    if name.num_labels() < 2 || !name.iter().next()?.eq_ignore_ascii_case(EXPLAIN_LABEL) {
+    // Checked on the lower-cased labels in place: no allocation for ordinary queries.
+    if qname.num_labels() < 2 || qname.iter().next()? != EXPLAIN_LABEL {
         return None;
     }
+    let name: Name = qname.into();
     let target = LowerName::new(&name.base_name());
     let steered = snapshot.steered.get(&target)?;
     if !matches!(qtype, RecordType::TXT | RecordType::ANY) {

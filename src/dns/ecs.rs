@@ -23,8 +23,9 @@ pub enum EcsError {
     AddressLength,
 }
 
-/// The ECS option of a query, if any.
-pub fn from_request(edns: Option<&Edns>) -> Result<Option<Subnet>, EcsError> {
+/// The ECS option of a query, if any, validated. `raw` is the query as received: the parsed
+/// option does not keep its length, which RFC 7871 also constrains.
+pub fn from_request(edns: Option<&Edns>, raw: &[u8]) -> Result<Option<Subnet>, EcsError> {
     let Some(EdnsOption::Subnet(subnet)) = edns.and_then(|e| e.option(EdnsCode::Subnet)) else {
         return Ok(None);
     };
@@ -43,6 +44,9 @@ pub fn from_request(edns: Option<&Edns>) -> Result<Option<Subnet>, EcsError> {
     if truncate(address, source_prefix) != address {
         return Err(EcsError::HostBitsSet);
     }
+    if !address_length_ok(raw) {
+        return Err(EcsError::AddressLength);
+    }
     Ok(Some(Subnet {
         address,
         source_prefix,
@@ -52,7 +56,7 @@ pub fn from_request(edns: Option<&Edns>) -> Result<Option<Subnet>, EcsError> {
 /// RFC 7871 §6: ADDRESS carries exactly ceil(SOURCE PREFIX-LENGTH / 8) octets. The parsed
 /// option does not keep its length, so check it in the raw message: walk to the OPT record and
 /// its ECS option. `true` when there is no ECS option or its length is right.
-pub fn address_length_ok(raw: &[u8]) -> bool {
+fn address_length_ok(raw: &[u8]) -> bool {
     fn u16_at(raw: &[u8], at: usize) -> Option<usize> {
         Some(usize::from(u16::from_be_bytes([
             *raw.get(at)?,

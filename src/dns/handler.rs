@@ -57,34 +57,27 @@ impl RequestHandler for Handler {
                 metadata.response_code = rcode;
                 None
             }
-            Ok(query) => {
-                match ecs::from_request(request.edns.as_ref()).and_then(|subnet| match subnet {
-                    Some(_) if !ecs::address_length_ok(request.as_slice()) => {
-                        Err(ecs::EcsError::AddressLength)
-                    }
-                    subnet => Ok(subnet),
-                }) {
-                    Err(_) => {
-                        metadata.response_code = ResponseCode::FormErr;
-                        None
-                    }
-                    Ok(subnet) => {
-                        let asker = Asker {
-                            resolver: canonical(request.src().ip()),
-                            subnet: subnet.map(|s| (s.address, s.source_prefix)),
-                        };
-                        let reply =
-                            answer::resolve(&snapshot, query.name(), query.query_type(), &asker);
-                        metadata.response_code = reply.rcode;
-                        metadata.authoritative = reply.authoritative;
-                        if let (Some(subnet), Some(edns)) = (subnet, edns.as_mut()) {
-                            edns.options_mut()
-                                .insert(ecs::response_option(subnet, reply.scope));
-                        }
-                        Some(reply)
-                    }
+            Ok(query) => match ecs::from_request(request.edns.as_ref(), request.as_slice()) {
+                Err(_) => {
+                    metadata.response_code = ResponseCode::FormErr;
+                    None
                 }
-            }
+                Ok(subnet) => {
+                    let asker = Asker {
+                        resolver: canonical(request.src().ip()),
+                        subnet: subnet.map(|s| (s.address, s.source_prefix)),
+                    };
+                    let reply =
+                        answer::resolve(&snapshot, query.name(), query.query_type(), &asker);
+                    metadata.response_code = reply.rcode;
+                    metadata.authoritative = reply.authoritative;
+                    if let (Some(subnet), Some(edns)) = (subnet, edns.as_mut()) {
+                        edns.options_mut()
+                            .insert(ecs::response_option(subnet, reply.scope));
+                    }
+                    Some(reply)
+                }
+            },
         };
 
         let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
