@@ -431,21 +431,7 @@ fn parse_override(raw: RawOverride) -> Result<Override, (&'static str, String)> 
         subdivision,
         asn,
     } = raw;
-    let net: ipnet::IpNet = cidr.parse().map_err(|_| {
-        (
-            "cidr",
-            format!("{cidr:?} is not a network like 192.0.2.0/24"),
-        )
-    })?;
-    if net.trunc() != net {
-        return Err((
-            "cidr",
-            format!(
-                "{cidr:?} has host bits set (did you mean \"{}\"?)",
-                net.trunc()
-            ),
-        ));
-    }
+    let net = iso::parse_network(&cidr).map_err(|r| ("cidr", r))?;
     let continent = continent
         .map(|c| iso::parse_continent(&c))
         .transpose()

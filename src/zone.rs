@@ -229,14 +229,6 @@ impl Zone {
         &self.negative_soa
     }
 
-    /// The apex NS RRset.
-    pub fn apex_ns(&self) -> &[Record] {
-        self.nodes
-            .get(&self.lower_origin)
-            .and_then(|n| n.rrset(RecordType::NS))
-            .unwrap_or(&[])
-    }
-
     /// Look up a name that [`Zone::contains`]. `RecordType::ANY` answers one RRset (RFC 8482).
     pub fn lookup(&self, name: &LowerName, rtype: RecordType) -> Lookup<'_> {
         // DS lives on the parent side of a cut (RFC 4035 §3.1.4.1): answer it from here.
@@ -357,11 +349,6 @@ impl Zones {
     /// The most specific zone containing `name`.
     pub fn find(&self, name: &LowerName) -> Option<&Zone> {
         self.zones.iter().find(|z| z.contains(name))
-    }
-
-    pub fn find_mut(&mut self, name: &Name) -> Option<&mut Zone> {
-        let lower = LowerName::new(name);
-        self.zones.iter_mut().find(|z| z.contains(&lower))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Zone> {

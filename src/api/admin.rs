@@ -287,16 +287,9 @@ pub fn parse_client(text: &str) -> Result<Asker, String> {
             subnet: None,
         });
     }
-    let net: ipnet::IpNet = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not an address or a subnet like 192.0.2.0/24"))?;
-    if net.trunc() != net {
-        // Same rule as ECS on the wire, where this would be FORMERR.
-        return Err(format!(
-            "{text:?} has host bits set (did you mean \"{}\"?)",
-            net.trunc()
-        ));
-    }
+    // Host bits set are refused, as ECS with them is FORMERR on the wire.
+    let net = crate::geo::iso::parse_network(text)
+        .map_err(|r| format!("{r} (or give a single address)"))?;
     Ok(Asker {
         resolver: net.network(),
         subnet: Some((net.network(), net.prefix_len())),

@@ -299,11 +299,6 @@ impl Table {
             || self.outcomes.iter().any(|o| o.pick.needs_hash())
     }
 
-    /// Every distinct outcome, for previews and metrics.
-    pub fn outcomes(&self) -> &[Outcome] {
-        &self.outcomes
-    }
-
     /// Outcome per location class (last: not located), for previews.
     pub fn by_class(&self) -> &[OutcomeId] {
         &self.by_class

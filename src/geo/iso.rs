@@ -1,5 +1,5 @@
-//! ISO 3166-1 alpha-2 country codes, for validating rules (plus `XK`, which MaxMind uses for
-//! Kosovo).
+//! Parsing what operators write about places: ISO 3166-1 alpha-2 country codes (plus `XK`,
+//! which MaxMind uses for Kosovo), continents, subdivisions and networks.
 
 const COUNTRIES: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ \
 BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ \
@@ -57,4 +57,19 @@ pub fn parse_subdivision(code: &str) -> Result<([u8; 2], String), String> {
         ));
     }
     Ok((country, sub.to_ascii_uppercase()))
+}
+
+/// A network as written in a config, policy or API call: `192.0.2.0/24`, with no host bits
+/// set (a likely typo, so say what was probably meant).
+pub fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let net: ipnet::IpNet = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a network like 192.0.2.0/24"))?;
+    if net.trunc() != net {
+        return Err(format!(
+            "{text:?} has host bits set (did you mean \"{}\"?)",
+            net.trunc()
+        ));
+    }
+    Ok(net)
 }

@@ -70,10 +70,6 @@ impl PerfView {
     pub fn get(&self, target: &str, region: &Region) -> Option<&Stats> {
         self.windows.get(&(target.to_owned(), region.clone()))
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.windows.is_empty()
-    }
 }
 
 /// One-sided Welch's t-test: the confidence that `a`'s true mean is lower than `b`'s.

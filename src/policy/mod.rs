@@ -115,13 +115,6 @@ impl Policy {
         &self.targets[id.index()]
     }
 
-    pub fn target_id(&self, id: &str) -> Option<TargetId> {
-        self.targets
-            .iter()
-            .position(|t| t.id == id)
-            .map(|i| TargetId(i as u16))
-    }
-
     pub fn geo(&self) -> Option<&kinds::geo::Geo> {
         self.chain.iter().find_map(|s| match s {
             Step::Geo(g) => Some(g),

@@ -5,7 +5,6 @@ use std::fmt;
 use std::time::Duration;
 
 use hickory_proto::rr::Name;
-use ipnet::IpNet;
 
 use super::kinds::active_passive::ActivePassive;
 use super::kinds::failover::Failover;
@@ -437,19 +436,8 @@ impl Validator<'_> {
             m.asn.push(number);
         }
         for text in cidr.into_vec() {
-            let f = format!("{field}.cidr");
-            let net: IpNet = text.parse().map_err(|_| {
-                self.err(&f, format!("{text:?} is not a network like 192.0.2.0/24"))
-            })?;
-            if net.trunc() != net {
-                return Err(self.err(
-                    f,
-                    format!(
-                        "{text:?} has host bits set (did you mean \"{}\"?)",
-                        net.trunc()
-                    ),
-                ));
-            }
+            let net =
+                iso::parse_network(&text).map_err(|r| self.err(format!("{field}.cidr"), r))?;
             m.cidr.push(net);
         }
         let kinds = m.specificity().2;
