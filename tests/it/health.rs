@@ -1055,11 +1055,10 @@ async fn guarded_ramp_resumes_after_an_edit_of_the_policy_file() {
     running.shutdown().await;
 }
 
-/// The hold-down runs from the moment a location went down. A location that goes silent for
-/// longer than `stale_after` while down (an agent restart, a network blip on its reporting
-/// path) turns unknown, and its next success makes it up at once: the hold-down is skipped.
-/// With three agents, two such gaps bring a target back that the third still sees down, well
-/// inside a 60 s hold-down.
+/// A location that goes silent for longer than `stale_after` while down (an agent restart, a
+/// network blip on its reporting path) turns unknown; its next success must not make it up
+/// at once. With three agents, two such gaps must not bring back a target that the third
+/// still sees down inside a 60 s hold-down (regression).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_gap_does_not_skip_the_hold_down() {
     let (_dir, running) = api_fed_server(
@@ -1140,10 +1139,8 @@ async fn a_report_gap_does_not_skip_the_hold_down() {
 
 /// With 1 s probes a location holds 100+ samples after 100 s, so the windowed availability
 /// criterion applies: 2 failures in a 5-minute window of 300 samples is 99.3%, under 99.5%.
-/// Every outage the fast path catches (2 consecutive failures) therefore also keeps the
-/// location down until those failures leave the window, about 5 minutes, whatever
-/// `hold_down_ms` and `up_after_successes` say (README: "up again after 3 consecutive
-/// successes and a 30 s hold-down").
+/// An outage the fast path caught (2 consecutive failures) must still end after the
+/// hold-down, not when those failures leave the window about 5 minutes later (regression).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_outage_with_1s_probes_fails_back_after_the_hold_down() {
     let (_dir, running) = api_fed_server(
