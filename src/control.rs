@@ -698,6 +698,10 @@ impl Controller {
     /// Replace the measurements and recompile the policies with a performance step.
     pub fn set_perf(&self, perf: PerfView) -> u64 {
         let mut state = self.lock();
+        if state.perf == perf {
+            // The monitor refreshes on a timer; no new data must not mean a new generation.
+            return self.published.load().generation;
+        }
         state.perf = perf;
         self.recompile(&mut state, |p| {
             p.chain
