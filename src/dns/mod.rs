@@ -10,6 +10,7 @@
 //! GeoIP tree walk and a table index. No I/O besides the reply, no locks, no awaits but send.
 
 pub mod answer;
+pub mod batch;
 pub mod ecs;
 pub mod handler;
 pub mod listen;
