@@ -21,4 +21,5 @@ pub mod policy;
 pub mod preview;
 pub mod snapshot;
 pub mod store;
+pub mod wire;
 pub mod zone;

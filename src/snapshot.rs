@@ -21,6 +21,7 @@ use crate::geo::GeoDb;
 use crate::health::HealthView;
 use crate::perf::PerfView;
 use crate::policy::{Inputs, Policy, TargetAnswer};
+use crate::wire::{NameMap, RenderedRrs, name_key};
 use crate::zone::Zones;
 
 /// Answer records for one target, rendered once at build time.
@@ -31,6 +32,20 @@ pub struct TargetRecords {
     pub aaaa: Vec<Record>,
 }
 
+/// A target's answer pre-rendered for the UDP fast path.
+#[derive(Debug)]
+pub enum TargetWire {
+    Addresses {
+        a: RenderedRrs,
+        aaaa: RenderedRrs,
+    },
+    /// The alias record and where it points.
+    Cname {
+        record: RenderedRrs,
+        target: LowerName,
+    },
+}
+
 /// A steered name: its policy, the compiled table and each target's records.
 #[derive(Debug)]
 pub struct Steered {
@@ -38,6 +53,8 @@ pub struct Steered {
     pub table: Table,
     /// Indexed by `TargetId`.
     pub answers: Vec<TargetRecords>,
+    /// Indexed by `TargetId`; `None` if a record would not encode (the full path answers).
+    pub wire: Vec<Option<TargetWire>>,
     /// When the table will change by itself (a hold-down expiring).
     pub next_change: Option<SystemTime>,
 }
@@ -46,12 +63,32 @@ impl Steered {
     pub fn compile(policy: Policy, geo: &GeoDb, inputs: &Inputs) -> Self {
         let (table, next_change) = decision::compile(&policy, geo, inputs);
         let answers = render_answers(&policy);
+        let wire = answers.iter().map(TargetWire::render).collect();
         Steered {
             policy,
             table,
             answers,
+            wire,
             next_change,
         }
+    }
+}
+
+impl TargetWire {
+    fn render(records: &TargetRecords) -> Option<Self> {
+        if let Some(cname) = &records.cname {
+            let RData::CNAME(target) = &cname.data else {
+                return None;
+            };
+            return Some(TargetWire::Cname {
+                record: RenderedRrs::render([cname]).ok()?,
+                target: LowerName::new(&target.0),
+            });
+        }
+        Some(TargetWire::Addresses {
+            a: RenderedRrs::render(&records.a).ok()?,
+            aaaa: RenderedRrs::render(&records.aaaa).ok()?,
+        })
     }
 }
 
@@ -71,6 +108,10 @@ pub struct Snapshot {
     pub zones: Arc<Zones>,
     pub geo: Arc<GeoDb>,
     pub steered: HashMap<LowerName, Arc<Steered>>,
+    /// The same steered names keyed by lower-cased wire name, for the UDP fast path, with
+    /// whether the fast path may answer their CNAME targets: only when no alias points into
+    /// our own zones, where the full path would follow it.
+    pub steered_by_key: NameMap<(Arc<Steered>, bool)>,
     /// Ancestors of steered names inside their zone: they exist (NODATA, not NXDOMAIN).
     pub steered_parents: HashSet<LowerName>,
     pub health: Arc<HealthView>,
@@ -126,6 +167,7 @@ impl Snapshot {
     ) -> Result<Self, Vec<BuildError>> {
         let mut errors = Vec::new();
         let mut by_name = HashMap::new();
+        let mut by_key = NameMap::default();
         let mut parents = HashSet::new();
         for s in steered {
             if let Err(e) = check_policy(&s.policy, &zones, &geo) {
@@ -140,6 +182,14 @@ impl Snapshot {
                     parent = parent.base_name();
                 }
             }
+            let aliases_leave_our_zones = s.wire.iter().flatten().all(|w| match w {
+                TargetWire::Cname { target, .. } => zones.find(target).is_none(),
+                TargetWire::Addresses { .. } => true,
+            });
+            by_key.insert(
+                name_key(&s.policy.name).into_boxed_slice(),
+                (s.clone(), aliases_leave_our_zones),
+            );
             by_name.insert(name, s);
         }
         if !errors.is_empty() {
@@ -150,6 +200,7 @@ impl Snapshot {
             zones,
             geo,
             steered: by_name,
+            steered_by_key: by_key,
             steered_parents: parents,
             health,
             perf,

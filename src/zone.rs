@@ -12,6 +12,11 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_proto::serialize::txt::Parser;
 
+use crate::wire::{AnswerIndex, RenderedRrs};
+
+/// The first label of `_explain.<steered name>`, which the DNS layer answers itself.
+pub const EXPLAIN_LABEL: &[u8] = b"_explain";
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{source_name}: {reason}")]
 pub struct ZoneError {
@@ -330,6 +335,9 @@ impl Zone {
 #[derive(Debug, Clone, Default)]
 pub struct Zones {
     zones: Vec<Zone>,
+    /// Every (name, type) that [`Zone::lookup`] answers with records of its own, pre-rendered
+    /// for the UDP fast path. Built once per load: zones never change in place.
+    answers: AnswerIndex,
 }
 
 impl Zones {
@@ -343,7 +351,44 @@ impl Zones {
                 });
             }
         }
-        Ok(Self { zones })
+        let mut zones = Self {
+            zones,
+            answers: AnswerIndex::default(),
+        };
+        zones.answers = zones.render_answers()?;
+        Ok(zones)
+    }
+
+    /// Render what a plain lookup answers for each (name, type) held, where the answer is the
+    /// name's own RRset and depends on nothing but the question. Everything else (CNAME
+    /// chains, wildcards, referrals, negative answers, `ANY`, explain names) stays with the
+    /// full path, so the fast path cannot answer differently from it.
+    fn render_answers(&self) -> Result<AnswerIndex, ZoneError> {
+        let mut index = AnswerIndex::default();
+        for zone in &self.zones {
+            for (name, node) in &zone.nodes {
+                let owned_here = self.find(name).is_some_and(|z| z.origin == zone.origin);
+                let explain = name.iter().next() == Some(EXPLAIN_LABEL);
+                if !owned_here || explain {
+                    continue;
+                }
+                for (rtype, _) in &node.rrsets {
+                    if let Lookup::Answer(records) = zone.lookup(name, *rtype) {
+                        let rendered = RenderedRrs::render(records).map_err(|e| ZoneError {
+                            source_name: format!("zone {}", zone.origin),
+                            reason: format!("{name} {rtype}: cannot encode: {e}"),
+                        })?;
+                        index.insert(&Name::from(name), *rtype, rendered);
+                    }
+                }
+            }
+        }
+        Ok(index)
+    }
+
+    /// Pre-rendered static answers, for the UDP fast path.
+    pub fn answers(&self) -> &AnswerIndex {
+        &self.answers
     }
 
     /// The most specific zone containing `name`.
