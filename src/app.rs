@@ -84,6 +84,7 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
 
     let dns = dns::bind(
         &config.dns_listen,
+        config.udp_threads,
         config.tcp_idle_timeout,
         published.clone(),
     )
@@ -97,7 +98,7 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
         Some(addr) => Some(
             serve_http(
                 addr,
-                crate::api::public::router(published.clone()),
+                crate::api::public::router(published.clone(), dns.udp_stats.clone()),
                 &cancel,
                 &mut tasks,
                 "HTTP",

@@ -80,6 +80,7 @@ struct RawDns {
     max_udp_payload: Option<u16>,
     tcp_idle_timeout_ms: Option<u64>,
     explain_names: Option<bool>,
+    udp_threads: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -160,6 +161,9 @@ pub struct Config {
     pub dns_listen: Vec<SocketAddr>,
     pub max_udp_payload: u16,
     pub tcp_idle_timeout: Duration,
+    /// UDP serving threads per listen address, each with its own socket; `None`: one per CPU
+    /// this process may run on.
+    pub udp_threads: Option<usize>,
     /// Answer TXT `_explain.<steered name>` with the decision for the asker.
     pub explain_names: bool,
     /// `None` disables the HTTP listener.
@@ -224,6 +228,7 @@ impl Config {
             max_udp_payload,
             tcp_idle_timeout_ms,
             explain_names,
+            udp_threads,
         } = dns;
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
 
@@ -248,6 +253,12 @@ impl Config {
             return Err(err(
                 "dns.tcp_idle_timeout_ms",
                 format!("{tcp_idle_timeout_ms} is out of range 100..=600000"),
+            ));
+        }
+        if let Some(n) = udp_threads.filter(|n| !(1..=256).contains(n)) {
+            return Err(err(
+                "dns.udp_threads",
+                format!("{n} is out of range 1..=256"),
             ));
         }
         let optional_listen = |field: &str, value: Option<&str>, default: &str| match value {
@@ -327,6 +338,7 @@ impl Config {
             dns_listen,
             max_udp_payload,
             tcp_idle_timeout: Duration::from_millis(tcp_idle_timeout_ms),
+            udp_threads,
             explain_names: explain_names.unwrap_or(false),
             http_listen,
             admin_listen,

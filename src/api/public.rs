@@ -4,24 +4,33 @@
 
 use std::fmt::Write;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
+use crate::dns::udp::UdpStats;
 use crate::health;
 use crate::snapshot::Published;
 
-pub fn router(published: Arc<Published>) -> Router {
+/// What the public endpoints read.
+#[derive(Clone)]
+struct Shared {
+    published: Arc<Published>,
+    udp: Arc<UdpStats>,
+}
+
+pub fn router(published: Arc<Published>, udp: Arc<UdpStats>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(published)
+        .with_state(Shared { published, udp })
 }
 
-async fn readyz(State(published): State<Arc<Published>>) -> (StatusCode, String) {
+async fn readyz(State(Shared { published, .. }): State<Shared>) -> (StatusCode, String) {
     let snapshot = published.load();
     let stale = if published.is_stale() {
         " (stale: the last reload failed, see the log)"
@@ -38,7 +47,7 @@ async fn readyz(State(published): State<Arc<Published>>) -> (StatusCode, String)
     )
 }
 
-async fn metrics(State(published): State<Arc<Published>>) -> String {
+async fn metrics(State(Shared { published, udp }): State<Shared>) -> String {
     let snapshot = published.load();
     let mut out = String::new();
     let _ = writeln!(
@@ -67,6 +76,15 @@ async fn metrics(State(published): State<Arc<Published>>) -> String {
         snapshot.steered.len(),
         snapshot.geo.locations().len(),
         snapshot.geo.classes().len(),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP steerdns_udp_replies_total UDP replies sent, by path: fast (pre-rendered) or full.\n\
+         # TYPE steerdns_udp_replies_total counter\n\
+         steerdns_udp_replies_total{{path=\"fast\"}} {}\n\
+         steerdns_udp_replies_total{{path=\"full\"}} {}",
+        udp.fast.load(Ordering::Relaxed),
+        udp.full.load(Ordering::Relaxed),
     );
     let _ = writeln!(
         out,

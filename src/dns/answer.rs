@@ -12,12 +12,10 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use crate::decision::Decision;
 use crate::explain;
 use crate::snapshot::{Snapshot, Steered};
-use crate::zone::Lookup;
+use crate::zone::{EXPLAIN_LABEL, Lookup};
 
 /// CNAME chains longer than this inside our own zones are cut (loops, mistakes).
 const MAX_CHAIN: usize = 8;
-/// `_explain.<steered name>` TXT answers how that name is decided for the asker.
-const EXPLAIN_LABEL: &[u8] = b"_explain";
 
 /// What to send back, before encoding.
 #[derive(Debug)]

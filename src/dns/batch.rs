@@ -79,12 +79,24 @@ impl Packets {
     /// Append a datagram for `to`: `fill` writes it into the slot and returns its length.
     /// Returns `false` (and appends nothing) when the batch is full.
     pub fn push(&mut self, to: SocketAddr, fill: impl FnOnce(&mut [u8]) -> usize) -> bool {
+        self.try_push(to, |slot| Some(fill(slot)))
+    }
+
+    /// Like [`Packets::push`], but `fill` may decide there is nothing to send (`None`).
+    pub fn try_push(
+        &mut self,
+        to: SocketAddr,
+        fill: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> bool {
         let i = self.count;
         if i >= self.capacity() {
             return false;
         }
         let slot = &mut self.data[i * self.slot..(i + 1) * self.slot];
-        self.lens[i] = fill(slot).min(self.slot);
+        let Some(len) = fill(slot) else {
+            return false;
+        };
+        self.lens[i] = len.min(self.slot);
         self.addr_lens[i] = to_storage(to, &mut self.addrs[i]);
         self.count += 1;
         true

@@ -1,14 +1,15 @@
-//! Binding DNS sockets and serving them with hickory-server.
+//! Binding DNS sockets: UDP to our own batched workers, TCP to hickory-server.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_server::Server;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 
 use super::Handler;
+use super::udp::{self, UdpStats, UdpWorkers};
 use crate::snapshot::Published;
 
 /// Largest TCP response buffer (a DNS message over TCP is at most 64 KiB).
@@ -17,62 +18,76 @@ const TCP_RESPONSE_BUFFER: usize = 65_535;
 /// A running DNS server and the addresses it really bound (port 0 becomes a real port).
 pub struct DnsServer {
     server: Server<Handler>,
+    udp: UdpWorkers,
     pub addrs: Vec<SocketAddr>,
+    /// UDP replies by path, for `/metrics`.
+    pub udp_stats: Arc<UdpStats>,
 }
 
 impl DnsServer {
-    /// Stop accepting and wait for the sockets' tasks to end.
+    /// Stop accepting and wait for the sockets' tasks and threads to end.
     pub async fn shutdown(mut self) {
         let _ = self.server.shutdown_gracefully().await;
+        let udp = self.udp;
+        let _ = tokio::task::spawn_blocking(move || udp.stop()).await;
     }
 }
 
-/// Bind a UDP socket and a TCP listener on each address (the same port for both, also when
-/// the port is 0) and start serving.
+/// Bind UDP sockets (`udp_threads` per address, default one per CPU we may run on) and a TCP
+/// listener on each address (the same port for both, also when the port is 0) and serve them.
 pub async fn bind(
     addrs: &[SocketAddr],
+    udp_threads: Option<usize>,
     tcp_idle_timeout: Duration,
     published: Arc<Published>,
 ) -> io::Result<DnsServer> {
-    let mut server = Server::new(Handler::new(published));
+    let threads = udp_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let mut server = Server::new(Handler::new(published.clone()));
     let mut bound = Vec::with_capacity(addrs.len());
+    let mut all_udp = Vec::new();
     for addr in addrs {
-        let (udp, tcp) = bind_pair(*addr).await?;
-        bound.push(udp.local_addr()?);
-        server.register_socket(udp);
+        let (udp, tcp) = bind_pair(*addr, threads).await?;
+        bound.push(tcp.local_addr()?);
+        all_udp.extend(udp);
         server.register_listener(tcp, tcp_idle_timeout, TCP_RESPONSE_BUFFER);
     }
+    let udp_stats = Arc::new(UdpStats::default());
+    let udp = UdpWorkers::spawn(all_udp, &published, &udp_stats)?;
     Ok(DnsServer {
         server,
+        udp,
         addrs: bound,
+        udp_stats,
     })
 }
 
-async fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+async fn bind_pair(addr: SocketAddr, threads: usize) -> io::Result<(Vec<UdpSocket>, TcpListener)> {
     let context =
         |e: io::Error, what: &str| io::Error::new(e.kind(), format!("{what} {addr}: {e}"));
     if addr.port() != 0 {
-        let udp = UdpSocket::bind(addr)
-            .await
-            .map_err(|e| context(e, "cannot bind UDP"))?;
+        // TCP first: it has no SO_REUSEPORT, so a second server on the same port fails here
+        // instead of silently sharing UDP queries with the first.
         let tcp = TcpListener::bind(addr)
             .await
             .map_err(|e| context(e, "cannot bind TCP"))?;
+        let udp = udp::bind(addr, threads).map_err(|e| context(e, "cannot bind UDP"))?;
         return Ok((udp, tcp));
     }
-    // An ephemeral UDP port may be taken for TCP; try a few.
+    // An ephemeral TCP port may be taken for UDP; try a few.
     let mut last = None;
     for _ in 0..16 {
-        let udp = UdpSocket::bind(addr)
+        let tcp = TcpListener::bind(addr)
             .await
-            .map_err(|e| context(e, "cannot bind UDP"))?;
-        match TcpListener::bind(udp.local_addr()?).await {
-            Ok(tcp) => return Ok((udp, tcp)),
+            .map_err(|e| context(e, "cannot bind TCP"))?;
+        match udp::bind(tcp.local_addr()?, threads) {
+            Ok(udp) => return Ok((udp, tcp)),
             Err(e) => last = Some(e),
         }
     }
     Err(context(
         last.unwrap_or_else(|| io::Error::other("no port")),
-        "cannot bind TCP",
+        "cannot bind UDP",
     ))
 }

@@ -1,19 +1,26 @@
 //! The DNS data plane: sockets, wire format and protocol rules. The only module that names
 //! hickory-server types.
 //!
-//! - [`listen`] binds UDP sockets and TCP listeners and runs them on hickory-server.
+//! - [`listen`] binds the sockets: UDP to our own workers ([`udp`]), TCP to hickory-server.
+//! - [`udp`] receives and replies in batches ([`batch`]); each datagram goes to the [`fast`]
+//!   path (pre-rendered answers for the common queries, no allocation) or, when that declines,
+//!   the [`full`] path, which runs the same [`handler`] hickory-server runs for TCP.
 //! - [`handler`] is the `RequestHandler` seam: protocol checks (opcode, EDNS, class, ECS), then
-//!   [`answer`] turns the current snapshot into a response.
+//!   [`answer`] turns the current snapshot into a response. It is the reference behaviour; the
+//!   fast path only answers where it gives the same reply.
 //! - [`ecs`] reads and writes the EDNS Client Subnet option (RFC 7871).
 //!
-//! Per query: one lock-free snapshot load, a hash lookup of the name, for steered names a
-//! GeoIP tree walk and a table index. No I/O besides the reply, no locks, no awaits but send.
+//! Per query: one lock-free snapshot load (per batch on UDP), a hash lookup of the name, for
+//! steered names a GeoIP tree walk and a table index. No I/O besides the reply, no locks.
 
 pub mod answer;
 pub mod batch;
 pub mod ecs;
+pub mod fast;
+pub mod full;
 pub mod handler;
 pub mod listen;
+pub mod udp;
 
 pub use handler::Handler;
 pub use listen::{DnsServer, bind};

@@ -1,0 +1,162 @@
+//! UDP serving: one thread per CPU, each with its own `SO_REUSEPORT` socket on the shared port
+//! (the kernel spreads clients over them by address hash), receiving and replying in batches
+//! of up to [`BATCH`] datagrams per system call.
+//!
+//! Each datagram goes to the fast path, and to the full path when the fast path declines.
+//! Plain threads, not tokio tasks: a worker only ever waits in `recvmmsg`, and hickory-server's
+//! task per datagram was a large share of the cost (bench/RESULTS.md). The snapshot is loaded
+//! once per batch; a batch never mixes two generations.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tracing::{debug, warn};
+
+use super::batch::Packets;
+use super::{Handler, fast, full};
+use crate::snapshot::Published;
+
+/// Datagrams per `recvmmsg`/`sendmmsg`.
+const BATCH: usize = 64;
+/// Largest query read; longer datagrams are dropped (hickory-server reads 4096 bytes too).
+const MAX_QUERY: usize = 4096;
+/// Largest reply: `dns.max_udp_payload` is at most 4096.
+const MAX_REPLY: usize = 4096;
+/// How often an idle worker looks at the stop flag.
+const IDLE_WAKE: Duration = Duration::from_millis(100);
+/// Socket receive buffer asked for, so a burst waits in the kernel rather than being dropped
+/// (the kernel caps it at `net.core.rmem_max`).
+const RECV_BUFFER: usize = 4 << 20;
+
+/// Replies sent, by path, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct UdpStats {
+    pub fast: AtomicU64,
+    pub full: AtomicU64,
+}
+
+/// Running UDP workers; [`UdpWorkers::stop`] ends them.
+pub struct UdpWorkers {
+    threads: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl UdpWorkers {
+    /// Serve `sockets`, one thread each.
+    pub fn spawn(
+        sockets: Vec<UdpSocket>,
+        published: &Arc<Published>,
+        stats: &Arc<UdpStats>,
+    ) -> io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::with_capacity(sockets.len());
+        for (i, socket) in sockets.into_iter().enumerate() {
+            let worker = Worker {
+                socket,
+                handler: Handler::new(published.clone()),
+                published: published.clone(),
+                stats: stats.clone(),
+                stop: stop.clone(),
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("dns-udp-{i}"))
+                    .spawn(move || worker.run())?,
+            );
+        }
+        Ok(UdpWorkers { threads, stop })
+    }
+
+    /// Ask every worker to stop and wait for them (at most about [`IDLE_WAKE`]).
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Bind `count` sockets to `addr` with `SO_REUSEPORT`; port 0 becomes one real port for all.
+pub fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<UdpSocket>> {
+    let first = bind_one(addr)?;
+    let shared = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..count.max(1) {
+        sockets.push(bind_one(shared)?);
+    }
+    Ok(sockets)
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Only sockets of the same user can join the group (Linux), so this shares the port with
+    // our own workers, not with another user's process.
+    socket.set_reuse_port(true)?;
+    if let Err(error) = socket.set_recv_buffer_size(RECV_BUFFER) {
+        debug!(%error, "could not enlarge the UDP receive buffer");
+    }
+    socket.set_read_timeout(Some(IDLE_WAKE))?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+struct Worker {
+    socket: UdpSocket,
+    handler: Handler,
+    published: Arc<Published>,
+    stats: Arc<UdpStats>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Worker {
+    fn run(self) {
+        let mut inbox = Packets::new(BATCH, MAX_QUERY);
+        let mut outbox = Packets::new(BATCH, MAX_REPLY);
+        while !self.stop.load(Ordering::Relaxed) {
+            if let Err(error) = inbox.recv(&self.socket) {
+                match error.kind() {
+                    io::ErrorKind::WouldBlock
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::Interrupted => {}
+                    _ => {
+                        warn!(%error, "UDP receive failed");
+                        std::thread::sleep(IDLE_WAKE);
+                    }
+                }
+                continue;
+            }
+            self.answer(&inbox, &mut outbox);
+            if let Err(error) = outbox.send(&self.socket) {
+                debug!(%error, "UDP send failed");
+            }
+        }
+    }
+
+    fn answer(&self, inbox: &Packets, outbox: &mut Packets) {
+        let snapshot = self.published.load();
+        outbox.clear();
+        let (mut fast, mut full) = (0, 0);
+        for i in (0..inbox.len()).filter(|i| !inbox.truncated(*i)) {
+            let Some((raw, from)) = inbox.get(i) else {
+                continue;
+            };
+            outbox.try_push(from, |out| {
+                if let Some(len) = fast::answer(&snapshot, raw, from, out) {
+                    fast += 1;
+                    return Some(len);
+                }
+                let reply = full::respond(&self.handler, raw, from)?;
+                out.get_mut(..reply.len())?.copy_from_slice(&reply);
+                full += 1;
+                Some(reply.len())
+            });
+        }
+        self.stats.fast.fetch_add(fast, Ordering::Relaxed);
+        self.stats.full.fetch_add(full, Ordering::Relaxed);
+    }
+}
