@@ -9,6 +9,7 @@ mod config;
 mod durability;
 mod edns;
 mod explain;
+mod fastpath;
 mod file_watch;
 mod health;
 mod policies;

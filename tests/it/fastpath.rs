@@ -1,0 +1,239 @@
+//! The UDP fast path against the full path, which is the reference: for a few thousand queries
+//! (every demo name, many types, with and without EDNS, DO and ECS from many networks, odd
+//! case), whenever the fast path answers, its reply must mean exactly what the full path's
+//! does. And over real sockets, the common queries must really take the fast path.
+
+use std::net::SocketAddr;
+
+use hickory_proto::op::Message;
+use hickory_proto::rr::RecordType;
+use steerdns::dns::{Handler, fast, full};
+
+use crate::support::*;
+
+const NAMES: &[&str] = &[
+    // steered: addresses, CNAMEs, weighted, failover, ramp
+    "www.example.com.",
+    "pop.example.com.",
+    "failover.example.com.",
+    "ap.example.com.",
+    "perf.example.com.",
+    "weighted.example.com.",
+    "ramp.example.com.",
+    // static
+    "example.com.",
+    "ns1.example.com.",
+    "ns2.example.com.",
+    "mail.example.com.",
+    "sip.example.com.",
+    "_sip._udp.example.com.",
+    "static.example.com.",
+    "big.example.com.",
+    // negative, delegated, foreign, explain
+    "nope.example.com.",
+    "www.sub.example.com.",
+    "sub.example.com.",
+    "example.org.",
+    "_explain.www.example.com.",
+];
+
+const TYPES: &[RecordType] = &[
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::CNAME,
+    RecordType::TXT,
+    RecordType::MX,
+    RecordType::NS,
+    RecordType::SOA,
+    RecordType::SRV,
+    RecordType::CAA,
+    RecordType::ANY,
+    RecordType::HTTPS,
+];
+
+/// Networks in the bundled test databases on several continents, IPv4-mapped, /0, and none.
+const SUBNETS: &[Option<&str>] = &[
+    None,
+    Some("81.2.69.0/24"),
+    Some("81.2.69.160/27"),
+    Some("2a02:d180::/56"),
+    Some("149.101.100.0/24"),
+    Some("216.160.83.0/24"),
+    Some("89.160.20.0/24"),
+    Some("175.16.199.0/24"),
+    Some("2001:218::/32"),
+    Some("2001:480::/48"),
+    Some("202.196.224.0/20"),
+    Some("::ffff:81.2.69.0/120"),
+    Some("10.0.0.0/8"),
+    Some("0.0.0.0/0"),
+    Some("::/0"),
+];
+
+/// Spell a name with mixed case, as resolvers using 0x20 randomisation do.
+fn mixed_case(name: &str, seed: usize) -> String {
+    name.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if (i + seed) % 3 == 0 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// (name, type, query) for every combination.
+fn queries() -> Vec<(&'static str, RecordType, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (n, name) in NAMES.iter().enumerate() {
+        for qtype in TYPES {
+            for (s, subnet) in SUBNETS.iter().enumerate() {
+                let spelled = mixed_case(name, n + s);
+                let mut message = match subnet {
+                    Some(subnet) => ecs_query(&spelled, *qtype, subnet),
+                    None => query(&spelled, *qtype),
+                };
+                message.metadata.recursion_desired = s % 2 == 0;
+                message.metadata.checking_disabled = s % 3 == 0;
+                if let Some(edns) = message.edns.as_mut() {
+                    edns.set_dnssec_ok(s % 4 == 0);
+                    edns.set_max_payload([512, 1232, 4096, 100][s % 4]);
+                }
+                out.push((*name, *qtype, encode(&message)));
+                if subnet.is_none() {
+                    out.push((*name, *qtype, encode(&with_edns(message, 1232))));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The parts of a reply a client sees, as text. Compared case-sensitively, except record
+/// owners: the fast path writes them as pointers to the question, so they take the client's
+/// spelling where the full path writes ours (both are the same name, RFC 4343).
+fn meaning(message: &Message) -> String {
+    let records = |rs: &[hickory_proto::rr::Record]| {
+        rs.iter()
+            .map(|r| {
+                let owner = r.name.to_ascii().to_ascii_lowercase();
+                format!("{owner} {} {} {:?}", r.ttl, r.record_type(), r.data)
+            })
+            .collect::<Vec<_>>()
+    };
+    format!(
+        "{:?}\nquestion {:?}\nanswers {:?}\nauthority {:?}\nadditional {:?}\nedns {:?}",
+        message.metadata,
+        message
+            .queries
+            .iter()
+            .map(|q| format!("{} {} {}", q.name(), q.query_type(), q.query_class()))
+            .collect::<Vec<_>>(),
+        records(&message.answers),
+        records(&message.authorities),
+        records(&message.additionals),
+        message.edns,
+    )
+}
+
+#[tokio::test]
+async fn fast_path_answers_exactly_as_the_full_path() {
+    let running = start_demo().await;
+    let snapshot = running.published.load_full();
+    let handler = Handler::new(running.published.clone());
+    let sources: [SocketAddr; 2] = [
+        "127.0.0.1:40000".parse().unwrap(),
+        "[::1]:40000".parse().unwrap(),
+    ];
+    let mut buf = [0u8; 4096];
+    let mut declined = std::collections::HashSet::new();
+    for (i, (name, qtype, raw)) in queries().iter().enumerate() {
+        let from = sources[i % 2];
+        let reference = full::respond(&handler, raw, from);
+        let Some(len) = fast::answer(&snapshot, raw, from, &mut buf) else {
+            declined.insert((*name, *qtype));
+            continue;
+        };
+        let reference = reference.expect("the full path answers what the fast path answers");
+        let query = decode(raw);
+        assert_eq!(
+            meaning(&decode(&buf[..len])),
+            meaning(&decode(&reference)),
+            "query {:?} from {from}",
+            query.queries
+        );
+    }
+    // The common questions always take the fast path, whatever the EDNS and ECS variant.
+    let always_fast = [
+        ("pop.example.com.", RecordType::A),
+        ("pop.example.com.", RecordType::AAAA),
+        ("failover.example.com.", RecordType::A),
+        ("www.example.com.", RecordType::A),
+        ("www.example.com.", RecordType::AAAA),
+        ("www.example.com.", RecordType::CNAME),
+        ("weighted.example.com.", RecordType::A),
+        ("ap.example.com.", RecordType::AAAA),
+        ("example.com.", RecordType::A),
+        ("example.com.", RecordType::MX),
+        ("mail.example.com.", RecordType::A),
+        ("_sip._udp.example.com.", RecordType::SRV),
+    ];
+    for question in always_fast {
+        assert!(
+            !declined.contains(&question),
+            "{question:?} went to the full path"
+        );
+    }
+    running.shutdown().await;
+}
+
+/// Over real UDP: steered and static queries take the fast path, everything else the full
+/// path, and `/metrics` says so.
+#[tokio::test]
+async fn common_queries_take_the_fast_path_over_udp() {
+    let running = start_demo().await;
+    let server = v4(&running);
+    let counts = || async {
+        let body = http_request(running.http_addr.unwrap(), "GET", "/metrics", &[], b"")
+            .await
+            .body;
+        let count = |path: &str| -> u64 {
+            let prefix = format!("steerdns_udp_replies_total{{path=\"{path}\"}} ");
+            body.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+        };
+        (count("fast"), count("full"))
+    };
+    let (fast0, full0) = counts().await;
+    for subnet in ["81.2.69.0/24", "2a02:d180::/56", "149.101.100.0/24"] {
+        let reply = udp(
+            server,
+            &ecs_query("pop.example.com.", RecordType::A, subnet),
+        )
+        .await;
+        assert_eq!(reply.answers.len(), 1, "{subnet}");
+        let reply = udp(
+            server,
+            &ecs_query("www.example.com.", RecordType::AAAA, subnet),
+        )
+        .await;
+        assert_eq!(cname_targets(&reply).len(), 1, "{subnet}");
+    }
+    let reply = udp(server, &query("mail.example.com.", RecordType::A)).await;
+    assert_eq!(addresses(&reply.answers), ["192.0.2.25"]);
+    let (fast1, full1) = counts().await;
+    assert_eq!((fast1 - fast0, full1 - full0), (7, 0));
+
+    let reply = udp(server, &query("nope.example.com.", RecordType::A)).await;
+    assert_eq!(
+        reply.metadata.response_code,
+        hickory_proto::op::ResponseCode::NXDomain
+    );
+    let (fast2, full2) = counts().await;
+    assert_eq!((fast2 - fast1, full2 - full1), (0, 1));
+    running.shutdown().await;
+}
