@@ -63,6 +63,11 @@ pub struct Summary {
     pub bytes_received: u64,
     /// From the first send to the last response (or the end of sending, if later).
     pub run_time: Duration,
+    /// System calls: `sendmmsg`, `recvmmsg` that returned datagrams, `poll` (to see how well
+    /// the batches fill).
+    pub send_calls: u64,
+    pub recv_calls: u64,
+    pub polls: u64,
     pub latency: Histogram,
 }
 
@@ -236,6 +241,7 @@ pub fn run(options: &Options) -> io::Result<Summary> {
         if got == 0 {
             // Nothing queued: sleep in poll until a socket is readable (at most 1 ms, so
             // timeouts and the end of the run are noticed).
+            sum.polls += 1;
             // SAFETY: `pollfds` is a live array of `len` pollfd structs.
             let rc = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, 1) };
             if rc < 0 {
@@ -291,6 +297,7 @@ fn fill_and_send(
         // A datagram the kernel refuses stays in flight and times out: it is counted as lost.
         flow.out.send(&flow.socket)?;
         sum.sent += pushed as u64;
+        sum.send_calls += 1;
     }
     Ok(())
 }
@@ -345,6 +352,7 @@ fn receive(
     }
     if n > 0 {
         *last_response_ns = now;
+        sum.recv_calls += 1;
     }
     Ok(n)
 }
@@ -430,6 +438,13 @@ pub fn render_text(options: &Options, sum: &Summary) -> String {
     let _ = writeln!(t, "  Queries per second:   {:.6}\n", sum.qps());
     let _ = writeln!(
         t,
+        "  Batches:              {:.1} queries per sendmmsg, {:.1} responses per recvmmsg, {} polls",
+        sum.sent as f64 / sum.send_calls.max(1) as f64,
+        sum.completed as f64 / sum.recv_calls.max(1) as f64,
+        sum.polls
+    );
+    let _ = writeln!(
+        t,
         "  Latency (ms):         avg {:.3}  p50 {:.3}  p99 {:.3}  max {:.3}  min {:.3}",
         sum.latency.mean() / 1e6,
         ms(sum.latency.quantile(0.5)),
@@ -464,6 +479,9 @@ pub fn render_json(options: &Options, sum: &Summary) -> String {
         "bytes_sent": sum.bytes_sent,
         "bytes_received": sum.bytes_received,
         "run_time_s": sum.run_time.as_secs_f64(),
+        "send_calls": sum.send_calls,
+        "recv_calls": sum.recv_calls,
+        "polls": sum.polls,
         "qps": sum.qps(),
         "latency_us": {
             "avg": sum.latency.mean() / 1e3,
