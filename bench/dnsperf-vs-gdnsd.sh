@@ -31,6 +31,8 @@ set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR="$REPO_ROOT/bench"
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 
 DURATION=${DURATION:-10}
 REPEAT=${REPEAT:-3}
@@ -46,11 +48,6 @@ SERVERS=${SERVERS:-steerdns gdnsd}
 GEOIP_DB=${GEOIP_DB:-$REPO_ROOT/tests/fixtures/geoip/GeoIP2-City-Test.mmdb}
 STEERDNS_BIN=${STEERDNS_BIN:-}
 GDNSD_BIN=${GDNSD_BIN:-}
-
-LOOPBACK=127.0.0.1
-# How long to wait for a server to answer its first query: READY_TRIES polls,
-# each a dig with a 1 s timeout followed by a short pause.
-READY_TRIES=50
 
 # Expected answers, checked against both servers before measuring.
 # Format: "ECS-subnet-or-none|qname|qtype|expected steerdns answer|expected gdnsd answer"
@@ -80,29 +77,15 @@ DNSPERF_PID=""                  # the dnsperf run in progress, if any
 declare -A DNS_PORT=()          # server name -> DNS port
 declare -A LOG_FILE=()          # server name -> log file
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
-
 # --- cleanup -----------------------------------------------------------------
 
 # Stop exactly the servers we started (by pid), politely first, then for sure.
 cleanup() {
-  local rc=$? pid _
+  local rc=$? pid
   trap - EXIT INT TERM
-  if [[ -n "$DNSPERF_PID" ]]; then
-    kill -TERM "$DNSPERF_PID" 2>/dev/null || true
-    wait "$DNSPERF_PID" 2>/dev/null || true
-  fi
+  stop_pid "$DNSPERF_PID"
   for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    for _ in {1..30}; do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    stop_pid "$pid"
   done
   if [[ -n "$WORK_DIR" ]]; then
     log "raw dnsperf outputs and server logs: $WORK_DIR"
@@ -114,32 +97,6 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --- prerequisites -----------------------------------------------------------
-
-# Fail with the Debian package to install instead of installing anything.
-require_tool() {
-  local tool=$1 package=$2
-  command -v "$tool" >/dev/null 2>&1 ||
-    die "'$tool' not found: install the Debian package '$package' (apt-get install $package)"
-}
-
-find_gdnsd() {
-  if [[ -n "$GDNSD_BIN" ]]; then
-    [[ -x "$GDNSD_BIN" ]] || die "GDNSD_BIN=$GDNSD_BIN is not executable"
-  elif command -v gdnsd >/dev/null 2>&1; then
-    GDNSD_BIN=$(command -v gdnsd)
-  elif [[ -x /usr/sbin/gdnsd ]]; then
-    # /usr/sbin is often not on a normal user's PATH.
-    GDNSD_BIN=/usr/sbin/gdnsd
-  else
-    die "'gdnsd' not found: install the Debian package 'gdnsd' (apt-get install gdnsd)"
-  fi
-  # gdnsd has no --version; any unknown option prints "gdnsd version X.Y.Z".
-  local version
-  version=$("$GDNSD_BIN" -V 2>&1 | sed -n 's/^gdnsd version \([0-9.]*\).*/\1/p' | head -n1 || true)
-  [[ "$version" == 3.* ]] ||
-    die "$GDNSD_BIN is gdnsd version '${version:-unknown}', need 3.x (Debian package 'gdnsd' from bookworm or later)"
-  GDNSD_VERSION=$version
-}
 
 check_prerequisites() {
   require_tool dnsperf dnsperf
@@ -172,86 +129,9 @@ wants() { [[ " $SERVERS " == *" $1 "* ]]; }
 
 # --- helpers -----------------------------------------------------------------
 
-# Print N distinct loopback ports that are free for both UDP and TCP right now.
-# The sockets are held until all N are picked so the ports are distinct; there is
-# a small race until the servers bind them, which is fine for a benchmark.
-free_ports() {
-  python3 - "$1" <<'PY'
-import socket, sys
-want = int(sys.argv[1])
-held, ports = [], []
-while len(ports) < want:
-    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    t.bind(("127.0.0.1", 0))
-    port = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        u.bind(("127.0.0.1", port))
-    except OSError:
-        t.close()
-        u.close()
-        continue
-    held += [t, u]
-    ports.append(port)
-print(" ".join(map(str, ports)))
-PY
-}
-
-# The value of an EDNS Client Subnet option (RFC 7871, option code 8) as hex,
-# for dnsperf -E 8:<hex>: family, source prefix, scope 0, address truncated to
-# the prefix's bytes.
-ecs_option_hex() {
-  python3 - "$1" <<'PY'
-import ipaddress, sys
-net = ipaddress.ip_network(sys.argv[1], strict=True)
-family = 1 if net.version == 4 else 2
-nbytes = (net.prefixlen + 7) // 8
-print("%04x%02x00%s" % (family, net.prefixlen, net.network_address.packed[:nbytes].hex()))
-PY
-}
-
-# dig one name from one of our loopback servers; prints the answer section as
-# "name ttl class type rdata" lines joined by ';' (whitespace normalised).
-dig_answer() {
-  local port=$1 subnet=$2 qname=$3 qtype=$4
-  local -a opts=(+norecurse +time=1 +tries=1 +noall +answer)
-  if [[ "$subnet" != none ]]; then opts+=("+subnet=$subnet"); fi
-  dig @"$LOOPBACK" -p "$port" "${opts[@]}" "$qname" "$qtype" 2>/dev/null |
-    awk 'NF && $1 !~ /^;/ { $1 = $1; print }' | paste -sd';' -
-}
-
-# Poll a freshly started server until it answers, bounded by READY_TRIES.
-wait_until_answering() {
-  local name=$1 pid=$2 port=$3 try
-  for ((try = 1; try <= READY_TRIES; try++)); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 30 "${LOG_FILE[$name]}" >&2 || true
-      die "$name exited during startup (log: ${LOG_FILE[$name]})"
-    fi
-    if [[ -n "$(dig_answer "$port" none www.example.com A)" ]]; then
-      log "$name is answering on $LOOPBACK:$port (pid $pid, try $try)"
-      return 0
-    fi
-    sleep 0.2
-  done
-  tail -n 30 "${LOG_FILE[$name]}" >&2 || true
-  die "$name did not answer on $LOOPBACK:$port after $READY_TRIES tries (log: ${LOG_FILE[$name]})"
-}
+# The generic ones (free ports, ECS hex, dig, waiting, building) are in bench/lib.sh.
 
 # --- servers -----------------------------------------------------------------
-
-build_steerdns() {
-  if [[ -n "$STEERDNS_BIN" ]]; then
-    [[ -x "$STEERDNS_BIN" ]] || die "STEERDNS_BIN=$STEERDNS_BIN is not executable"
-    return
-  fi
-  command -v cargo >/dev/null 2>&1 ||
-    die "'cargo' not found: install a Rust toolchain (or set STEERDNS_BIN to a built binary)"
-  log "building steerdns (cargo build --release)"
-  (cd "$REPO_ROOT" && cargo build --release)
-  STEERDNS_BIN="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/steerdns"
-  [[ -x "$STEERDNS_BIN" ]] || die "build finished but $STEERDNS_BIN does not exist"
-}
 
 # steerdns with no --config serves its embedded demo (same zone as bench/gdnsd/).
 start_steerdns() {
@@ -263,7 +143,7 @@ start_steerdns() {
     >"${LOG_FILE[steerdns]}" 2>&1 &
   PIDS+=("$!")
   DNS_PORT[steerdns]=$dns_port
-  wait_until_answering steerdns "$!" "$dns_port"
+  wait_until_answering steerdns "$!" "$dns_port" "${LOG_FILE[steerdns]}"
 }
 
 # gdnsd gets a private config dir built from bench/gdnsd/ (config template +
@@ -294,7 +174,7 @@ start_gdnsd() {
     >"${LOG_FILE[gdnsd]}" 2>&1 &
   PIDS+=("$!")
   DNS_PORT[gdnsd]=$dns_port
-  wait_until_answering gdnsd "$!" "$dns_port"
+  wait_until_answering gdnsd "$!" "$dns_port" "${LOG_FILE[gdnsd]}"
 }
 
 # --- verification ------------------------------------------------------------
@@ -363,24 +243,6 @@ run_dnsperf() {
     die "$server answered with other rcodes than NOERROR (${rcodes:-none}), see $out"
 }
 
-# field <file> <what>: one number from a dnsperf summary.
-field() {
-  local file=$1 what=$2
-  case $what in
-    qps)  awk '/Queries per second:/ { print $4 }' "$file" ;;
-    lat)  awk '/Average Latency \(s\):/ { printf "%.3f\n", $4 * 1000 }' "$file" ;;  # ms
-    lost) awk '/Queries lost:/ { print $3 }' "$file" ;;
-    sent) awk '/Queries sent:/ { print $3 }' "$file" ;;
-    resp) awk '/Average packet size:/ { print $7 }' "$file" ;;
-  esac
-}
-
-median() {
-  sort -g | awk '{ v[NR] = $1 }
-    END { if (NR == 0) exit 1
-          if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 # Print the result table for one mode (ecs / noecs).
 report() {
   local mode=$1 server r f qps_list lat_list lost sent resp
@@ -396,11 +258,11 @@ report() {
     qps_list=() lat_list=() lost=0 sent=0 resp=""
     for ((r = 1; r <= REPEAT; r++)); do
       f="$WORK_DIR/raw/$mode-$server-round$r.txt"
-      qps_list+=("$(field "$f" qps)")
-      lat_list+=("$(field "$f" lat)")
-      lost=$((lost + $(field "$f" lost)))
-      sent=$((sent + $(field "$f" sent)))
-      resp=$(field "$f" resp)
+      qps_list+=("$(dnsperf_field "$f" qps)")
+      lat_list+=("$(dnsperf_field "$f" lat)")
+      lost=$((lost + $(dnsperf_field "$f" lost)))
+      sent=$((sent + $(dnsperf_field "$f" sent)))
+      resp=$(dnsperf_field "$f" resp)
     done
     med_qps[$server]=$(printf '%s\n' "${qps_list[@]}" | median)
     med_lat[$server]=$(printf '%s\n' "${lat_list[@]}" | median)
@@ -432,9 +294,7 @@ main() {
 
   log "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); servers on CPU $SERVER_CPU, dnsperf on CPU $CLIENT_CPU"
   # Anything else running (a compile, a browser) skews a 2-core benchmark badly.
-  if awk '{ exit !($1 >= 0.5) }' /proc/loadavg; then
-    log "WARNING: 1-minute load average is $(cut -d' ' -f1 /proc/loadavg) before measuring: other work is running, results will be noisy"
-  fi
+  warn_if_busy
   log "dnsperf $(dnsperf -h 2>&1 | sed -n 's/^Version //p' | head -n1)${GDNSD_VERSION:+, gdnsd $GDNSD_VERSION}${STEERDNS_BIN:+, steerdns $STEERDNS_BIN}"
 
   local -a modes=(ecs) order

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use hickory_proto::rr::Name;
 use tokio_util::sync::CancellationToken;
@@ -126,6 +126,11 @@ pub struct Controller {
     state: Mutex<State>,
 }
 
+/// Milliseconds since `start`, for the timings the control plane logs.
+fn ms(start: Instant) -> f64 {
+    (start.elapsed().as_secs_f64() * 1e4).round() / 10.0
+}
+
 /// ETags are quoted per RFC 9110.
 pub fn etag(text: &str) -> String {
     format!("\"{:016x}\"", fnv1a(text.as_bytes()))
@@ -188,6 +193,7 @@ pub fn diff_files(
 
 fn load_state(config: Config, health: HealthView, perf: PerfView) -> Result<State, LoadErrors> {
     let mut errors = Vec::new();
+    let started = Instant::now();
     let geo = GeoDb::load(
         &config.geoip_city,
         config.geoip_asn.as_ref(),
@@ -210,6 +216,8 @@ fn load_state(config: Config, health: HealthView, perf: PerfView) -> Result<Stat
         return Err(LoadErrors(errors));
     };
     let geo = Arc::new(geo);
+    let geoip_ms = ms(started);
+    let compiling = Instant::now();
     let mut policies = BTreeMap::new();
     let inputs = Inputs {
         health: &health,
@@ -244,6 +252,12 @@ fn load_state(config: Config, health: HealthView, perf: PerfView) -> Result<Stat
     if !errors.is_empty() {
         return Err(LoadErrors(errors));
     }
+    info!(
+        geoip_ms,
+        policies = policies.len(),
+        compile_ms = ms(compiling),
+        "inputs loaded and compiled (geoip_ms includes the zones; compile_ms parses and compiles the policies)"
+    );
     Ok(State {
         config,
         geo,
@@ -349,7 +363,13 @@ impl Controller {
             PolicyDir::new(dir).clean_temp_files();
         }
         let state = load_state(config, HealthView::default(), PerfView::default())?;
+        let assembling = Instant::now();
         let first = assemble(&state, 1).map_err(|e| LoadErrors(vec![e]))?;
+        info!(
+            steered = state.policies.len(),
+            assemble_ms = ms(assembling),
+            "first snapshot assembled"
+        );
         Ok(Controller {
             origin,
             published: Arc::new(Published::new(first)),
@@ -424,12 +444,18 @@ impl Controller {
         let texts = policy_texts(&PolicySource::Dir(dir.clone()), &mut errors);
         let mut next: BTreeMap<String, Entry> = BTreeMap::new();
         let mut changed = false;
+        // Which key each file served: one pass, not a search per file (1,000 names would make
+        // that a million comparisons per file event).
+        let by_source: std::collections::HashMap<String, String> = state
+            .policies
+            .iter()
+            .map(|(k, e)| (e.steered.policy.source.clone(), k.clone()))
+            .collect();
         for (source, text) in texts {
-            let existing = state
-                .policies
-                .iter()
-                .find(|(_, e)| e.steered.policy.source == source)
-                .map(|(k, _)| k.clone());
+            let existing = by_source
+                .get(&source)
+                .filter(|k| state.policies.contains_key(*k))
+                .cloned();
             if let Some(key) = &existing {
                 if state.policies[key].text == text {
                     if let Some(other) = next.get(key) {
@@ -541,6 +567,7 @@ impl Controller {
     ) -> Result<EditOutcome, EditError> {
         let key = policy_key(name)?;
         let mut state = self.lock();
+        let started = Instant::now();
         // Say first that the demo cannot be edited at all, before asking for an ETag.
         let dir = Self::policy_dir(&state)?;
         let current = state.policies.get(&key);
@@ -574,8 +601,11 @@ impl Controller {
                 preview,
             });
         }
+        let compile_ms = ms(started);
+        let writing = Instant::now();
         dir.write(&key, text)
             .map_err(|e| EditError::Storage(e.to_string()))?;
+        let write_ms = ms(writing);
         // Editing a policy is how an operator resumes a halted ramp.
         if resume_ramps(&mut state, &steered.policy, &key) {
             let inputs = Inputs {
@@ -597,8 +627,18 @@ impl Controller {
                 steered,
             },
         );
+        let publishing = Instant::now();
         let generation = self.publish(&state).map_err(EditError::Invalid)?;
-        info!(policy = %key, generation, "policy {}", if created { "created" } else { "replaced" });
+        info!(
+            policy = %key,
+            generation,
+            compile_ms,
+            write_ms,
+            publish_ms = ms(publishing),
+            total_ms = ms(started),
+            "policy {}",
+            if created { "created" } else { "replaced" }
+        );
         Ok(EditOutcome {
             name: key,
             etag: Some(new_etag),
@@ -716,6 +756,7 @@ impl Controller {
 
     /// Recompile the policies `affected` selects, reuse the rest, publish.
     fn recompile(&self, state: &mut State, affected: impl Fn(&Policy) -> bool) -> u64 {
+        let started = Instant::now();
         let now = SystemTime::now();
         let State {
             geo,
@@ -725,14 +766,29 @@ impl Controller {
             ..
         } = &mut *state;
         let inputs = Inputs { health, perf, now };
+        let mut recompiled = 0usize;
         for entry in policies.values_mut() {
             let due = entry.steered.next_change.is_some_and(|at| at <= now);
             if affected(&entry.steered.policy) || due {
                 entry.steered =
                     Arc::new(Steered::compile(entry.steered.policy.clone(), geo, &inputs));
+                recompiled += 1;
             }
         }
+        let compile_ms = ms(started);
+        let publishing = Instant::now();
         match self.publish(state) {
+            Ok(g) if recompiled > 0 => {
+                info!(
+                    generation = g,
+                    recompiled,
+                    compile_ms,
+                    publish_ms = ms(publishing),
+                    total_ms = ms(started),
+                    "recompiled"
+                );
+                g
+            }
             Ok(g) => g,
             Err(e) => {
                 warn!(%e, "could not publish after recompiling");
@@ -882,18 +938,26 @@ fn watch_policies(
     controller: &Controller,
     tx: tokio::sync::mpsc::Sender<()>,
 ) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
     let dir = match &controller.lock().config.policies {
         PolicySource::Dir(dir) => dir.clone(),
         PolicySource::Embedded(_) => return None,
     };
+    watch_dir(&dir, tx)
+}
+
+fn watch_dir(
+    dir: &std::path::Path,
+    tx: tokio::sync::mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = event.is_ok_and(|e| {
-            e.paths.iter().any(|p| {
-                p.extension().is_some_and(|x| x == "toml")
-                    && p.file_name()
-                        .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
-            })
+            changes_content(&e.kind)
+                && e.paths.iter().any(|p| {
+                    p.extension().is_some_and(|x| x == "toml")
+                        && p.file_name()
+                            .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+                })
         });
         if relevant {
             let _ = tx.try_send(());
@@ -901,9 +965,73 @@ fn watch_policies(
     })
     .map_err(|e| warn!(%e, "cannot watch the policy directory; reload with SIGHUP"))
     .ok()?;
-    if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+    if let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
         warn!(%e, dir = %dir.display(), "cannot watch the policy directory; reload with SIGHUP");
         return None;
     }
     Some(watcher)
+}
+
+/// Whether a file event can change what a policy file holds. Opening or reading one cannot,
+/// and the reload itself opens every file: counting opens made each reload trigger the next,
+/// re-reading the whole directory every 50 ms for as long as the server ran.
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Receive a notice within `within`, or not.
+    fn notice(rx: &mut tokio::sync::mpsc::Receiver<()>, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if rx.try_recv().is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    #[test]
+    fn reading_policy_files_is_not_a_change_but_writing_is() {
+        let dir = std::env::temp_dir().join(format!(
+            "steerdns-watch-{}-{}",
+            std::process::id(),
+            fnv1a(format!("{:?}", SystemTime::now()).as_bytes())
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("a.example.com.toml");
+        std::fs::write(&file, "name = \"a.example.com\"\n").unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let watcher = watch_dir(&dir, tx).expect("inotify is available");
+        // What a reload does to every file: open and read it.
+        for _ in 0..3 {
+            std::fs::read_to_string(&file).unwrap();
+            assert!(
+                PolicyDir::new(&dir).files().unwrap().len() == 1,
+                "one policy file"
+            );
+        }
+        assert!(
+            !notice(&mut rx, Duration::from_millis(300)),
+            "reading the files must not trigger a reload"
+        );
+        std::fs::write(&file, "name = \"b.example.com\"\n").unwrap();
+        assert!(
+            notice(&mut rx, Duration::from_secs(5)),
+            "writing a file triggers a reload"
+        );
+        drop(watcher);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

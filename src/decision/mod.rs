@@ -4,17 +4,25 @@
 //! [`compile`] runs on the control plane. It evaluates the policy's chain once per location
 //! class (distinct continent/country/subdivision of the GeoIP data), once per class for each
 //! ASN and CIDR that a rule names, and interns the outcomes. [`Table::decide`] is the hot path:
-//! a couple of comparisons and array indexes. [`Table::select`] turns an outcome into targets
-//! for one client network (a hash, for weighted picks and capacity spill-over). No allocation,
-//! no I/O, no locks. Pure; depends on `geo`, `policy`, `health`, `perf`.
+//! a couple of comparisons, array indexes and one binary search for the ECS scope.
+//! [`Table::select`] turns an outcome into targets for one client network (a hash, for weighted
+//! picks and capacity spill-over). No allocation, no I/O, no locks. Pure; depends on `geo`, `policy`, `health`, `perf`.
+//!
+//! The ECS scope is the widest network around the client in which every address gets the same
+//! outcome. For clients decided by the per-class outcomes (no ASN or CIDR row applies), the
+//! table holds the shared [`ScopeIndex`] of the partition its outcomes induce on the classes,
+//! which can merge networks of different classes that this policy answers alike. Inside an
+//! ASN or CIDR row the scope falls back to one location class ([`GeoDb::class_scope`]), bounded
+//! by the ASN network and the CIDR rules as before.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use ipnet::IpNet;
 
-use crate::geo::{GeoDb, Located, common_prefix};
+use crate::geo::{GeoDb, Located, ScopeIndex, common_prefix};
 use crate::policy::{self, Client, Inputs, Outcome, Pick, Policy, TargetId, Trace};
 
 /// Most records one answer can carry (see `policy` validation).
@@ -66,6 +74,9 @@ pub struct Table {
     by_cidr: Box<[(IpNet, Row)]>,
     uses_location: bool,
     uses_asn: bool,
+    /// Widest uniform network for the partition `by_class` induces; `None` when the policy
+    /// does not use location.
+    scopes: Option<Arc<ScopeIndex>>,
     answers: usize,
     /// Salt for the per-network hash, so different names split networks independently.
     salt: u64,
@@ -161,14 +172,22 @@ pub fn compile(policy: &Policy, geo: &GeoDb, inputs: &Inputs) -> (Table, Option<
         })
         .collect();
 
+    let uses_location = policy.uses_location();
+    let scopes = if uses_location {
+        let part: Vec<u32> = by_class.iter().map(|o| o.0).collect();
+        geo.scope_index(&part)
+    } else {
+        None
+    };
     let salt = mix(fnv1a(policy.name.to_ascii().as_bytes()));
     let table = Table {
         outcomes,
         by_class,
         by_asn,
         by_cidr,
-        uses_location: policy.uses_location(),
+        uses_location,
         uses_asn: policy.uses_asn(),
+        scopes,
         answers: usize::from(policy.answers),
         salt,
         target_salts: policy
@@ -208,7 +227,13 @@ impl Table {
         }
         let location_matters = row.is_none_or(|r| !r.uniform);
         if self.uses_location && location_matters {
-            scope = scope.max(located.geo_prefix);
+            // Where the precomputed runs do not describe the space (IPv6 aliases of the IPv4
+            // tree), the database network's own prefix is still right.
+            let widest = match (row, &self.scopes) {
+                (None, Some(index)) => index.widest(ip),
+                _ => geo.class_scope(ip),
+            };
+            scope = scope.max(widest.unwrap_or(located.geo_prefix));
         }
         let outcome = match row {
             Some(r) => r.per_class[class],

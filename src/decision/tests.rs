@@ -496,3 +496,369 @@ ramp = {{ target = "new", percent = [5, 25, 50, 100], step_s = 600, start_unix_s
     let (share, next) = share_of_new(&halted, at(1300));
     assert_eq!((share, next), (0.0, None));
 }
+
+// ---- ECS scope: merged networks are never wrong ----
+
+use std::collections::HashSet;
+use std::net::Ipv6Addr;
+
+use crate::geo::{Continent, DbSource, Location, Override};
+
+/// splitmix64: deterministic test addresses without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+fn reader(source: DbSource) -> maxminddb::Reader<Vec<u8>> {
+    let bytes = match source {
+        DbSource::Bundled { bytes, .. } => bytes.to_vec(),
+        DbSource::File(path) => std::fs::read(path).unwrap(),
+    };
+    maxminddb::Reader::from_source(bytes).unwrap()
+}
+
+fn as_u128(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+fn from_u128(v6: bool, x: u128) -> IpAddr {
+    if v6 {
+        IpAddr::V6(x.into())
+    } else {
+        IpAddr::V4(Ipv4Addr::from(x as u32))
+    }
+}
+
+/// Independent of the scope code: the raw databases, walked for every network (empty and
+/// aliased ones too) that could change an answer inside a block.
+struct Oracle {
+    city: maxminddb::Reader<Vec<u8>>,
+    asn: maxminddb::Reader<Vec<u8>>,
+}
+
+impl Oracle {
+    fn new() -> Self {
+        Oracle {
+            city: reader(crate::demo::city_db()),
+            asn: reader(crate::demo::asn_db()),
+        }
+    }
+
+    /// Every address in `ip/prefix` where an input of the decision can change: the first
+    /// address of the block, of every City and ASN network in it, and of every rule or
+    /// override network in it and the address after each. Between two consecutive
+    /// checkpoints nothing changes, so checking them checks the whole block.
+    fn checkpoints(&self, ip: IpAddr, prefix: u8, nets: &[IpNet]) -> Vec<IpAddr> {
+        let v6 = ip.is_ipv6();
+        let width = if v6 { 128 } else { 32 };
+        let lo = as_u128(crate::geo::truncate(ip, prefix));
+        let hi = lo
+            | (u128::MAX >> (128 - width))
+                .checked_shr(u32::from(prefix))
+                .unwrap_or(0);
+        let mut points = vec![lo, hi];
+        let opts = maxminddb::WithinOptions::default()
+            .include_networks_without_data()
+            .include_aliased_networks();
+        let block = format!("{}/{prefix}", from_u128(v6, lo));
+        for db in [&self.city, &self.asn] {
+            for n in db.within(block.parse().unwrap(), opts).unwrap() {
+                let first = as_u128(n.unwrap().network().unwrap().ip());
+                // Networks under ::/96 come back as IPv4: the same bits.
+                points.push(first.max(lo));
+            }
+        }
+        for net in nets {
+            if net.network().is_ipv6() != v6 {
+                continue;
+            }
+            let first = as_u128(net.network());
+            let after = as_u128(net.broadcast()).checked_add(1);
+            points.extend([Some(first), after].into_iter().flatten());
+        }
+        points.retain(|p| lo <= *p && *p <= hi);
+        points.sort_unstable();
+        points.dedup();
+        points.into_iter().map(|p| from_u128(v6, p)).collect()
+    }
+}
+
+/// Clients worth asking about: both ends of every City and ASN network and the addresses
+/// beside them, IPv4-mapped and 6to4 forms of IPv4 ones, and random addresses.
+fn clients(oracle: &Oracle, seed: u64) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let opts = maxminddb::WithinOptions::default().include_networks_without_data();
+    for db in [&oracle.city, &oracle.asn] {
+        for n in db.networks(opts).unwrap() {
+            let net = n.unwrap().network().unwrap();
+            let v6 = net.ip().is_ipv6();
+            let first = as_u128(net.ip());
+            let width: u8 = if v6 { 128 } else { 32 };
+            let last = first
+                | (u128::MAX >> (128 - width))
+                    .checked_shr(net.prefix().into())
+                    .unwrap_or(0);
+            for x in [
+                Some(first),
+                Some(last),
+                first.checked_sub(1),
+                last.checked_add(1),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if v6 || x <= u128::from(u32::MAX) {
+                    out.push(from_u128(v6, x));
+                }
+            }
+        }
+    }
+    let mut rng = Rng(seed);
+    for _ in 0..2000 {
+        out.push(IpAddr::V4(Ipv4Addr::from(rng.next() as u32)));
+        let hi = rng.next();
+        out.push(IpAddr::V6(Ipv6Addr::from(
+            (u128::from(hi) << 64) | u128::from(rng.next()),
+        )));
+        // 2000::/3, where the test database's IPv6 networks are.
+        out.push(IpAddr::V6(Ipv6Addr::from(
+            (0x2000u128 << 112) | (u128::from(hi >> 3) << 64),
+        )));
+    }
+    let v4: Vec<Ipv4Addr> = out
+        .iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    for (i, v4) in v4.into_iter().enumerate() {
+        out.push(IpAddr::V6(v4.to_ipv6_mapped()));
+        if i % 4 == 0 {
+            let bits = u128::from(u32::from(v4));
+            out.push(IpAddr::V6(Ipv6Addr::from(
+                (0x2002u128 << 112) | (bits << 80),
+            )));
+        }
+    }
+    out
+}
+
+/// For every client: every address in the ECS scope returned gets the same outcome as the
+/// client (through the same per-query path, whose outcome does not depend on the scope), and
+/// a hashed pick never claims more than the network it hashes.
+/// Returns how many distinct blocks were checked.
+fn assert_scopes_hold(policy_text: &str, overrides: &[Override], seed: u64) -> usize {
+    let geo = GeoDb::load(
+        &crate::demo::city_db(),
+        Some(&crate::demo::asn_db()),
+        overrides,
+    )
+    .unwrap();
+    let (h, p) = (HealthView::default(), PerfView::default());
+    let policy = policy::parse("p.toml", policy_text).unwrap();
+    let (table, _) = compile(&policy, &geo, &inputs(&h, &p));
+    let oracle = Oracle::new();
+    let mut nets: Vec<IpNet> = overrides.iter().map(|o| o.net).collect();
+    nets.extend(
+        policy
+            .geo()
+            .iter()
+            .flat_map(|g| g.rules.iter())
+            .flat_map(|r| r.matches.cidr.iter().copied()),
+    );
+    let mut checked: HashSet<(IpAddr, u8, OutcomeId)> = HashSet::new();
+    for ip in clients(&oracle, seed) {
+        let located = geo.locate(ip);
+        let d = table.decide(ip, &located, &geo);
+        if table.outcome(d.outcome).pick.needs_hash() {
+            let hashed = if ip.is_ipv4() { 24 } else { 56 };
+            assert!(
+                d.scope >= hashed,
+                "{ip}: hashed answer with scope /{}",
+                d.scope
+            );
+        }
+        let block = (crate::geo::truncate(ip, d.scope), d.scope, d.outcome);
+        if !checked.insert(block) {
+            continue;
+        }
+        for y in oracle.checkpoints(ip, d.scope, &nets) {
+            let other = table.decide(y, &geo.locate(y), &geo);
+            assert_eq!(
+                other.outcome, d.outcome,
+                "{ip} has scope /{} but {y} inside it gets another outcome",
+                d.scope
+            );
+        }
+    }
+    checked.len()
+}
+
+const CONTINENTS: &str = r#"
+name = "c.example.com"
+[targets.na]
+cname = "na.example.net"
+[targets.eu]
+cname = "eu.example.net"
+[targets.ap]
+cname = "ap.example.net"
+[[chain]]
+kind = "geo"
+default = ["na"]
+rules = [
+  { match = { continent = "EU" }, targets = ["eu"] },
+  { match = { continent = ["AS", "OC"] }, targets = ["ap"] },
+]
+"#;
+
+const COUNTRIES: &str = r#"
+name = "k.example.com"
+[targets.a]
+cname = "a.example.net"
+[targets.b]
+cname = "b.example.net"
+[targets.c]
+cname = "c.example.net"
+[[chain]]
+kind = "geo"
+default = ["a"]
+rules = [
+  { match = { country = ["DE", "FR", "CH"] }, targets = ["b"] },
+  { match = { country = ["GB", "SE", "US"] }, targets = ["c"] },
+  { match = { subdivision = "US-CA" }, targets = ["a"] },
+]
+"#;
+
+const GEO_WEIGHTED: &str = r#"
+name = "gw.example.com"
+[targets.a]
+cname = "a.example.net"
+[targets.b]
+cname = "b.example.net"
+[targets.c]
+cname = "c.example.net"
+[[chain]]
+kind = "geo"
+default = ["a", "b"]
+rules = [{ match = { continent = ["AS", "OC"] }, targets = ["c", "b"] }]
+[[chain]]
+kind = "weighted"
+weights = { a = 60, b = 40, c = 50 }
+"#;
+
+const CIDR_AND_CONTINENT: &str = r#"
+name = "x.example.com"
+[targets.a]
+cname = "a.example.net"
+[targets.b]
+cname = "b.example.net"
+[targets.c]
+cname = "c.example.net"
+[[chain]]
+kind = "geo"
+default = ["a"]
+rules = [
+  { match = { continent = ["AS", "OC"] }, targets = ["b"] },
+  { match = { cidr = "214.0.1.0/25" }, targets = ["c"] },
+  { match = { cidr = "2a02:d000::/20" }, targets = ["c"] },
+  { match = { asn = 721, continent = "AS" }, targets = ["a"] },
+]
+"#;
+
+fn overrides() -> Vec<Override> {
+    let at = |net: &str, continent, country: &[u8; 2]| Override {
+        net: net.parse().unwrap(),
+        location: Location {
+            continent: Some(continent),
+            country: Some(*country),
+            ..Location::default()
+        },
+        asn: None,
+    };
+    vec![
+        at("214.0.0.128/25", Continent::Oceania, b"AU"),
+        at("81.2.69.0/24", Continent::Europe, b"DE"),
+        at("10.1.0.0/16", Continent::Asia, b"SG"),
+        at("2a02:d000::/28", Continent::Asia, b"SG"),
+        Override {
+            asn: Some(1221),
+            ..at("192.0.2.0/24", Continent::Europe, b"FR")
+        },
+    ]
+}
+
+#[test]
+fn merged_scopes_never_cover_an_address_with_another_outcome() {
+    for (name, text) in [
+        ("rules", RULES),
+        ("continents", CONTINENTS),
+        ("countries", COUNTRIES),
+        ("geo+weighted", GEO_WEIGHTED),
+        ("cidr+continent", CIDR_AND_CONTINENT),
+        ("weighted", WEIGHTED),
+    ] {
+        for (seed, overrides) in [(1, Vec::new()), (2, overrides())] {
+            let blocks = assert_scopes_hold(text, &overrides, seed);
+            assert!(blocks > 100, "{name}: only {blocks} blocks checked");
+        }
+    }
+}
+
+fn scope_of(text: &str, ip: &str) -> (u8, u8) {
+    let geo = geo();
+    let (h, p) = (HealthView::default(), PerfView::default());
+    let policy = policy::parse("p.toml", text).unwrap();
+    let (table, _) = compile(&policy, &geo, &inputs(&h, &p));
+    let ip: IpAddr = ip.parse().unwrap();
+    let located = geo.locate(ip);
+    (table.decide(ip, &located, &geo).scope, located.geo_prefix)
+}
+
+#[test]
+fn neighbours_a_policy_answers_alike_share_one_scope() {
+    // 214.0.0.0/24 (SG, Asia) and 214.0.1.0/24 (AU, Oceania): one answer for a policy that
+    // groups Asia with Oceania, so the scope is the /23; two for one that does not.
+    assert_eq!(scope_of(CONTINENTS, "214.0.1.1"), (23, 24));
+    assert_eq!(scope_of(CONTINENTS, "214.0.0.1"), (23, 24));
+    assert_eq!(
+        scope_of(COUNTRIES, "214.0.1.1").0,
+        23,
+        "neither country has a rule"
+    );
+    let split = CONTINENTS.replace(r#"continent = ["AS", "OC"]"#, r#"continent = "OC""#);
+    assert_eq!(scope_of(&split, "214.0.1.1"), (24, 24));
+    // A hashed pick holds for its /24 only, however wide the geo part is.
+    assert_eq!(scope_of(GEO_WEIGHTED, "214.0.1.1").0, 24);
+}
+
+#[test]
+fn unlocated_neighbours_are_not_swallowed() {
+    // GB-ENG from 81.2.69.142 to .207, but .128-.141 is not in the database: /31 it stays,
+    // for a policy that answers GB like the default, too (not located is its own outcome).
+    assert_eq!(scope_of(COUNTRIES, "81.2.69.142"), (31, 31));
+    assert_eq!(scope_of(CONTINENTS, "81.2.69.150"), (28, 28));
+    // Unlocated beside unlocated merges: 8.0.0.0/5 has no record.
+    assert_eq!(scope_of(CONTINENTS, "10.0.0.1"), (5, 8));
+    // A record with no location fields (214.1.1.0/24) is not "not located".
+    assert_eq!(scope_of(CONTINENTS, "214.1.1.1"), (24, 24));
+}
+
+#[test]
+fn ipv4_mapped_clients_are_scoped_as_ipv4() {
+    assert_eq!(scope_of(CONTINENTS, "::ffff:214.0.1.1"), (96 + 23, 96 + 24));
+    // 6to4 is answered from the IPv4 tree too, but not merged: the record's network.
+    let (scope, record) = scope_of(CONTINENTS, "2002:d600:0101::");
+    assert_eq!(scope, record);
+}

@@ -3,17 +3,23 @@
 //! Owns the MaxMind readers (held in memory) and a table of the distinct locations in the City
 //! database, built once at load. Pure after load: `locate` is called once per steered query and
 //! does two tree walks and two hash lookups; it never decodes a record or allocates.
-//! Operator overrides (CIDR → location) are checked first. May depend on nothing else in the
-//! crate.
+//! Operator overrides (CIDR → location) are checked first. Also owns the address space as runs
+//! of one location class ([`scope`]), from which ECS scopes wider than one record's network are
+//! computed. May depend on nothing else in the crate.
 
 pub mod iso;
 mod location;
+mod scope;
 
 pub use location::{Continent, LocId, Location};
+pub use scope::ScopeIndex;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use scope::{NOT_LOCATED, OPAQUE, Runs, RunsBuilder};
 
 use ipnet::IpNet;
 use maxminddb::{Reader, WithinOptions, geoip2};
@@ -101,6 +107,14 @@ pub struct GeoDb {
     class_of: Vec<ClassId>,
     /// Longest prefix first; their locations are at the end of `locations`.
     overrides: Vec<(IpNet, LocId, Option<u32>)>,
+    /// The address space as runs of one class (overrides painted in), per family.
+    runs_v4: Runs<u32>,
+    runs_v6: Runs<u128>,
+    /// The database answers `::ffff:a.b.c.d` from its IPv4 tree.
+    mapped_v4: bool,
+    /// One index per distinct partition of the classes, shared by the tables that induce it.
+    /// Control plane only: queries read the `Arc` a table holds, never this map.
+    scope_cache: Mutex<HashMap<Box<[u32]>, Weak<ScopeIndex>>>,
 }
 
 impl std::fmt::Debug for GeoDb {
@@ -109,6 +123,7 @@ impl std::fmt::Debug for GeoDb {
             .field("city", &self.city_name)
             .field("asn", &self.asn_name)
             .field("locations", &self.locations.len())
+            .field("runs", &(self.runs_v4.len(), self.runs_v6.len()))
             .finish()
     }
 }
@@ -131,16 +146,40 @@ impl GeoDb {
                 expected: "a GeoIP2/GeoLite2 City or Country database",
             });
         }
-        let (mut locations, loc_by_offset) = index_locations(&city, &city_name)?;
+        let CityIndex {
+            mut locations,
+            loc_by_offset,
+            mut classes,
+            runs_v4,
+            runs_v6,
+        } = index_city(&city, &city_name)?;
+        let mapped_v4 = mapped_is_v4(&city, &runs_v6);
         let mut sorted: Vec<&Override> = overrides.iter().collect();
         sorted.sort_by_key(|o| std::cmp::Reverse(o.net.prefix_len()));
-        let overrides = sorted
+        let overrides: Vec<(IpNet, LocId, Option<u32>)> = sorted
             .into_iter()
             .map(|o| {
                 locations.push(o.location.clone());
+                classes.add(&o.location);
                 (o.net, LocId::new(locations.len() - 1), o.asn)
             })
             .collect();
+        // Painted in `locate`'s order of precedence: the first override that holds wins.
+        let mut layer_v4 = Vec::new();
+        let mut layer_v6 = Vec::new();
+        for (net, loc, _) in &overrides {
+            let label = classes.class_of[loc.index()].0;
+            match net {
+                IpNet::V4(n) => {
+                    layer_v4.push((u32::from(n.network()), u32::from(n.broadcast()), label));
+                }
+                IpNet::V6(n) => {
+                    layer_v6.push((u128::from(n.network()), u128::from(n.broadcast()), label));
+                }
+            }
+        }
+        let runs_v4 = runs_v4.overlay(&layer_v4);
+        let runs_v6 = runs_v6.overlay(&layer_v6);
 
         let (asn, asn_name, asn_by_offset) = match asn {
             None => (None, None, HashMap::new()),
@@ -160,10 +199,13 @@ impl GeoDb {
             }
         };
 
-        let (classes, class_of) = classify(&locations);
         Ok(Self {
-            classes,
-            class_of,
+            classes: classes.classes,
+            class_of: classes.class_of,
+            runs_v4,
+            runs_v6,
+            mapped_v4,
+            scope_cache: Mutex::new(HashMap::new()),
             city,
             asn,
             city_name,
@@ -271,6 +313,56 @@ impl GeoDb {
         }
     }
 
+    /// The shared [`ScopeIndex`] for a partition of the location classes: `part[i]` names the
+    /// part of class `i`, and the extra last entry that of clients not in the database (as a
+    /// decision table's `by_class`). Any numbering works; partitions equal up to renaming share
+    /// one index. `None` if `part` does not have one entry per class plus one.
+    /// Control plane only: builds the index (a pass over the runs) the first time.
+    pub fn scope_index(&self, part: &[u32]) -> Option<Arc<ScopeIndex>> {
+        if part.len() != self.classes.len() + 1 {
+            return None;
+        }
+        let mut renamed: HashMap<u32, u32> = HashMap::new();
+        let key: Box<[u32]> = part
+            .iter()
+            .map(|p| {
+                let next = renamed.len() as u32;
+                *renamed.entry(*p).or_insert(next)
+            })
+            .collect();
+        let mut cache = self
+            .scope_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(index) = cache.get(&key).and_then(Weak::upgrade) {
+            return Some(index);
+        }
+        cache.retain(|_, index| index.strong_count() > 0);
+        let (classes, not_located) = key.split_at(key.len() - 1);
+        let index = Arc::new(ScopeIndex::new(
+            &self.runs_v4,
+            &self.runs_v6,
+            self.mapped_v4,
+            classes,
+            not_located[0],
+        ));
+        cache.insert(key, Arc::downgrade(&index));
+        Some(index)
+    }
+
+    /// Widest prefix around `ip` in which every address has the same location class (or is
+    /// not in the database with it), whatever the policy. `None` where the runs do not describe
+    /// the space. A lookup, but a binary search: fine per query.
+    pub fn class_scope(&self, ip: IpAddr) -> Option<u8> {
+        match ip {
+            IpAddr::V4(v4) => self.runs_v4.widest(u32::from(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) if self.mapped_v4 => self.runs_v4.widest(u32::from(v4)).map(|p| p + 96),
+                _ => self.runs_v6.widest(u128::from(v6)),
+            },
+        }
+    }
+
     /// The ASN organisation name, for explanations (decodes a record: not for the hot path).
     pub fn asn_organisation(&self, ip: IpAddr) -> Option<String> {
         let reader = self.asn.as_ref()?;
@@ -316,28 +408,36 @@ fn full_prefix(ip: IpAddr) -> u8 {
     }
 }
 
-/// Group locations by what policies can match on.
-fn classify(locations: &[Location]) -> (Vec<Location>, Vec<ClassId>) {
-    let mut classes: Vec<Location> = Vec::new();
-    type Key = (Option<Continent>, Option<[u8; 2]>, Option<Box<str>>);
-    let mut index: HashMap<Key, ClassId> = HashMap::new();
-    let class_of = locations
-        .iter()
-        .map(|loc| {
-            let key = (loc.continent, loc.country, loc.subdivision.clone());
-            *index.entry(key).or_insert_with(|| {
-                classes.push(Location {
-                    continent: loc.continent,
-                    country: loc.country,
-                    subdivision: loc.subdivision.clone(),
-                    city: None,
-                    coordinates: None,
-                });
-                ClassId(classes.len() as u32 - 1)
-            })
-        })
-        .collect();
-    (classes, class_of)
+/// Groups locations by what policies can match on, in the order locations are added.
+#[derive(Default)]
+struct Classifier {
+    classes: Vec<Location>,
+    /// Indexed by `LocId`.
+    class_of: Vec<ClassId>,
+    index: HashMap<ClassKey, ClassId>,
+}
+
+/// What a policy can match on: continent, country, first-level subdivision.
+type ClassKey = (Option<Continent>, Option<[u8; 2]>, Option<Box<str>>);
+
+impl Classifier {
+    /// Classify the next location (the one with the next `LocId`).
+    fn add(&mut self, loc: &Location) -> ClassId {
+        let key = (loc.continent, loc.country, loc.subdivision.clone());
+        let classes = &mut self.classes;
+        let class = *self.index.entry(key).or_insert_with(|| {
+            classes.push(Location {
+                continent: loc.continent,
+                country: loc.country,
+                subdivision: loc.subdivision.clone(),
+                city: None,
+                coordinates: None,
+            });
+            ClassId(classes.len() as u32 - 1)
+        });
+        self.class_of.push(class);
+        class
+    }
 }
 
 /// Index of a location class in [`GeoDb::classes`].
@@ -379,22 +479,83 @@ fn index_by_offset<T>(
     Ok(records)
 }
 
-fn index_locations(
-    reader: &Reader<Vec<u8>>,
-    name: &str,
-) -> Result<(Vec<Location>, HashMap<usize, LocId>), GeoError> {
-    // A Country database decodes as a City with the city fields empty.
-    let records = index_by_offset(reader, name, |n| {
-        n.decode::<geoip2::City>()
-            .map(|r| Some(Location::from_record(&r.unwrap_or_default())))
-    })?;
-    let mut locations = Vec::with_capacity(records.len());
-    let mut by_offset = HashMap::with_capacity(records.len());
-    for (offset, location) in records {
-        by_offset.insert(offset, LocId::new(locations.len()));
-        locations.push(location);
+/// What one walk of the City database yields.
+struct CityIndex {
+    locations: Vec<Location>,
+    loc_by_offset: HashMap<usize, LocId>,
+    classes: Classifier,
+    runs_v4: Runs<u32>,
+    runs_v6: Runs<u128>,
+}
+
+/// Walk every network of the City database once, empty ones included: decode each distinct
+/// record once, and record the address space as runs of one class.
+fn index_city(reader: &Reader<Vec<u8>>, name: &str) -> Result<CityIndex, GeoError> {
+    let invalid = |e: maxminddb::MaxMindDbError| GeoError::Invalid {
+        db: name.to_owned(),
+        reason: e.to_string(),
+    };
+    let mut locations = Vec::new();
+    let mut loc_by_offset = HashMap::new();
+    let mut classes = Classifier::default();
+    let mut v4 = RunsBuilder::new();
+    let mut v6 = RunsBuilder::new();
+    let walk = WithinOptions::default().include_networks_without_data();
+    for network in reader.networks(walk).map_err(invalid)? {
+        let network = network.map_err(invalid)?;
+        let label = match network.offset() {
+            None => NOT_LOCATED,
+            Some(offset) => match loc_by_offset.get(&offset) {
+                Some(id) => classes.class_of[LocId::index(*id)].0,
+                None => {
+                    // A Country database decodes as a City with the city fields empty.
+                    let record = network.decode::<geoip2::City>().map_err(invalid)?;
+                    let location = Location::from_record(&record.unwrap_or_default());
+                    loc_by_offset.insert(offset, LocId::new(locations.len()));
+                    let class = classes.add(&location);
+                    locations.push(location);
+                    class.0
+                }
+            },
+        };
+        let net = network.network().map_err(invalid)?;
+        match net.ip() {
+            IpAddr::V4(first) => v4.network(u32::from(first), net.prefix(), label),
+            IpAddr::V6(first) => v6.network(u128::from(first), net.prefix(), label),
+        }
     }
-    Ok((locations, by_offset))
+    Ok(CityIndex {
+        locations,
+        loc_by_offset,
+        classes,
+        runs_v4: v4.finish(),
+        runs_v6: v6.finish(),
+    })
+}
+
+/// Whether the database answers `::ffff:0:0/96` from its IPv4 tree: the walk skipped exactly
+/// that network (as it skips aliases of the IPv4 tree), and lookups there agree with IPv4.
+fn mapped_is_v4(reader: &Reader<Vec<u8>>, runs_v6: &Runs<u128>) -> bool {
+    const MAPPED: u128 = 0xffff_0000_0000;
+    let skipped = runs_v6.run_at(MAPPED) == (MAPPED, Some(MAPPED + (1 << 32)), OPAQUE);
+    let agrees = |v4: u32| {
+        let v4 = std::net::Ipv4Addr::from(v4);
+        match (
+            reader.lookup(IpAddr::V4(v4)),
+            reader.lookup(IpAddr::V6(v4.to_ipv6_mapped())),
+        ) {
+            (Ok(a), Ok(b)) => {
+                let prefix =
+                    |r: &maxminddb::LookupResult<'_, Vec<u8>>| r.network().ok().map(|n| n.prefix());
+                a.offset() == b.offset() && prefix(&a).map(|p| p + 96) == prefix(&b)
+            }
+            _ => false,
+        }
+    };
+    skipped
+        && [0, 0x5102_458e, 0xc000_0201, u32::MAX]
+            .into_iter()
+            .all(agrees)
 }
 
 fn index_asns(reader: &Reader<Vec<u8>>, name: &str) -> Result<HashMap<usize, u32>, GeoError> {

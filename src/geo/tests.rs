@@ -176,3 +176,231 @@ fn overrides_win_and_narrow_neighbouring_answers() {
     assert_eq!(found.loc, None);
     assert_eq!(found.geo_prefix, 16, "10.0.0.0/8 would cover 10.1.0.0/16");
 }
+
+// ---- ECS scope runs (scope.rs) ----
+
+use super::scope::{NOT_LOCATED, OPAQUE, Runs, RunsBuilder};
+
+/// splitmix64: a deterministic stream of test addresses without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// Runs from (first, prefix, label) networks in order.
+fn runs(networks: &[(u32, u8, u32)]) -> Runs<u32> {
+    let mut b = RunsBuilder::new();
+    for (first, prefix, label) in networks {
+        b.network(*first, *prefix, *label);
+    }
+    b.finish()
+}
+
+/// Add `[from, to)` (to = 2^32 for the top) as aligned networks, as a database walk yields them.
+fn cover(b: &mut RunsBuilder<u32>, from: u64, to: u64, label: u32) {
+    let mut at = from;
+    while at < to {
+        let mut size = if at == 0 {
+            1u64 << 32
+        } else {
+            1u64 << at.trailing_zeros()
+        };
+        while at + size > to {
+            size >>= 1;
+        }
+        b.network(at as u32, 32 - size.trailing_zeros() as u8, label);
+        at += size;
+    }
+}
+
+#[test]
+fn the_widest_network_inside_a_run_is_aligned_and_maximal() {
+    let mut rng = Rng(7);
+    for _ in 0..20_000 {
+        // Runs narrow and wide, anywhere: label 1 on [first, last], 2 around it.
+        let a = rng.next() as u32;
+        let b = a.saturating_add((rng.next() as u32) >> (rng.next() % 32));
+        let (first, last) = (u64::from(a.min(b)), u64::from(a.max(b)));
+        let mut builder = RunsBuilder::new();
+        cover(&mut builder, 0, first, 2);
+        cover(&mut builder, first, last + 1, 1);
+        cover(&mut builder, last + 1, 1 << 32, 2);
+        let r = builder.finish();
+        let x = (first + rng.next() % (last - first + 1)) as u32;
+        let p = r.widest(x).expect("described space");
+        let block = |p: u8| {
+            let lo = x & u32::MAX.checked_shl(32 - u32::from(p)).unwrap_or(0);
+            let hi = lo | u32::MAX.checked_shr(u32::from(p)).unwrap_or(0);
+            (u64::from(lo), u64::from(hi))
+        };
+        let (lo, hi) = block(p);
+        assert!(
+            first <= lo && hi <= last,
+            "{x:#x} in [{first:#x},{last:#x}]: /{p}"
+        );
+        if p > 0 {
+            let (lo, hi) = block(p - 1);
+            assert!(lo < first || hi > last, "{x:#x}: /{} also fits", p - 1);
+        }
+    }
+}
+
+#[test]
+fn runs_merge_equal_neighbours_and_leave_gaps_opaque() {
+    let r = runs(&[(0, 1, 5), (0x8000_0000, 2, 5), (0xc000_0000, 3, 6)]);
+    // 0/1 and 128/2 are one run of 5; 224/3 was never yielded.
+    assert_eq!(r.run_at(0x9000_0000), (0, Some(0xc000_0000), 5));
+    assert_eq!(r.widest(0x1000_0000), Some(1));
+    assert_eq!(
+        r.widest(0x9000_0000),
+        Some(2),
+        "128.0.0.0/1 would take in 192/3"
+    );
+    assert_eq!(r.run_at(0xe000_0001), (0xe000_0000, None, OPAQUE));
+    assert_eq!(r.widest(0xe000_0001), None);
+    assert_eq!(r.len(), 3);
+}
+
+#[test]
+fn overlays_paint_in_precedence_order() {
+    let base = runs(&[(0, 0, NOT_LOCATED)]);
+    // The first layer entry wins where several cover an address (locate's order).
+    let painted = base.overlay(&[
+        (0x0a01_0000, 0x0a01_ffff, 2),
+        (0x0a00_0000, 0x0aff_ffff, 1),
+        (0x0a01_0000, 0x0a01_00ff, 3),
+    ]);
+    assert_eq!(painted.run_at(0x0a00_0001).2, 1);
+    assert_eq!(
+        painted.run_at(0x0a01_0001).2,
+        2,
+        "first entry wins over a later narrower one"
+    );
+    assert_eq!(painted.run_at(0x0b00_0000).2, NOT_LOCATED);
+    assert_eq!(painted.widest(0x0a80_0000), Some(9));
+    assert_eq!(
+        painted.widest(0x0900_0000),
+        Some(7),
+        "8.0.0.0/7 stops short of 10/8"
+    );
+}
+
+fn scope_db(overrides: &[Override]) -> GeoDb {
+    GeoDb::load(
+        &crate::demo::city_db(),
+        Some(&crate::demo::asn_db()),
+        overrides,
+    )
+    .unwrap()
+}
+
+fn place(cidr: &str, country: &[u8; 2], subdivision: &str) -> Override {
+    Override {
+        net: cidr.parse().unwrap(),
+        location: Location {
+            continent: Some(Continent::Europe),
+            country: Some(*country),
+            subdivision: Some(subdivision.into()),
+            city: Some(cidr.into()),
+            ..Location::default()
+        },
+        asn: None,
+    }
+}
+
+#[test]
+fn class_scope_merges_neighbouring_networks_of_one_class() {
+    // Two /25s of one class (different cities) are one /24; the /24 beside them is another
+    // class, so the scope stops there.
+    let db = scope_db(&[
+        place("10.0.0.0/25", b"DE", "BE"),
+        place("10.0.0.128/25", b"DE", "BE"),
+        place("10.0.1.0/24", b"FR", "IDF"),
+    ]);
+    let ip: IpAddr = "10.0.0.1".parse().unwrap();
+    assert_eq!(db.locate(ip).geo_prefix, 25, "the record's own network");
+    assert_eq!(db.class_scope(ip), Some(24));
+    assert_eq!(db.class_scope("10.0.1.7".parse().unwrap()), Some(24));
+    // Not located beside them: 10.0.2.0/23 and up, down to 10.0.0.0/8's edge.
+    assert_eq!(db.class_scope("10.0.2.1".parse().unwrap()), Some(23));
+    assert_eq!(db.class_scope("10.128.0.1".parse().unwrap()), Some(9));
+}
+
+#[test]
+fn class_scope_never_swallows_unlocated_gaps() {
+    let db = scope_db(&[]);
+    // 81.2.69.142/31 is GB-ENG and so is everything up to 81.2.69.207, but 81.2.69.128-141 is
+    // not in the database: /31 it stays.
+    assert_eq!(db.class_scope("81.2.69.142".parse().unwrap()), Some(31));
+    // 81.2.69.144/28: widening to /27 would take in the unlocated .128.
+    assert_eq!(db.class_scope("81.2.69.150".parse().unwrap()), Some(28));
+    assert_eq!(db.class_scope("81.2.69.0".parse().unwrap()), Some(25));
+    // Unlocated beside unlocated is one class: the database's 10.0.0.0/8 is one of several
+    // empty networks that make up 8.0.0.0/5.
+    assert_eq!(db.locate("10.0.0.1".parse().unwrap()).geo_prefix, 8);
+    assert_eq!(db.class_scope("10.0.0.1".parse().unwrap()), Some(5));
+}
+
+#[test]
+fn ipv6_aliases_of_the_ipv4_tree() {
+    let db = scope_db(&[place("81.2.69.0/24", b"DE", "BE")]);
+    // IPv4-mapped: scoped as IPv4 + 96, overrides included (as locate places them).
+    assert_eq!(
+        db.class_scope("::ffff:81.2.69.142".parse().unwrap()),
+        Some(120)
+    );
+    assert_eq!(
+        db.locate("::ffff:81.2.69.142".parse().unwrap()).geo_prefix,
+        120
+    );
+    assert_eq!(
+        db.class_scope("::ffff:10.0.0.1".parse().unwrap()),
+        Some(96 + 5)
+    );
+    // The other aliases (IPv4-compatible, Teredo, 6to4) are not described: callers fall back
+    // to the record's own network.
+    for ip in ["::81.2.69.142", "2001:0:5102:458e::", "2002:5102:458e::"] {
+        assert_eq!(db.class_scope(ip.parse().unwrap()), None, "{ip}");
+    }
+    // Plain IPv6 is described, and an alias never widens a neighbour's scope.
+    assert_eq!(db.class_scope("2a02:d180::1".parse().unwrap()), Some(29));
+    let before_6to4: IpAddr = "2001:ffff::1".parse().unwrap();
+    let p = db.class_scope(before_6to4).unwrap();
+    assert!(p >= 16, "2001:ffff::1 /{p} would cover 2002::/16");
+    for (ip, run) in [
+        ("::1.2.3.4", (0u128, Some(1u128 << 32))),
+        ("::ffff:1.2.3.4", (0xffff << 32, Some(1 << 48))),
+        (
+            "2001::1",
+            (0x2001 << 112, Some((0x2001 << 112) + (1 << 96))),
+        ),
+        ("2002::1", (0x2002 << 112, Some(0x2003 << 112))),
+    ] {
+        let ip: std::net::Ipv6Addr = ip.parse().unwrap();
+        let (first, next, label) = db.runs_v6.run_at(u128::from(ip));
+        assert_eq!((first, next, label), (run.0, run.1, OPAQUE), "{ip}");
+    }
+}
+
+#[test]
+fn a_v4_only_view_of_space_the_database_lacks_is_opaque() {
+    // A Country database has no cities but the same tree shape: everything is described.
+    let source = DbSource::File("tests/fixtures/geoip/GeoIP2-Country-Test.mmdb".into());
+    let db = GeoDb::load(&source, None, &[]).unwrap();
+    let mut rng = Rng(3);
+    for _ in 0..1000 {
+        let ip = IpAddr::V4((rng.next() as u32).into());
+        let p = db.class_scope(ip).expect("IPv4 is described");
+        assert!(
+            p <= db.locate(ip).geo_prefix,
+            "{ip}: merged /{p} narrower than its record"
+        );
+    }
+}

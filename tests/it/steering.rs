@@ -34,8 +34,9 @@ const WWW: &[(&str, &str, Option<u8>)] = &[
     ("10.0.0.0/24", "cdn-a.example.net.", Some(8)),
     // CN, Asia: no rule, the default. City 175.16.199.0/24.
     ("175.16.199.0/24", "cdn-a.example.net.", Some(24)),
-    // AU, Oceania, AS721: no rule. City 214.0.1.0/24, ASN 214.0.0.0/8.
-    ("214.0.1.0/24", "cdn-a.example.net.", Some(24)),
+    // AU, Oceania, AS721: no rule. City 214.0.1.0/24, ASN 214.0.0.0/8; its neighbour
+    // 214.0.0.0/24 (SG, Asia) has no rule either, so the answer holds for the /23.
+    ("214.0.1.0/24", "cdn-a.example.net.", Some(23)),
     // JP, Asia over IPv6: City 2001:218::/32.
     ("2001:218::/32", "cdn-a.example.net.", Some(32)),
     // Continent EU but no country: the continent rule still applies.
@@ -50,14 +51,14 @@ const POP: &[(&str, &str, &str, Option<u8>)] = &[
     ("2.3.3.0/24", "192.0.2.2", "2001:db8::2", Some(24)),
     ("214.78.120.0/24", "192.0.2.1", "2001:db8::1", Some(22)),
     ("149.101.100.0/24", "192.0.2.1", "2001:db8::1", Some(28)),
-    // AU / Oceania → pop-sin.
-    ("214.0.1.0/24", "192.0.2.3", "2001:db8::3", Some(24)),
+    // AU / Oceania → pop-sin, like its neighbour 214.0.0.0/24 (SG): the /23.
+    ("214.0.1.0/24", "192.0.2.3", "2001:db8::3", Some(23)),
     // SG / Asia → pop-sin.
     ("214.0.0.0/24", "192.0.2.3", "2001:db8::3", None),
     ("175.16.199.0/24", "192.0.2.3", "2001:db8::3", Some(24)),
     ("2001:218::/32", "192.0.2.3", "2001:db8::3", Some(32)),
-    // Unknown → default pop-iad.
-    ("10.0.0.0/24", "192.0.2.1", "2001:db8::1", Some(8)),
+    // Unknown → default pop-iad. No record anywhere in 8.0.0.0/5.
+    ("10.0.0.0/24", "192.0.2.1", "2001:db8::1", Some(5)),
 ];
 
 fn ecs_parts(subnet: &str) -> (String, u8) {
@@ -652,8 +653,8 @@ async fn cidr_rules_win_and_fence_the_scope() {
             "192.0.2.103",
             49,
         ),
-        // Far from both CIDRs: the DB region (10.0.0.0/8) decides.
-        ("lab.example.com", "10.0.0.0/24", "192.0.2.101", 8),
+        // Far from both CIDRs: no record anywhere in 8.0.0.0/5.
+        ("lab.example.com", "10.0.0.0/24", "192.0.2.101", 5),
         ("cidr.example.com", "192.0.2.0/24", "192.0.2.112", 24),
         ("cidr.example.com", "192.0.3.0/24", "192.0.2.111", 24),
         // 10/8 and 192.0.2.0/24 differ in the first bit: the answer holds for 0.0.0.0/1.

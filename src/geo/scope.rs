@@ -1,0 +1,300 @@
+//! How far an answer holds: the widest network around a client in which every address gets
+//! the same answer (the ECS scope, RFC 7871 §7.2.1).
+//!
+//! MaxMind networks are narrow and often sit next to networks of the same place (a /28 beside
+//! a /28 of the same city). Scoping an answer to the record's own network makes resolvers cache
+//! many narrow copies of one answer. A policy only tells location *classes* apart, and usually
+//! far fewer than that (a continent policy: a handful of outcomes), so much wider networks are
+//! uniform for it.
+//!
+//! Owns two precomputed views of the address space, both built on the control plane:
+//! - [`Runs`]: per family, the address space as maximal runs of one label (a location class,
+//!   "not in the database", or [`OPAQUE`]). Built once per database load, overrides painted in.
+//! - [`ScopeIndex`]: the runs regrouped by one partition of the classes (which classes a policy
+//!   answers alike). Built once per distinct partition and shared by every table that induces
+//!   it, so 1,000 names with a few policy shapes cost a few indexes.
+//!
+//! [`ScopeIndex::widest`] is on the query path: one binary search and two `leading_zeros`, no
+//! allocation. The widest aligned network inside a run around `x` is the one that contains
+//! neither the address before the run nor the one after it, so runs need no precomputed CIDR
+//! decomposition.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// Label of addresses the City database has no record for (its "not located" answer).
+pub(crate) const NOT_LOCATED: u32 = u32::MAX - 1;
+/// Label of address space these runs do not describe: the IPv6 aliases of the IPv4 tree
+/// (`::/96`, `2001::/32`, `2002::/16`, `::ffff:0:0/96`) and anything the database walk did not
+/// yield. A query there falls back to the record's own network, which is always correct.
+pub(crate) const OPAQUE: u32 = u32::MAX;
+
+/// An address as an unsigned integer: `u32` for IPv4, `u128` for IPv6.
+pub(crate) trait Bits: Copy + Ord + fmt::Debug {
+    const ZERO: Self;
+    const WIDTH: u8;
+    /// Leading bits two different addresses share.
+    fn common(self, other: Self) -> u8;
+    fn checked_next(self) -> Option<Self>;
+    fn checked_prev(self) -> Option<Self>;
+    /// Last address of the network `self/prefix` (`self` is its first address).
+    fn last_of(self, prefix: u8) -> Self;
+}
+
+macro_rules! bits {
+    ($t:ty) => {
+        impl Bits for $t {
+            const ZERO: Self = 0;
+            const WIDTH: u8 = <$t>::BITS as u8;
+            fn common(self, other: Self) -> u8 {
+                (self ^ other).leading_zeros() as u8
+            }
+            fn checked_next(self) -> Option<Self> {
+                self.checked_add(1)
+            }
+            fn checked_prev(self) -> Option<Self> {
+                self.checked_sub(1)
+            }
+            fn last_of(self, prefix: u8) -> Self {
+                self | <$t>::MAX.checked_shr(u32::from(prefix)).unwrap_or(0)
+            }
+        }
+    };
+}
+bits!(u32);
+bits!(u128);
+
+/// The address space of one family as maximal runs of one label. `starts[0]` is 0, starts
+/// increase strictly, and neighbouring runs have different labels; a run ends where the next
+/// starts (the last one at the top of the space).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Runs<A> {
+    starts: Vec<A>,
+    labels: Vec<u32>,
+}
+
+impl<A: Bits> Runs<A> {
+    pub(crate) fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// The run holding `x`: its first address, the address after its last, its label.
+    pub(crate) fn run_at(&self, x: A) -> (A, Option<A>, u32) {
+        let i = self.starts.partition_point(|s| *s <= x).saturating_sub(1);
+        (
+            self.starts.get(i).copied().unwrap_or(A::ZERO),
+            self.starts.get(i + 1).copied(),
+            self.labels.get(i).copied().unwrap_or(OPAQUE),
+        )
+    }
+
+    /// Widest prefix around `x` with one label, `None` in opaque space. Without a partition:
+    /// one location class, which no policy tells apart.
+    pub(crate) fn widest(&self, x: A) -> Option<u8> {
+        let (first, next, label) = self.run_at(x);
+        (label != OPAQUE).then(|| widest_within(x, first, next))
+    }
+
+    /// Paint `layer` over these runs. `layer` is (first, last, label) in priority order: where
+    /// several cover an address, the first wins (as `GeoDb::locate` checks overrides).
+    pub(crate) fn overlay(&self, layer: &[(A, A, u32)]) -> Self {
+        if layer.is_empty() {
+            return self.clone();
+        }
+        // The layer's own runs: a label (or none) per stretch between its boundaries.
+        let mut bounds: Vec<A> = std::iter::once(A::ZERO)
+            .chain(layer.iter().map(|(first, _, _)| *first))
+            .chain(layer.iter().filter_map(|(_, last, _)| last.checked_next()))
+            .collect();
+        bounds.sort_unstable();
+        bounds.dedup();
+        let painted: Vec<Option<u32>> = bounds
+            .iter()
+            .map(|b| {
+                layer
+                    .iter()
+                    .find(|(first, last, _)| first <= b && b <= last)
+                    .map(|(_, _, label)| *label)
+            })
+            .collect();
+
+        let mut points: Vec<A> = self.starts.iter().chain(&bounds).copied().collect();
+        points.sort_unstable();
+        points.dedup();
+        let mut out = RunsBuilder::new();
+        let (mut i, mut j) = (0, 0);
+        for here in points {
+            while self.starts.get(i + 1).is_some_and(|s| *s <= here) {
+                i += 1;
+            }
+            while bounds.get(j + 1).is_some_and(|b| *b <= here) {
+                j += 1;
+            }
+            let base = self.labels.get(i).copied().unwrap_or(OPAQUE);
+            out.label(here, painted.get(j).copied().flatten().unwrap_or(base));
+        }
+        out.next = None;
+        out.finish()
+    }
+}
+
+/// Widest prefix of an aligned network around `x` inside the run `[first, next)`: one bit
+/// longer than `x` shares with the address before the run and with the one after it.
+#[inline]
+fn widest_within<A: Bits>(x: A, first: A, next: Option<A>) -> u8 {
+    let below = first.checked_prev().map_or(0, |b| x.common(b) + 1);
+    let above = next.map_or(0, |n| x.common(n) + 1);
+    below.max(above)
+}
+
+/// Builds [`Runs`] from networks in increasing address order; gaps become [`OPAQUE`].
+pub(crate) struct RunsBuilder<A> {
+    runs: Runs<A>,
+    /// First address not yet covered; `None` once the top of the space is covered.
+    next: Option<A>,
+}
+
+impl<A: Bits> RunsBuilder<A> {
+    pub(crate) fn new() -> Self {
+        RunsBuilder {
+            runs: Runs {
+                starts: Vec::new(),
+                labels: Vec::new(),
+            },
+            next: Some(A::ZERO),
+        }
+    }
+
+    /// Add the network `first/prefix`. Networks out of order (never from a well-formed
+    /// database walk) are dropped: their space stays as labelled before, or opaque.
+    pub(crate) fn network(&mut self, first: A, prefix: u8, label: u32) {
+        let Some(next) = self.next else { return };
+        if first < next {
+            return;
+        }
+        if first > next {
+            self.label(next, OPAQUE);
+        }
+        self.label(first, label);
+        self.next = first.last_of(prefix.min(A::WIDTH)).checked_next();
+    }
+
+    /// Label from `start` on (starts must increase).
+    fn label(&mut self, start: A, label: u32) {
+        if self.runs.labels.last() != Some(&label) {
+            self.runs.starts.push(start);
+            self.runs.labels.push(label);
+        }
+    }
+
+    pub(crate) fn finish(mut self) -> Runs<A> {
+        if let Some(next) = self.next {
+            self.label(next, OPAQUE);
+        }
+        self.runs.starts.shrink_to_fit();
+        self.runs.labels.shrink_to_fit();
+        self.runs
+    }
+}
+
+/// Runs of one family regrouped by a partition: neighbouring runs whose classes a policy
+/// answers alike become one.
+struct Grouped<A> {
+    starts: Box<[A]>,
+    /// Whether each run is opaque (the only thing the query path needs to know about a group).
+    opaque: Box<[bool]>,
+}
+
+impl<A: Bits> Grouped<A> {
+    fn new(runs: &Runs<A>, group_of: impl Fn(u32) -> u32) -> Self {
+        let mut starts = Vec::new();
+        let mut opaque = Vec::new();
+        let mut last = None;
+        for (start, label) in runs.starts.iter().zip(&runs.labels) {
+            let group = group_of(*label);
+            if last != Some(group) {
+                starts.push(*start);
+                opaque.push(group == OPAQUE);
+                last = Some(group);
+            }
+        }
+        Grouped {
+            starts: starts.into(),
+            opaque: opaque.into(),
+        }
+    }
+
+    #[inline]
+    fn widest(&self, x: A) -> Option<u8> {
+        let i = self.starts.partition_point(|s| *s <= x).checked_sub(1)?;
+        if self.opaque.get(i).copied().unwrap_or(true) {
+            return None;
+        }
+        Some(widest_within(
+            x,
+            self.starts[i],
+            self.starts.get(i + 1).copied(),
+        ))
+    }
+}
+
+/// For one partition of the location classes: the widest network around any address in which
+/// every address falls in the same part. See the module documentation.
+pub struct ScopeIndex {
+    v4: Grouped<u32>,
+    v6: Grouped<u128>,
+    /// `::ffff:0:0/96` is the database's alias of its IPv4 tree, so IPv4-mapped clients are
+    /// scoped as IPv4 (+96), as `GeoDb::locate` places them.
+    mapped_v4: bool,
+}
+
+impl fmt::Debug for ScopeIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeIndex")
+            .field("v4_runs", &self.v4.starts.len())
+            .field("v6_runs", &self.v6.starts.len())
+            .finish()
+    }
+}
+
+impl ScopeIndex {
+    /// `part[label]` for class labels; `not_located` for [`NOT_LOCATED`]. Parts must not be
+    /// [`OPAQUE`] (the caller numbers them from 0).
+    pub(crate) fn new(
+        v4: &Runs<u32>,
+        v6: &Runs<u128>,
+        mapped_v4: bool,
+        part: &[u32],
+        not_located: u32,
+    ) -> Self {
+        let group_of = |label: u32| match label {
+            OPAQUE => OPAQUE,
+            NOT_LOCATED => not_located,
+            class => part.get(class as usize).copied().unwrap_or(OPAQUE),
+        };
+        ScopeIndex {
+            v4: Grouped::new(v4, group_of),
+            v6: Grouped::new(v6, group_of),
+            mapped_v4,
+        }
+    }
+
+    /// Widest prefix around `ip` in which every address is in `ip`'s part, or `None` where the
+    /// runs do not describe the space (the caller then uses the database network's prefix).
+    /// The query path.
+    #[inline]
+    pub fn widest(&self, ip: IpAddr) -> Option<u8> {
+        match ip {
+            IpAddr::V4(v4) => self.v4.widest(u32::from(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) if self.mapped_v4 => self.v4.widest(u32::from(v4)).map(|p| p + 96),
+                _ => self.v6.widest(u128::from(v6)),
+            },
+        }
+    }
+
+    /// Number of runs (IPv4, IPv6), for reports.
+    pub fn runs(&self) -> (usize, usize) {
+        (self.v4.starts.len(), self.v6.starts.len())
+    }
+}
