@@ -202,6 +202,7 @@ fn policy_and_config_errors_name_their_field() {
             "[dns]\nmax_udp_payload = 100\n",
             "dns.max_udp_payload",
         ),
+        ("[dns]\n", "[dns]\nudp_threads = 0\n", "dns.udp_threads"),
         (
             "listen = [\"127.0.0.1:0\"]",
             "listen = [\"127.0.0.1\"]",
