@@ -864,14 +864,31 @@ fn check_precondition(
 }
 
 /// Background work until cancelled: SIGHUP reloads, policy directory changes, timed
-/// recompiles (hold-down expiry).
-pub async fn run(controller: Arc<Controller>, watch: PolicyWatch, cancel: CancellationToken) {
+/// recompiles (hold-down expiry). The SIGHUP handler is installed before this returns, not
+/// when the task first runs: a SIGHUP right after startup must reload, not kill the process.
+pub fn run(
+    controller: Arc<Controller>,
+    watch: PolicyWatch,
+    cancel: CancellationToken,
+) -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    #[cfg(not(unix))]
+    let hup: Option<()> = None;
+    run_loop(controller, watch, cancel, hup)
+}
+
+async fn run_loop(
+    controller: Arc<Controller>,
+    watch: PolicyWatch,
+    cancel: CancellationToken,
+    #[cfg(unix)] mut hup: Option<tokio::signal::unix::Signal>,
+    #[cfg(not(unix))] _hup: Option<()>,
+) {
     let PolicyWatch {
         _watcher,
         changes: mut rx,
     } = watch;
-    #[cfg(unix)]
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
         let due = controller.next_change();
         let sleep = async {
