@@ -862,3 +862,30 @@ fn ipv4_mapped_clients_are_scoped_as_ipv4() {
     let (scope, record) = scope_of(CONTINENTS, "2002:d600:0101::");
     assert_eq!(scope, record);
 }
+
+/// Classes that differ only in what a chain does not read share one evaluation; the table
+/// must still hold, for every class, exactly what evaluating that class gives.
+#[test]
+fn shared_evaluations_give_every_class_its_own_outcome() {
+    let geo = geo();
+    let (health, perf) = (HealthView::default(), PerfView::default());
+    let inputs = inputs(&health, &perf);
+    let without_subdivisions = RULES.replace(
+        "{ match = { subdivision = \"US-WA\" }, targets = [\"wa\"] },",
+        "",
+    );
+    for text in [RULES, without_subdivisions.as_str()] {
+        let policy = policy::parse("test", text).unwrap();
+        let (table, _) = compile(&policy, &geo, &inputs);
+        let classes = geo.classes().iter().map(Some).chain(std::iter::once(None));
+        for (class, location) in classes.enumerate() {
+            let client = Client {
+                location,
+                ..Client::default()
+            };
+            let direct = policy::evaluate(&policy, &client, &inputs, &mut Trace::off());
+            let stored = table.outcome(table.by_class()[class]);
+            assert_eq!(stored.pick, direct.pick, "{location:?}");
+        }
+    }
+}

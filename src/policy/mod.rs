@@ -131,6 +131,12 @@ impl Policy {
         })
     }
 
+    /// Whether any rule names a subdivision (otherwise only continent and country matter).
+    pub fn uses_subdivision(&self) -> bool {
+        self.geo()
+            .is_some_and(|g| g.rules.iter().any(|r| !r.matches.subdivision.is_empty()))
+    }
+
     pub fn uses_asn(&self) -> bool {
         self.geo()
             .is_some_and(|g| g.rules.iter().any(|r| !r.matches.asn.is_empty()))
