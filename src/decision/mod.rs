@@ -336,6 +336,12 @@ impl Table {
             || self.outcomes.iter().any(|o| o.pick.needs_hash())
     }
 
+    /// Runs (IPv4, IPv6) in this table's scope index, shared with every table of the same
+    /// partition; `None` when the policy does not use location. For reports.
+    pub fn scope_runs(&self) -> Option<(usize, usize)> {
+        self.scopes.as_ref().map(|s| s.runs())
+    }
+
     /// Outcome per location class (last: not located), for previews.
     pub fn by_class(&self) -> &[OutcomeId] {
         &self.by_class
