@@ -174,18 +174,21 @@ struct Means {
     class: u64,
     policy: u64,
     widened: u64,
+    /// Decided from the runs alone, without a database lookup.
+    direct: u64,
 }
 
 impl Means {
     fn line(&self, policy: &str, family: &str) -> String {
         let n = self.clients.max(1) as f64;
         format!(
-            "| {policy} | {family} | {} | {:.2} | {:.2} | {:.2} | {:.1}% |",
+            "| {policy} | {family} | {} | {:.2} | {:.2} | {:.2} | {:.1}% | {:.1}% |",
             self.clients,
             self.record as f64 / n,
             self.class as f64 / n,
             self.policy as f64 / n,
             100.0 * self.widened as f64 / n,
+            100.0 * self.direct as f64 / n,
         )
     }
 }
@@ -218,9 +221,9 @@ fn main() -> Result<(), String> {
     };
     println!();
     println!(
-        "| policy | family | clients | mean scope: record | class-merged | policy-merged | widened |"
+        "| policy | family | clients | mean scope: record | class-merged | policy-merged | widened | no lookup |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
     let mut timings = Vec::new();
     let mut verified = (0usize, 0usize);
     for (label, text) in [
@@ -239,6 +242,15 @@ fn main() -> Result<(), String> {
             for (i, ip) in clients.iter().enumerate() {
                 let located = geo.locate(*ip);
                 let d = table.decide(*ip, &located, &geo);
+                // The query path decides without the lookup where it can: it must agree.
+                if let Some(direct) = table.decide_without_lookup(*ip) {
+                    if direct != d {
+                        return Err(format!(
+                            "{label}: {ip}: {direct:?} without lookup, {d:?} located"
+                        ));
+                    }
+                    means.direct += 1;
+                }
                 let hashed = if table.outcome(d.outcome).pick.needs_hash() {
                     if ip.is_ipv4() { 24 } else { 56 }
                 } else {

@@ -77,6 +77,8 @@ pub struct Table {
     /// Widest uniform network for the partition `by_class` induces; `None` when the policy
     /// does not use location.
     scopes: Option<Arc<ScopeIndex>>,
+    /// The outcome of each part of `scopes` (parts numbered by first appearance in `by_class`).
+    part_outcomes: Box<[OutcomeId]>,
     answers: usize,
     /// Salt for the per-network hash, so different names split networks independently.
     salt: u64,
@@ -191,6 +193,12 @@ pub fn compile(policy: &Policy, geo: &GeoDb, inputs: &Inputs) -> (Table, Option<
     } else {
         None
     };
+    let mut part_outcomes = Vec::new();
+    for outcome in by_class.iter() {
+        if !part_outcomes.contains(outcome) {
+            part_outcomes.push(*outcome);
+        }
+    }
     let salt = mix(fnv1a(policy.name.to_ascii().as_bytes()));
     let table = Table {
         outcomes,
@@ -200,6 +208,7 @@ pub fn compile(policy: &Policy, geo: &GeoDb, inputs: &Inputs) -> (Table, Option<
         uses_location,
         uses_asn: policy.uses_asn(),
         scopes,
+        part_outcomes: part_outcomes.into(),
         answers: usize::from(policy.answers),
         salt,
         target_salts: policy
@@ -212,6 +221,30 @@ pub fn compile(policy: &Policy, geo: &GeoDb, inputs: &Inputs) -> (Table, Option<
 }
 
 impl Table {
+    /// Decide without locating the client in the GeoIP databases, where that is possible: the
+    /// table has no ASN or CIDR rules, and the precomputed runs describe the client's address
+    /// (they give its part of the classes, hence its outcome, and the widest scope in one
+    /// binary search); or the answer does not depend on location at all. `None`: locate and
+    /// call [`Table::decide`], which gives the same decision wherever this one gives any.
+    pub fn decide_without_lookup(&self, ip: IpAddr) -> Option<Decision> {
+        if self.uses_asn || !self.by_cidr.is_empty() {
+            return None;
+        }
+        let (outcome, mut scope) = if self.uses_location {
+            let (part, widest) = self.scopes.as_ref()?.part_and_widest(ip)?;
+            (*self.part_outcomes.get(part as usize)?, widest)
+        } else {
+            match *self.part_outcomes {
+                [only] => (only, 0),
+                _ => return None,
+            }
+        };
+        if self.outcome(outcome).pick.needs_hash() {
+            scope = scope.max(hash_prefix(ip));
+        }
+        Some(Decision { outcome, scope })
+    }
+
     /// Decide for a client address already located in `geo`. The hot path.
     pub fn decide(&self, ip: IpAddr, located: &Located, geo: &GeoDb) -> Decision {
         let class = located

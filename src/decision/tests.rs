@@ -889,3 +889,53 @@ fn shared_evaluations_give_every_class_its_own_outcome() {
         }
     }
 }
+
+/// Deciding from the precomputed runs alone (no database lookup) gives exactly the decision
+/// of the located path, for every client worth asking about, with and without overrides; and
+/// it really answers most of them.
+#[test]
+fn deciding_without_a_lookup_matches_the_located_path() {
+    let oracle = Oracle::new();
+    let (h, p) = (HealthView::default(), PerfView::default());
+    for (name, text) in [
+        ("continents", CONTINENTS),
+        ("countries", COUNTRIES),
+        ("geo+weighted", GEO_WEIGHTED),
+        ("weighted", WEIGHTED),
+    ] {
+        for (seed, overrides) in [(3, Vec::new()), (4, overrides())] {
+            let geo = GeoDb::load(
+                &crate::demo::city_db(),
+                Some(&crate::demo::asn_db()),
+                &overrides,
+            )
+            .unwrap();
+            let policy = policy::parse("p.toml", text).unwrap();
+            let (table, _) = compile(&policy, &geo, &inputs(&h, &p));
+            let clients = clients(&oracle, seed);
+            let mut direct = 0;
+            for ip in &clients {
+                let Some(d) = table.decide_without_lookup(*ip) else {
+                    continue;
+                };
+                direct += 1;
+                assert_eq!(d, table.decide(*ip, &geo.locate(*ip), &geo), "{name}: {ip}");
+            }
+            assert!(
+                direct * 2 > clients.len(),
+                "{name}: only {direct} of {} decided without a lookup",
+                clients.len()
+            );
+        }
+    }
+    // ASN and CIDR rules need the lookup.
+    let geo = geo();
+    for text in [RULES, CIDR_AND_CONTINENT] {
+        let policy = policy::parse("p.toml", text).unwrap();
+        let (table, _) = compile(&policy, &geo, &inputs(&h, &p));
+        assert_eq!(
+            table.decide_without_lookup("81.2.69.142".parse().unwrap()),
+            None
+        );
+    }
+}

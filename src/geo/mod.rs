@@ -316,7 +316,9 @@ impl GeoDb {
     /// The shared [`ScopeIndex`] for a partition of the location classes: `part[i]` names the
     /// part of class `i`, and the extra last entry that of clients not in the database (as a
     /// decision table's `by_class`). Any numbering works; partitions equal up to renaming share
-    /// one index. `None` if `part` does not have one entry per class plus one.
+    /// one index, whose parts are numbered 0, 1, ... in the order they first appear in `part`
+    /// (see [`ScopeIndex::part_and_widest`]). `None` if `part` does not have one entry per
+    /// class plus one.
     /// Control plane only: builds the index (a pass over the runs) the first time.
     pub fn scope_index(&self, part: &[u32]) -> Option<Arc<ScopeIndex>> {
         if part.len() != self.classes.len() + 1 {

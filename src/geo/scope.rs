@@ -201,39 +201,40 @@ impl<A: Bits> RunsBuilder<A> {
 /// answers alike become one.
 struct Grouped<A> {
     starts: Box<[A]>,
-    /// Whether each run is opaque (the only thing the query path needs to know about a group).
-    opaque: Box<[bool]>,
+    /// The part of each run, or [`OPAQUE`].
+    groups: Box<[u32]>,
 }
 
 impl<A: Bits> Grouped<A> {
     fn new(runs: &Runs<A>, group_of: impl Fn(u32) -> u32) -> Self {
         let mut starts = Vec::new();
-        let mut opaque = Vec::new();
+        let mut groups = Vec::new();
         let mut last = None;
         for (start, label) in runs.starts.iter().zip(&runs.labels) {
             let group = group_of(*label);
             if last != Some(group) {
                 starts.push(*start);
-                opaque.push(group == OPAQUE);
+                groups.push(group);
                 last = Some(group);
             }
         }
         Grouped {
             starts: starts.into(),
-            opaque: opaque.into(),
+            groups: groups.into(),
         }
     }
 
+    /// `x`'s part and the widest network around `x` inside it; `None` if opaque.
     #[inline]
-    fn widest(&self, x: A) -> Option<u8> {
+    fn lookup(&self, x: A) -> Option<(u32, u8)> {
         let i = self.starts.partition_point(|s| *s <= x).checked_sub(1)?;
-        if self.opaque.get(i).copied().unwrap_or(true) {
+        let group = *self.groups.get(i)?;
+        if group == OPAQUE {
             return None;
         }
-        Some(widest_within(
-            x,
-            self.starts[i],
-            self.starts.get(i + 1).copied(),
+        Some((
+            group,
+            widest_within(x, self.starts[i], self.starts.get(i + 1).copied()),
         ))
     }
 }
@@ -284,11 +285,22 @@ impl ScopeIndex {
     /// The query path.
     #[inline]
     pub fn widest(&self, ip: IpAddr) -> Option<u8> {
+        self.part_and_widest(ip).map(|(_, widest)| widest)
+    }
+
+    /// `ip`'s part (numbered as in the partition given to `GeoDb::scope_index`) and the
+    /// widest network around it, or `None` where the runs do not describe the space. With it a
+    /// location-only table decides without a database lookup.
+    #[inline]
+    pub fn part_and_widest(&self, ip: IpAddr) -> Option<(u32, u8)> {
         match ip {
-            IpAddr::V4(v4) => self.v4.widest(u32::from(v4)),
+            IpAddr::V4(v4) => self.v4.lookup(u32::from(v4)),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) if self.mapped_v4 => self.v4.widest(u32::from(v4)).map(|p| p + 96),
-                _ => self.v6.widest(u128::from(v6)),
+                Some(v4) if self.mapped_v4 => self
+                    .v4
+                    .lookup(u32::from(v4))
+                    .map(|(part, widest)| (part, widest + 96)),
+                _ => self.v6.lookup(u128::from(v6)),
             },
         }
     }
