@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_server::Server;
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 
 use super::Handler;
@@ -48,7 +49,12 @@ pub async fn bind(
     let mut bound = Vec::with_capacity(addrs.len());
     let mut all_udp = Vec::new();
     for addr in addrs {
-        let (udp, tcp) = bind_pair(*addr, threads).await?;
+        // `[::]:53` is dual-stack by default, which collides with `0.0.0.0:53` listed beside
+        // it: then the IPv6 sockets take IPv6 only.
+        let v6_only = addr.is_ipv6()
+            && addr.port() != 0
+            && addrs.iter().any(|a| a.is_ipv4() && a.port() == addr.port());
+        let (udp, tcp) = bind_pair(*addr, threads, v6_only)?;
         bound.push(tcp.local_addr()?);
         all_udp.extend(udp);
         server.register_listener(tcp, tcp_idle_timeout, TCP_RESPONSE_BUFFER);
@@ -63,25 +69,25 @@ pub async fn bind(
     })
 }
 
-async fn bind_pair(addr: SocketAddr, threads: usize) -> io::Result<(Vec<UdpSocket>, TcpListener)> {
+fn bind_pair(
+    addr: SocketAddr,
+    threads: usize,
+    v6_only: bool,
+) -> io::Result<(Vec<UdpSocket>, TcpListener)> {
     let context =
         |e: io::Error, what: &str| io::Error::new(e.kind(), format!("{what} {addr}: {e}"));
     if addr.port() != 0 {
         // TCP first: it has no SO_REUSEPORT, so a second server on the same port fails here
         // instead of silently sharing UDP queries with the first.
-        let tcp = TcpListener::bind(addr)
-            .await
-            .map_err(|e| context(e, "cannot bind TCP"))?;
-        let udp = udp::bind(addr, threads).map_err(|e| context(e, "cannot bind UDP"))?;
+        let tcp = bind_tcp(addr, v6_only).map_err(|e| context(e, "cannot bind TCP"))?;
+        let udp = udp::bind(addr, threads, v6_only).map_err(|e| context(e, "cannot bind UDP"))?;
         return Ok((udp, tcp));
     }
     // An ephemeral TCP port may be taken for UDP; try a few.
     let mut last = None;
     for _ in 0..16 {
-        let tcp = TcpListener::bind(addr)
-            .await
-            .map_err(|e| context(e, "cannot bind TCP"))?;
-        match udp::bind(tcp.local_addr()?, threads) {
+        let tcp = bind_tcp(addr, v6_only).map_err(|e| context(e, "cannot bind TCP"))?;
+        match udp::bind(tcp.local_addr()?, threads, v6_only) {
             Ok(udp) => return Ok((udp, tcp)),
             Err(e) => last = Some(e),
         }
@@ -90,4 +96,17 @@ async fn bind_pair(addr: SocketAddr, threads: usize) -> io::Result<(Vec<UdpSocke
         last.unwrap_or_else(|| io::Error::other("no port")),
         "cannot bind UDP",
     ))
+}
+
+/// A TCP listener as tokio's own `bind` makes it (`SO_REUSEADDR`), plus `IPV6_V6ONLY`.
+fn bind_tcp(addr: SocketAddr, v6_only: bool) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(v6_only)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
 }

@@ -82,18 +82,22 @@ impl UdpWorkers {
 }
 
 /// Bind `count` sockets to `addr` with `SO_REUSEPORT`; port 0 becomes one real port for all.
-pub fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<UdpSocket>> {
-    let first = bind_one(addr)?;
+/// `v6_only`: an IPv6 socket leaves IPv4 to a socket of its own (see `listen`).
+pub fn bind(addr: SocketAddr, count: usize, v6_only: bool) -> io::Result<Vec<UdpSocket>> {
+    let first = bind_one(addr, v6_only)?;
     let shared = first.local_addr()?;
     let mut sockets = vec![first];
     for _ in 1..count.max(1) {
-        sockets.push(bind_one(shared)?);
+        sockets.push(bind_one(shared, v6_only)?);
     }
     Ok(sockets)
 }
 
-fn bind_one(addr: SocketAddr) -> io::Result<UdpSocket> {
+fn bind_one(addr: SocketAddr, v6_only: bool) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(v6_only)?;
+    }
     // Only sockets of the same user can join the group (Linux), so this shares the port with
     // our own workers, not with another user's process.
     socket.set_reuse_port(true)?;

@@ -2,6 +2,7 @@
 //! stalled and idle TCP clients, many clients at once, shutdown.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
@@ -239,4 +240,41 @@ async fn shutdown_closes_the_listeners() {
         udp_bytes_wait(server, &encode(&q), SILENCE).await.is_none(),
         "UDP still answered after shutdown"
     );
+}
+
+/// `0.0.0.0:P` (here its loopback form) beside `[::]:P` on the same port: the IPv6 sockets
+/// take IPv6 only instead of colliding with the IPv4 ones, and both families are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv4_and_ipv6_wildcard_listeners_share_a_port() {
+    // A port free for UDP and TCP right now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let mut config = steerdns::demo::config();
+    loopback(&mut config);
+    config.dns_listen = vec![
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        format!("[::]:{port}").parse().unwrap(),
+    ];
+    let running = steerdns::app::start(config, steerdns::control::ConfigOrigin::Demo)
+        .await
+        .expect("both listeners bind");
+    for server in [
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        SocketAddr::new("::1".parse().unwrap(), port),
+    ] {
+        let q = query("mail.example.com", RecordType::A);
+        assert_eq!(
+            addresses(&udp(server, &q).await.answers),
+            ["192.0.2.25"],
+            "{server}"
+        );
+        assert_eq!(
+            addresses(&tcp(server, &q).await.answers),
+            ["192.0.2.25"],
+            "{server}"
+        );
+    }
+    running.shutdown().await;
 }
