@@ -39,7 +39,14 @@ pub(crate) trait Bits: Copy + Ord + fmt::Debug {
     fn checked_prev(self) -> Option<Self>;
     /// Last address of the network `self/prefix` (`self` is its first address).
     fn last_of(self, prefix: u8) -> Self;
+    /// The top [`BUCKET_BITS`] bits, and the first address with the given top bits.
+    fn bucket(self) -> usize;
+    fn bucket_start(bucket: usize) -> Self;
 }
+
+/// The query path narrows its binary search with a table indexed by an address's top bits:
+/// 65,536 entries (256 KiB) per family and partition, a few cache misses saved per query.
+const BUCKET_BITS: u32 = 16;
 
 macro_rules! bits {
     ($t:ty) => {
@@ -57,6 +64,12 @@ macro_rules! bits {
             }
             fn last_of(self, prefix: u8) -> Self {
                 self | <$t>::MAX.checked_shr(u32::from(prefix)).unwrap_or(0)
+            }
+            fn bucket(self) -> usize {
+                (self >> (<$t>::BITS - BUCKET_BITS)) as usize
+            }
+            fn bucket_start(bucket: usize) -> Self {
+                (bucket as $t) << (<$t>::BITS - BUCKET_BITS)
             }
         }
     };
@@ -203,6 +216,10 @@ struct Grouped<A> {
     starts: Box<[A]>,
     /// The part of each run, or [`OPAQUE`].
     groups: Box<[u32]>,
+    /// `bounds[b]`: how many runs start at or before the first address of bucket `b`; the
+    /// last entry is the number of runs. A bucket's addresses search only
+    /// `starts[bounds[b]..bounds[b + 1]]`.
+    bounds: Box<[u32]>,
 }
 
 impl<A: Bits> Grouped<A> {
@@ -218,16 +235,31 @@ impl<A: Bits> Grouped<A> {
                 last = Some(group);
             }
         }
+        let buckets = 1usize << BUCKET_BITS;
+        let bounds = (0..buckets)
+            .map(|b| {
+                let first = A::bucket_start(b);
+                starts.partition_point(|s| *s <= first) as u32
+            })
+            .chain(std::iter::once(starts.len() as u32))
+            .collect();
         Grouped {
             starts: starts.into(),
             groups: groups.into(),
+            bounds,
         }
     }
 
     /// `x`'s part and the widest network around `x` inside it; `None` if opaque.
     #[inline]
     fn lookup(&self, x: A) -> Option<(u32, u8)> {
-        let i = self.starts.partition_point(|s| *s <= x).checked_sub(1)?;
+        let b = x.bucket();
+        let (lo, hi) = (
+            *self.bounds.get(b)? as usize,
+            *self.bounds.get(b + 1)? as usize,
+        );
+        let within = self.starts.get(lo..hi)?.partition_point(|s| *s <= x);
+        let i = (lo + within).checked_sub(1)?;
         let group = *self.groups.get(i)?;
         if group == OPAQUE {
             return None;
