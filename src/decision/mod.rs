@@ -128,18 +128,22 @@ pub fn compile(policy: &Policy, geo: &GeoDb, inputs: &Inputs) -> (Table, Option<
     // evaluations per row instead of thousands, which keeps a health flip of a target shared by
     // many names fast.
     let uses_subdivision = policy.uses_subdivision();
+    let countries = geo.country_of_class();
     let mut per_class = |base: Client| -> Box<[OutcomeId]> {
-        let mut seen: HashMap<_, OutcomeId> = HashMap::new();
+        // Indexed by class (subdivision rules) or by country number; the last slot is for
+        // clients not in the database.
+        let mut seen: Vec<Option<OutcomeId>> = vec![None; geo.classes().len() + 1];
         geo.classes()
             .iter()
             .map(Some)
             .chain(std::iter::once(None))
-            .map(|location| {
-                let read = location.map(|l| {
-                    let sub = l.subdivision.as_deref().filter(|_| uses_subdivision);
-                    (l.continent, l.country, sub)
-                });
-                *seen.entry(read).or_insert_with(|| {
+            .enumerate()
+            .map(|(class, location)| {
+                let key = match (location, uses_subdivision) {
+                    (Some(_), false) => countries[class] as usize,
+                    _ => class,
+                };
+                *seen[key].get_or_insert_with(|| {
                     let client = Client { location, ..base };
                     intern(policy::evaluate(policy, &client, inputs, &mut Trace::off()))
                 })

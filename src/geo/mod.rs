@@ -105,6 +105,8 @@ pub struct GeoDb {
     classes: Vec<Location>,
     /// Indexed by `LocId`.
     class_of: Vec<ClassId>,
+    /// Per class: a dense number for its (continent, country), for compiles that need no more.
+    country_of_class: Vec<u32>,
     /// Longest prefix first; their locations are at the end of `locations`.
     overrides: Vec<(IpNet, LocId, Option<u32>)>,
     /// The address space as runs of one class (overrides painted in), per family.
@@ -199,9 +201,11 @@ impl GeoDb {
             }
         };
 
+        let country_of_class = number_countries(&classes.classes);
         Ok(Self {
             classes: classes.classes,
             class_of: classes.class_of,
+            country_of_class,
             runs_v4,
             runs_v6,
             mapped_v4,
@@ -229,6 +233,12 @@ impl GeoDb {
     /// Every distinct location class; `ClassId` indexes this slice.
     pub fn classes(&self) -> &[Location] {
         &self.classes
+    }
+
+    /// Per class, a number shared exactly by the classes of the same (continent, country),
+    /// below [`GeoDb::classes`]`.len()`.
+    pub fn country_of_class(&self) -> &[u32] {
+        &self.country_of_class
     }
 
     pub fn class_of(&self, id: LocId) -> ClassId {
@@ -324,12 +334,21 @@ impl GeoDb {
         if part.len() != self.classes.len() + 1 {
             return None;
         }
-        let mut renamed: HashMap<u32, u32> = HashMap::new();
+        // Parts are usually small dense numbers (outcome ids): rename through a vector.
+        let mut renamed: Vec<u32> = Vec::new();
+        let mut next = 0;
         let key: Box<[u32]> = part
             .iter()
             .map(|p| {
-                let next = renamed.len() as u32;
-                *renamed.entry(*p).or_insert(next)
+                let p = *p as usize;
+                if p >= renamed.len() {
+                    renamed.resize(p + 1, u32::MAX);
+                }
+                if renamed[p] == u32::MAX {
+                    renamed[p] = next;
+                    next += 1;
+                }
+                renamed[p]
             })
             .collect();
         let mut cache = self
@@ -440,6 +459,18 @@ impl Classifier {
         self.class_of.push(class);
         class
     }
+}
+
+/// Number each class by its (continent, country), densely from 0.
+fn number_countries(classes: &[Location]) -> Vec<u32> {
+    let mut numbers = HashMap::new();
+    classes
+        .iter()
+        .map(|c| {
+            let next = numbers.len() as u32;
+            *numbers.entry((c.continent, c.country)).or_insert(next)
+        })
+        .collect()
 }
 
 /// Index of a location class in [`GeoDb::classes`].
