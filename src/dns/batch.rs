@@ -162,34 +162,37 @@ impl Packets {
         Ok(got)
     }
 
-    /// Send every datagram in the batch; returns how many the kernel took. Stops early on an
-    /// error after the first datagram (the error is only returned when none was sent).
+    /// Send every datagram in the batch; returns how many the kernel took. A datagram the
+    /// kernel refuses (a peer that went away, say) is skipped and not counted; the error is
+    /// returned only when nothing at all was sent.
     pub fn send(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         let total = self.count;
         self.prepare(total, false);
-        let mut sent = 0;
-        while sent < total {
-            // SAFETY: `hdrs[sent..total]` point at live buffers and addresses set above.
+        let (mut sent, mut skipped) = (0, 0);
+        let mut last_error = None;
+        while sent + skipped < total {
+            let at = sent + skipped;
+            // SAFETY: `hdrs[at..total]` point at live buffers and addresses set above.
             let n = unsafe {
                 libc::sendmmsg(
                     socket.as_raw_fd(),
-                    self.hdrs.as_mut_ptr().add(sent),
-                    (total - sent) as libc::c_uint,
+                    self.hdrs.as_mut_ptr().add(at),
+                    (total - at) as libc::c_uint,
                     0,
                 )
             };
             if n < 0 {
-                let error = io::Error::last_os_error();
-                if sent == 0 && total == 1 {
-                    return Err(error);
-                }
-                // Skip the datagram that failed (a peer that went away, say) and go on.
-                sent += 1;
+                // sendmmsg reports an error only for the first datagram it tried: skip it.
+                last_error = Some(io::Error::last_os_error());
+                skipped += 1;
                 continue;
             }
             sent += n as usize;
         }
-        Ok(sent)
+        match last_error {
+            Some(error) if sent == 0 => Err(error),
+            _ => Ok(sent),
+        }
     }
 }
 
@@ -290,6 +293,33 @@ mod tests {
             let want: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i, i, i]).collect();
             assert_eq!(seen, want);
         }
+    }
+
+    /// A datagram the kernel refuses (to port 0) is skipped, not counted, and the rest go out.
+    #[test]
+    fn a_refused_datagram_is_skipped_and_not_counted() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let good = b.local_addr().unwrap();
+        let bad: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut out = Packets::new(4, 16);
+        for to in [good, bad, good] {
+            out.push(to, |buf| {
+                buf[0] = 1;
+                1
+            });
+        }
+        assert_eq!(out.send(&a).unwrap(), 2);
+        let mut only_bad = Packets::new(1, 16);
+        only_bad.push(bad, |_| 1);
+        assert!(only_bad.send(&a).is_err());
+        let mut into = Packets::new(4, 16);
+        let mut got = 0;
+        while got < 2 {
+            got += into.recv(&b).unwrap();
+        }
+        assert_eq!(got, 2);
     }
 
     /// A datagram longer than the slot is reported as longer, not silently cut.
