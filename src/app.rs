@@ -87,8 +87,7 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
         config.udp_threads,
         config.tcp_idle_timeout,
         published.clone(),
-    )
-    .await?;
+    )?;
     for addr in &dns.addrs {
         info!("DNS listening on {addr} (UDP and TCP)");
     }

@@ -21,10 +21,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
 use tracing::debug;
 
-use super::Handler;
-
-/// Largest reply without EDNS (RFC 1035 §4.2.1).
-const PLAIN_UDP_LIMIT: u16 = 512;
+use super::{Handler, PLAIN_UDP_LIMIT};
 
 /// The reply to one UDP datagram, or `None` when it gets none.
 pub fn respond(handler: &Handler, raw: &[u8], src: SocketAddr) -> Option<Vec<u8>> {

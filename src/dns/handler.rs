@@ -44,10 +44,10 @@ impl RequestHandler for Handler {
         // will really use (the client's, capped by ours, never below 512).
         let mut edns = request.edns.as_ref().map(|req| {
             let mut ours = Edns::new();
-            ours.set_max_payload(
-                req.max_payload()
-                    .clamp(512, snapshot.settings.max_udp_payload.max(512)),
-            );
+            ours.set_max_payload(super::reply_payload(
+                req.max_payload(),
+                snapshot.settings.max_udp_payload,
+            ));
             ours.set_dnssec_ok(req.flags().dnssec_ok);
             ours
         });

@@ -36,7 +36,8 @@ impl DnsServer {
 
 /// Bind UDP sockets (`udp_threads` per address, default one per CPU we may run on) and a TCP
 /// listener on each address (the same port for both, also when the port is 0) and serve them.
-pub async fn bind(
+/// Must be called inside the tokio runtime, which serves TCP.
+pub fn bind(
     addrs: &[SocketAddr],
     udp_threads: Option<usize>,
     tcp_idle_timeout: Duration,

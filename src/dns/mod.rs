@@ -24,3 +24,12 @@ pub mod udp;
 
 pub use handler::Handler;
 pub use listen::{DnsServer, bind};
+
+/// Without EDNS a UDP reply may hold 512 bytes (RFC 1035 §4.2.1).
+pub(crate) const PLAIN_UDP_LIMIT: u16 = 512;
+
+/// The UDP payload size we use and advertise for a client that advertised `client`: its size,
+/// capped by our `max_udp_payload`, never below 512. One rule for both paths.
+pub(crate) fn reply_payload(client: u16, ours: u16) -> u16 {
+    client.clamp(PLAIN_UDP_LIMIT, ours.max(PLAIN_UDP_LIMIT))
+}

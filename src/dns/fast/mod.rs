@@ -16,6 +16,7 @@ mod query;
 use std::net::SocketAddr;
 
 use super::answer::{self, Asker};
+use super::{PLAIN_UDP_LIMIT, reply_payload};
 use crate::decision::MAX_ANSWERS;
 use crate::snapshot::{Snapshot, Steered, TargetWire};
 use crate::wire::RenderedRrs;
@@ -25,8 +26,6 @@ pub use query::{Ecs, Edns, Query, parse};
 const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
 const TYPE_CNAME: u16 = 5;
-/// Without EDNS a UDP reply may hold 512 bytes (RFC 1035 §4.2.1).
-const PLAIN_UDP_LIMIT: usize = 512;
 
 /// Write the reply to `raw` into `out`; returns its length, or `None` for the full path.
 pub fn answer(snapshot: &Snapshot, raw: &[u8], from: SocketAddr, out: &mut [u8]) -> Option<usize> {
@@ -43,24 +42,10 @@ pub fn answer(snapshot: &Snapshot, raw: &[u8], from: SocketAddr, out: &mut [u8])
     };
     let limit = match &query.edns {
         None => PLAIN_UDP_LIMIT,
-        Some(edns) => usize::from(
-            edns.payload.clamp(
-                PLAIN_UDP_LIMIT as u16,
-                snapshot
-                    .settings
-                    .max_udp_payload
-                    .max(PLAIN_UDP_LIMIT as u16),
-            ),
-        ),
+        Some(edns) => reply_payload(edns.payload, snapshot.settings.max_udp_payload),
     };
-    let out = out.get_mut(..limit.min(out.len()))?;
-    write_reply(
-        &query,
-        parts.iter().flatten().copied(),
-        scope,
-        limit as u16,
-        out,
-    )
+    let out = out.get_mut(..usize::from(limit).min(out.len()))?;
+    write_reply(&query, parts.iter().flatten().copied(), scope, limit, out)
 }
 
 /// The chosen targets' records for the question type, and the ECS scope they hold for.
