@@ -124,6 +124,10 @@ pub struct Controller {
     origin: ConfigOrigin,
     published: Arc<Published>,
     state: Mutex<State>,
+    /// Rung by every publish. A publish can create or move the earliest timed change (a
+    /// health flip starts a hold-down, an edit adds a ramp), and the control loop sleeps until
+    /// the earliest one it knew of: without this it would sleep past the new deadline.
+    rescheduled: tokio::sync::Notify,
 }
 
 /// Milliseconds since `start`, for the timings the control plane logs.
@@ -374,6 +378,7 @@ impl Controller {
             origin,
             published: Arc::new(Published::new(first)),
             state: Mutex::new(state),
+            rescheduled: tokio::sync::Notify::new(),
         })
     }
 
@@ -391,8 +396,16 @@ impl Controller {
     fn publish(&self, state: &State) -> Result<u64, String> {
         let generation = self.published.load().generation + 1;
         let snapshot = assemble(state, generation)?;
-        self.published.publish(snapshot);
+        self.swap_in(snapshot);
         Ok(generation)
+    }
+
+    /// The one way a snapshot goes live: publish it and wake the control loop, which then
+    /// re-reads [`Controller::next_change`].
+    fn swap_in(&self, snapshot: Snapshot) {
+        self.published.publish(snapshot);
+        // A stored permit if the loop is busy: it re-reads the deadline on its next turn.
+        self.rescheduled.notify_one();
     }
 
     fn policy_dir(state: &State) -> Result<PolicyDir, EditError> {
@@ -419,7 +432,7 @@ impl Controller {
         let result = loaded.and_then(|next| {
             let generation = self.published.load().generation + 1;
             let snapshot = assemble(&next, generation).map_err(|e| LoadErrors(vec![e]))?;
-            self.published.publish(snapshot);
+            self.swap_in(snapshot);
             *state = next;
             Ok(generation)
         });
@@ -705,7 +718,7 @@ impl Controller {
             Some(s) => state.overrides.set(target, s, true, SystemTime::now()),
             None => state.overrides.clear(target),
         }
-        state.health = state.measured.overlay(&state.overrides);
+        refresh_health(&mut state);
         info!(target, state = ?state_now, "health override");
         self.recompile(&mut state, |p| p.targets.iter().any(|t| t.id == target))
     }
@@ -727,7 +740,7 @@ impl Controller {
                 state.measured.halt_ramp(&t.target);
             }
         }
-        state.health = state.measured.overlay(&state.overrides);
+        refresh_health(&mut state);
         self.recompile(&mut state, |p| {
             p.targets
                 .iter()
@@ -813,6 +826,13 @@ impl Controller {
     }
 }
 
+/// Recompute the view compiles read from its sources, carrying recoveries over
+/// ([`HealthView::settle`]).
+fn refresh_health(state: &mut State) {
+    let next = state.measured.overlay(&state.overrides);
+    state.health = next.settle(&state.health, SystemTime::now());
+}
+
 /// An edited policy resumes its halted ramps (editing is how an operator says "go on").
 /// Returns whether any was halted.
 fn resume_ramps(state: &mut State, policy: &Policy, key: &str) -> bool {
@@ -824,7 +844,7 @@ fn resume_ramps(state: &mut State, policy: &Policy, key: &str) -> bool {
         state.measured.resume_ramp(id);
     }
     if !halted.is_empty() {
-        state.health = state.measured.overlay(&state.overrides);
+        refresh_health(state);
         info!(policy = %key, targets = ?halted, "halted ramps resumed by the edit");
     }
     !halted.is_empty()
@@ -864,7 +884,8 @@ fn check_precondition(
 }
 
 /// Background work until cancelled: SIGHUP reloads, policy directory changes, timed
-/// recompiles (hold-down expiry). The SIGHUP handler is installed before this returns, not
+/// recompiles (hold-down expiry, ramp steps). Every publish, by any route, wakes the loop so
+/// that it sleeps until the earliest deadline of what is serving now. The SIGHUP handler is installed before this returns, not
 /// when the task first runs: a SIGHUP right after startup must reload, not kill the process.
 pub fn run(
     controller: Arc<Controller>,
@@ -914,6 +935,9 @@ async fn run_loop(
         let c = controller.clone();
         tokio::select! {
             _ = cancel.cancelled() => return,
+            // Something was published (an API edit, a health flip, a reload, our own
+            // recompile): the earliest deadline may have moved, so compute it again.
+            _ = controller.rescheduled.notified() => {}
             _ = hangup => {
                 let _ = tokio::task::spawn_blocking(move || c.reload_all()).await;
             }

@@ -2,12 +2,11 @@
 //!
 //! Used by `GET /api/v1/explain`, `steerdns explain` and the `_explain.<name>` TXT names. It
 //! locates the client and decides exactly as a query does, then re-runs the policy chain for
-//! the same compiled row with tracing on. Reads one snapshot; no I/O.
-
-use std::net::IpAddr;
-use std::time::SystemTime;
+//! the same compiled row with tracing on, at the clock the table was compiled at, so the notes
+//! and the answer always agree. Reads one snapshot; no I/O.
 
 use serde::Serialize;
+use std::net::IpAddr;
 
 use crate::dns::answer::{self, Asker};
 use crate::policy::{self, Client, TargetAnswer, Trace};
@@ -104,10 +103,12 @@ pub fn explain(snapshot: &Snapshot, steered: &Steered, asker: &Asker) -> Explana
         asn,
         cidr,
     };
+    // At the table's compile time: a hold-down that has just expired but whose recompile is
+    // still due must be explained as the hold-down being served, not as its end.
     policy::evaluate(
         policy,
         &client,
-        &snapshot.inputs(SystemTime::now()),
+        &snapshot.inputs(steered.compiled_at),
         &mut trace,
     );
 

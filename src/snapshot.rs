@@ -57,6 +57,9 @@ pub struct Steered {
     pub wire: Vec<Option<TargetWire>>,
     /// When the table will change by itself (a hold-down expiring).
     pub next_change: Option<SystemTime>,
+    /// The clock the table was compiled at. Explanations re-run the chain at this time, so
+    /// they describe the decision being served, not one the next recompile would make.
+    pub compiled_at: SystemTime,
 }
 
 impl Steered {
@@ -70,6 +73,7 @@ impl Steered {
             answers,
             wire,
             next_change,
+            compiled_at: inputs.now,
         }
     }
 }

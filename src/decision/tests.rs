@@ -321,11 +321,20 @@ hold_down_s = 60
             next,
         )
     };
+    // As the control plane does: each change settles the view against the one serving.
+    let set = |health: &mut HealthView, state: State, at: SystemTime| {
+        let prev = health.clone();
+        health.set("p", state, false, at);
+        *health = health.clone().settle(&prev, at);
+    };
     assert_eq!(answer(&health, t0).0, "p", "no reports: primary");
-    health.set("p", State::Down, false, t0);
+    // The first report says up: it was never down, so there is nothing to hold down.
+    set(&mut health, State::Up, t0);
+    assert_eq!(answer(&health, t0), ("p".into(), None), "first up report");
+    set(&mut health, State::Down, t0);
     assert_eq!(answer(&health, t0).0, "s");
     let back = t0 + Duration::from_secs(10);
-    health.set("p", State::Up, false, back);
+    set(&mut health, State::Up, back);
     let (target, next) = answer(&health, back + Duration::from_secs(30));
     assert_eq!(target, "s", "still in hold-down");
     assert_eq!(
@@ -335,9 +344,15 @@ hold_down_s = 60
     );
     assert_eq!(answer(&health, back + Duration::from_secs(61)).0, "p");
     // A flap inside the hold-down restarts it.
-    health.set("p", State::Down, false, back + Duration::from_secs(62));
-    health.set("p", State::Up, false, back + Duration::from_secs(63));
+    set(&mut health, State::Down, back + Duration::from_secs(62));
+    set(&mut health, State::Up, back + Duration::from_secs(63));
     assert_eq!(answer(&health, back + Duration::from_secs(100)).0, "s");
+    assert_eq!(answer(&health, back + Duration::from_secs(124)).0, "p");
+    // Down → unknown (its agents went silent) is a recovery too: held down from then.
+    set(&mut health, State::Down, back + Duration::from_secs(200));
+    set(&mut health, State::Unknown, back + Duration::from_secs(210));
+    assert_eq!(answer(&health, back + Duration::from_secs(260)).0, "s");
+    assert_eq!(answer(&health, back + Duration::from_secs(271)).0, "p");
 }
 
 #[test]

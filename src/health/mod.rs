@@ -39,6 +39,12 @@ pub struct Health {
     pub since: SystemTime,
     /// Set by an operator override rather than measured.
     pub forced: bool,
+    /// When the target last stopped being down, while it has not been down since; `None` if
+    /// this server has not seen it down (or it is down now). Hold-downs count from here: a
+    /// primary that was never down has nothing to hold down, even when its first report
+    /// arrives (unknown → up must not move traffic away from it). Set by
+    /// [`HealthView::settle`], on the view that compiles read.
+    pub recovered_at: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -74,6 +80,7 @@ impl HealthView {
                         state,
                         since: now,
                         forced,
+                        recovered_at: None,
                     },
                 );
             }
@@ -106,6 +113,27 @@ impl HealthView {
         out.halted_ramps
             .extend(overrides.halted_ramps.iter().cloned());
         out
+    }
+
+    /// The view compiles read after a change: `self` (measured with overrides on top) with
+    /// each target's [`Health::recovered_at`] carried over from `prev`, the view that served
+    /// until now. The effective state is what matters: an override of up over a measured
+    /// down is a recovery too.
+    pub fn settle(mut self, prev: &HealthView, now: SystemTime) -> HealthView {
+        for (target, h) in self.targets.iter_mut() {
+            h.recovered_at = match prev.get(target) {
+                _ if h.state == State::Down => None,
+                // It was down: it recovered when this state began, if that is after the down
+                // began (the same source moved); otherwise (an override over another source's
+                // down) now.
+                Some(p) if p.state == State::Down => {
+                    Some(if h.since >= p.since { h.since } else { now })
+                }
+                Some(p) => p.recovered_at,
+                None => None,
+            };
+        }
+        self
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Health)> {

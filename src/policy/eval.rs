@@ -144,6 +144,31 @@ impl Trace {
     }
 }
 
+/// `2026-12-02T03:04:05Z`: how notes name a moment (explain output is read by people and
+/// compared across nodes, so UTC and whole seconds).
+pub fn utc(at: std::time::SystemTime) -> String {
+    let secs = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm, proleptic Gregorian).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
 /// Run the chain: all targets → each step → caps → the pick; the last resort if nothing is left.
 pub fn evaluate(policy: &Policy, client: &Client, inputs: &Inputs, trace: &mut Trace) -> Outcome {
     let mut candidates: Vec<TargetId> = (0..policy.targets.len())
@@ -259,4 +284,20 @@ fn cap_weighted(policy: &Policy, pick: Pick) -> Pick {
         }
     }
     Pick::Weighted(shares)
+}
+
+#[cfg(test)]
+mod utc_tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn utc_formats_known_instants() {
+        let at = |s: u64| super::utc(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        // 2000-02-29 (a leap day of a century leap year) 23:59:59.
+        assert_eq!(at(951_868_799), "2000-02-29T23:59:59Z");
+        assert_eq!(at(1_796_180_645), "2026-12-02T03:04:05Z");
+        // 2100 is not a leap year: Feb 28 is followed by Mar 1.
+        assert_eq!(at(4_107_542_400), "2100-03-01T00:00:00Z");
+    }
 }

@@ -219,41 +219,9 @@ fn target_file(target: &str, urls: &[String]) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Polling
+// Times
 
-/// Poll `probe` every 20 ms until it returns `Ok`, at most `within`; panics with the last error.
-async fn eventually<T>(
-    what: &str,
-    within: Duration,
-    mut probe: impl AsyncFnMut() -> Result<T, String>,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        match probe().await {
-            Ok(v) => return v,
-            Err(last) if Instant::now() >= deadline => {
-                panic!("{what}: not within {within:?}; last seen: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-}
-
-/// Poll `check` every 20 ms for the whole of `during`; panics at the first `Err`.
-async fn holds(what: &str, during: Duration, mut check: impl AsyncFnMut() -> Result<(), String>) {
-    let end = Instant::now() + during;
-    while Instant::now() < end {
-        if let Err(e) = check().await {
-            panic!(
-                "{what}: broke after {:?} of {during:?}: {e}",
-                Instant::now() + during - end
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn unix_ms(at: SystemTime) -> u64 {
+pub(crate) fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
@@ -268,7 +236,7 @@ async fn health(admin: &AdminClient) -> Vec<Value> {
 }
 
 /// The entry of one target, if the server has a state for it.
-async fn entry(admin: &AdminClient, target: &str) -> Option<Value> {
+pub(crate) async fn entry(admin: &AdminClient, target: &str) -> Option<Value> {
     health(admin)
         .await
         .into_iter()
@@ -641,7 +609,7 @@ async fn remote_agents_quorum_and_a_killed_agent_is_unknown() {
 // ---------------------------------------------------------------------------------------------
 // The ingest API
 
-fn result(target: &str, agent: &str, at: SystemTime, ok: bool) -> Value {
+pub(crate) fn result(target: &str, agent: &str, at: SystemTime, ok: bool) -> Value {
     json!({
         "target": target,
         "check": "http test",
@@ -653,7 +621,7 @@ fn result(target: &str, agent: &str, at: SystemTime, ok: bool) -> Value {
     })
 }
 
-async fn post_results(admin: &AdminClient, results: &[Value]) -> HttpResponse {
+pub(crate) async fn post_results(admin: &AdminClient, results: &[Value]) -> HttpResponse {
     post_raw(admin, &serde_json::to_vec(results).unwrap()).await
 }
 

@@ -16,4 +16,5 @@ mod policies;
 mod protocol;
 mod robustness;
 mod steering;
+mod timed;
 mod transport;

@@ -964,3 +964,42 @@ pub async fn wait_for_answer(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Polling
+
+/// Poll `probe` every 20 ms until it returns `Ok`, at most `within`; panics with the last error.
+pub async fn eventually<T>(
+    what: &str,
+    within: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(last) if tokio::time::Instant::now() >= deadline => {
+                panic!("{what}: not within {within:?}; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Poll `check` every 20 ms for the whole of `during`; panics at the first `Err`.
+pub async fn holds(
+    what: &str,
+    during: Duration,
+    mut check: impl AsyncFnMut() -> Result<(), String>,
+) {
+    let end = tokio::time::Instant::now() + during;
+    while tokio::time::Instant::now() < end {
+        if let Err(e) = check().await {
+            panic!(
+                "{what}: broke after {:?} of {during:?}: {e}",
+                tokio::time::Instant::now() + during - end
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::super::eval::Trace;
+use super::super::eval::{Trace, utc};
 use super::super::{Policy, TargetId};
 use crate::health::{HealthView, State};
 
@@ -31,7 +31,11 @@ impl ActivePassive {
             // No report at all: nothing says it is down, nothing to hold down.
             None => (usable(self.primary), None),
             Some(h) if h.state == State::Down => (false, None),
-            Some(h) => (usable(self.primary), Some(h.since + self.hold_down)),
+            // Up or unknown: held down only if it recovered from a down recently.
+            Some(h) => (
+                usable(self.primary),
+                h.recovered_at.map(|at| at + self.hold_down),
+            ),
         };
         let settled = primary_up && settled_at.is_none_or(|at| at <= now);
         let standby_up = usable(self.standby);
@@ -44,8 +48,8 @@ impl ActivePassive {
             let waiting = primary_up.then_some(settled_at).flatten();
             trace.note(|| match waiting {
                 Some(at) => format!(
-                    "active_passive: primary {primary} is up but in hold-down for {}s more → standby",
-                    at.duration_since(now).unwrap_or_default().as_secs()
+                    "active_passive: primary {primary} is up; held on standby until {} (hold-down) → standby",
+                    utc(at)
                 ),
                 None => format!("active_passive: primary {primary} is out → standby"),
             });
