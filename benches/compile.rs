@@ -139,6 +139,7 @@ fn bench(c: &mut Criterion) {
         health: &health,
         perf: &perf,
         now: SystemTime::now(),
+        choices: None,
     };
     let one = [
         ("geo_weighted", geo_weighted("gw.example.com")),

@@ -43,6 +43,7 @@ fn decide(c: &mut Criterion) {
         health: &health,
         perf: &perf,
         now: SystemTime::now(),
+        choices: None,
     };
     let clients = clients();
     for (label, text) in [("geo", WWW), ("weighted", WEIGHTED)] {

@@ -218,6 +218,7 @@ fn main() -> Result<(), String> {
         health: &health,
         perf: &perf,
         now: SystemTime::now(),
+        choices: None,
     };
     println!();
     println!(

@@ -21,7 +21,7 @@ use crate::config::{Config, PolicySource, TextSource};
 use crate::decision::fnv1a;
 use crate::geo::GeoDb;
 use crate::health::{self, HealthView};
-use crate::perf::PerfView;
+use crate::perf::{Choices, PerfView, RumView};
 use crate::policy::{self, Inputs, Policy};
 use crate::preview::{self, Preview};
 use crate::snapshot::{self, DnsSettings, Published, Snapshot, Steered};
@@ -130,6 +130,35 @@ pub struct Controller {
     rescheduled: tokio::sync::Notify,
 }
 
+impl State {
+    /// Compile one policy against the current inputs. Its RUM rankings' choices become the
+    /// incumbents its next compile must be beaten against (hysteresis).
+    fn compile(&mut self, policy: Policy) -> Steered {
+        let (steered, choices) = self.compile_noting(policy);
+        self.keep_choices(&steered.policy, choices);
+        steered
+    }
+
+    /// Compile without keeping the choices yet (an edit keeps them once it is written).
+    fn compile_noting(&self, policy: Policy) -> (Steered, Choices) {
+        let choices = Choices::default();
+        let inputs = Inputs {
+            health: &self.health,
+            perf: &self.perf,
+            now: SystemTime::now(),
+            choices: Some(&choices),
+        };
+        (Steered::compile(policy, &self.geo, &inputs), choices)
+    }
+
+    fn keep_choices(&mut self, policy: &Policy, choices: Choices) {
+        let name = policy.name.to_string();
+        let incumbents = &mut self.perf.rum_mut().incumbents;
+        incumbents.retain(|(p, _), _| *p != name);
+        incumbents.extend(choices.into_inner());
+    }
+}
+
 /// Milliseconds since `start`, for the timings the control plane logs.
 fn ms(start: Instant) -> f64 {
     (start.elapsed().as_secs_f64() * 1e4).round() / 10.0
@@ -186,6 +215,7 @@ pub fn diff_files(
         health: &health,
         perf: &perf,
         now: SystemTime::now(),
+        choices: None,
     };
     let compile = |path: &std::path::Path| -> Result<Steered, LoadErrors> {
         let policy = policy::load_file(path).map_err(|e| one(e.to_string()))?;
@@ -227,6 +257,7 @@ fn load_state(config: Config, health: HealthView, perf: PerfView) -> Result<Stat
         health: &health,
         perf: &perf,
         now: SystemTime::now(),
+        choices: None,
     };
     for (source, text) in texts {
         match parse_checked(&source, &text, &zones, &geo) {
@@ -495,12 +526,7 @@ impl Controller {
                 }
                 Ok((key, policy)) => {
                     resume_ramps(&mut state, &policy, &key);
-                    let inputs = Inputs {
-                        health: &state.health,
-                        perf: &state.perf,
-                        now: SystemTime::now(),
-                    };
-                    let steered = Arc::new(Steered::compile(policy, &state.geo, &inputs));
+                    let steered = Arc::new(state.compile(policy));
                     next.insert(
                         key,
                         Entry {
@@ -596,12 +622,8 @@ impl Controller {
                 "{source}: name: the body is for {parsed_key}, but the request is for {key}"
             )));
         }
-        let inputs = Inputs {
-            health: &state.health,
-            perf: &state.perf,
-            now: SystemTime::now(),
-        };
-        let mut steered = Arc::new(Steered::compile(policy, &state.geo, &inputs));
+        let (compiled, choices) = state.compile_noting(policy);
+        let mut steered = Arc::new(compiled);
         let preview = preview::compare(current.map(|e| &*e.steered), &steered, &state.geo);
         let created = current.is_none();
         let new_etag = etag(text);
@@ -619,18 +641,10 @@ impl Controller {
         dir.write(&key, text)
             .map_err(|e| EditError::Storage(e.to_string()))?;
         let write_ms = ms(writing);
+        state.keep_choices(&steered.policy, choices);
         // Editing a policy is how an operator resumes a halted ramp.
         if resume_ramps(&mut state, &steered.policy, &key) {
-            let inputs = Inputs {
-                health: &state.health,
-                perf: &state.perf,
-                now: SystemTime::now(),
-            };
-            steered = Arc::new(Steered::compile(
-                steered.policy.clone(),
-                &state.geo,
-                &inputs,
-            ));
+            steered = Arc::new(state.compile(steered.policy.clone()));
         }
         state.policies.insert(
             key.clone(),
@@ -748,19 +762,39 @@ impl Controller {
         })
     }
 
-    /// Replace the measurements and recompile the policies with a performance step.
+    /// Replace the probe measurements (the RUM part stays) and recompile the policies with a
+    /// performance step that reads probes.
     pub fn set_perf(&self, perf: PerfView) -> u64 {
         let mut state = self.lock();
-        if state.perf == perf {
+        if state.perf.same_probes(&perf) {
             // The monitor refreshes on a timer; no new data must not mean a new generation.
             return self.published.load().generation;
         }
-        state.perf = perf;
+        state.perf.set_probes(&perf);
         self.recompile(&mut state, |p| {
-            p.chain
-                .iter()
-                .any(|s| matches!(s, policy::Step::Performance(_)))
+            p.chain.iter().any(|s| {
+                matches!(s, policy::Step::Performance(p) if p.source != policy::kinds::performance::Source::Rum)
+            })
         })
+    }
+
+    /// Replace the real-user measurements (the probe part stays): carry the regional
+    /// hold-downs and incumbents over, and recompile the policies that steer by RUM.
+    /// `min_attempts`: fetches a region needs before its failure rate counts.
+    pub fn set_rum(&self, mut rum: RumView, min_attempts: u64) -> u64 {
+        let mut state = self.lock();
+        let now = SystemTime::now();
+        rum.settle(
+            state.perf.rum(),
+            min_attempts,
+            state.config.health.hold_down,
+            now,
+        );
+        if rum == *state.perf.rum() {
+            return self.published.load().generation;
+        }
+        state.perf.set_rum(rum);
+        self.recompile(&mut state, Policy::uses_rum)
     }
 
     pub fn health(&self) -> HealthView {
@@ -771,21 +805,19 @@ impl Controller {
     fn recompile(&self, state: &mut State, affected: impl Fn(&Policy) -> bool) -> u64 {
         let started = Instant::now();
         let now = SystemTime::now();
-        let State {
-            geo,
-            policies,
-            health,
-            perf,
-            ..
-        } = &mut *state;
-        let inputs = Inputs { health, perf, now };
-        let mut recompiled = 0usize;
-        for entry in policies.values_mut() {
-            let due = entry.steered.next_change.is_some_and(|at| at <= now);
-            if affected(&entry.steered.policy) || due {
-                entry.steered =
-                    Arc::new(Steered::compile(entry.steered.policy.clone(), geo, &inputs));
-                recompiled += 1;
+        let due: Vec<(String, Policy)> = state
+            .policies
+            .iter()
+            .filter(|(_, e)| {
+                affected(&e.steered.policy) || e.steered.next_change.is_some_and(|at| at <= now)
+            })
+            .map(|(k, e)| (k.clone(), e.steered.policy.clone()))
+            .collect();
+        let recompiled = due.len();
+        for (key, policy) in due {
+            let steered = Arc::new(state.compile(policy));
+            if let Some(entry) = state.policies.get_mut(&key) {
+                entry.steered = steered;
             }
         }
         let compile_ms = ms(started);

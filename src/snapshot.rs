@@ -218,6 +218,7 @@ impl Snapshot {
             health: &self.health,
             perf: &self.perf,
             now,
+            choices: None,
         }
     }
 }

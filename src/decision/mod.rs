@@ -3,7 +3,8 @@
 //!
 //! [`compile`] runs on the control plane. It evaluates the policy's chain once per location
 //! class (distinct continent/country/subdivision of the GeoIP data), once per class for each
-//! ASN and CIDR that a rule names, and interns the outcomes. [`Table::decide`] is the hot path:
+//! ASN and CIDR that a rule names (and each ASN with real-user measurements, for RUM
+//! steering), and interns the outcomes. [`Table::decide`] is the hot path:
 //! a couple of comparisons, array indexes and one binary search for the ECS scope.
 //! [`Table::select`] turns an outcome into targets for one client network (a hash, for weighted
 //! picks and capacity spill-over). No allocation, no I/O, no locks. Pure; depends on `geo`, `policy`, `health`, `perf`.
@@ -153,9 +154,21 @@ pub fn compile(policy: &Policy, geo: &GeoDb, inputs: &Inputs) -> (Table, Option<
 
     let by_class = per_class(Client::default());
     let rules = policy.geo().map(|g| g.rules.as_slice()).unwrap_or(&[]);
+    // Rows per ASN: those rules name, and (RUM steering) those whose users measured any of
+    // this policy's targets, so a network's own users decide its answer.
+    let rum_asns = if policy.uses_rum() {
+        inputs
+            .perf
+            .rum()
+            .asns_for(policy.targets.iter().map(|t| t.id.as_str()))
+    } else {
+        Default::default()
+    };
+    let uses_asn = policy.uses_asn() || !rum_asns.is_empty();
     let mut asns: Vec<u32> = rules
         .iter()
         .flat_map(|r| r.matches.asn.iter().copied())
+        .chain(rum_asns)
         .collect();
     asns.sort_unstable();
     asns.dedup();
@@ -210,7 +223,7 @@ pub fn compile(policy: &Policy, geo: &GeoDb, inputs: &Inputs) -> (Table, Option<
         by_asn,
         by_cidr,
         uses_location,
-        uses_asn: policy.uses_asn(),
+        uses_asn,
         scopes,
         part_outcomes: part_outcomes.into(),
         answers: usize::from(policy.answers),
@@ -424,5 +437,7 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+#[cfg(test)]
+mod rum_tests;
 #[cfg(test)]
 mod tests;

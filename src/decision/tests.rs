@@ -18,6 +18,7 @@ fn inputs<'a>(health: &'a HealthView, perf: &'a PerfView) -> Inputs<'a> {
         health,
         perf,
         now: SystemTime::now(),
+        choices: None,
     }
 }
 
@@ -310,6 +311,7 @@ hold_down_s = 60
                 health,
                 perf: &perf,
                 now,
+                choices: None,
             },
         );
         let d = table.fallback();
@@ -382,6 +384,7 @@ order = ["a", "b"]
                 health: &health,
                 perf,
                 now: SystemTime::now(),
+                choices: None,
             },
         );
         target_of(&policy, &table, &geo, de).0
@@ -484,6 +487,7 @@ ramp = {{ target = "new", percent = [5, 25, 50, 100], step_s = 600, start_unix_s
                 health,
                 perf: &perf,
                 now,
+                choices: None,
             },
         );
         let s = shares(&policy, &table, &geo, 20_000);

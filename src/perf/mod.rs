@@ -1,11 +1,22 @@
-//! Measured performance of targets per region, as the decision compiler sees it.
+//! Measured performance of targets per region, as the decision compiler sees it: the one
+//! measurement view that every producer feeds and `compile` reads.
 //!
-//! A [`PerfView`] holds, per (target, region), a window's latency statistics and availability.
-//! Synthetic probes and the RUM beacon will fill it; the compiler only reads it. A region is a
-//! country, a continent, or the whole world, so the performance step can fall back from fine
-//! to coarse when a region has too few samples; RUM adds one finer level, a country's ASN. Pure.
+//! A [`PerfView`] holds two sources side by side, so neither overwrites the other:
+//! - **probes**: per (target, region), a window's latency mean/variance and availability,
+//!   replaced by the monitor ([`PerfView::set_probes`]);
+//! - **RUM** ([`RumView`]): per (target, region), the merged per-minute buckets of what real
+//!   browsers measured, replaced by the RUM collector ([`PerfView::set_rum`]), plus the state
+//!   the RUM ranking carries from one compile to the next (incumbents, regional hold-downs).
+//!
+//! A region is a country, a continent, or the whole world, so the performance step can fall
+//! back from fine to coarse when a region has too few samples; RUM adds one finer level, a
+//! country's ASN. Pure; depends on `geo` (continents) and `rum` (buckets).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use crate::rum::window::Bucket;
 
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
@@ -68,15 +79,140 @@ impl Stats {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PerfView {
     windows: HashMap<(String, Region), Stats>,
+    rum: RumView,
 }
 
 impl PerfView {
+    /// Probe latency window for (target, region).
     pub fn insert(&mut self, target: &str, region: Region, stats: Stats) {
         self.windows.insert((target.to_owned(), region), stats);
     }
 
     pub fn get(&self, target: &str, region: &Region) -> Option<&Stats> {
         self.windows.get(&(target.to_owned(), region.clone()))
+    }
+
+    /// Replace the probe windows with `probes`'s, keeping the RUM part.
+    pub fn set_probes(&mut self, probes: &PerfView) {
+        self.windows.clone_from(&probes.windows);
+    }
+
+    /// Whether the probe part equals `probes`'s (the monitor refreshes on a timer).
+    pub fn same_probes(&self, probes: &PerfView) -> bool {
+        self.windows == probes.windows
+    }
+
+    pub fn rum(&self) -> &RumView {
+        &self.rum
+    }
+
+    pub fn rum_mut(&mut self) -> &mut RumView {
+        &mut self.rum
+    }
+
+    /// Replace the RUM part, keeping the probe windows.
+    pub fn set_rum(&mut self, rum: RumView) {
+        self.rum = rum;
+    }
+}
+
+/// What real users measured, and what the RUM ranking remembers between compiles.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RumView {
+    /// Merged window per (target, region): counts, failures, latency histogram.
+    pub buckets: HashMap<(String, Region), Bucket>,
+    /// (policy key, region) → the target the ranking chose at the last compile: the
+    /// incumbent that a challenger must beat by confidence and margin (hysteresis).
+    pub incumbents: HashMap<(String, Region), String>,
+    /// Targets out in one region because users there fail to fetch from them: `None` while
+    /// failing, `Some(t)` once recovered, held out until `t` (the same hold-down as probe
+    /// health), so one good minute does not bring a flaky target back.
+    pub held_out: HashMap<(String, Region), Option<SystemTime>>,
+    /// Failure rate above which a target is out in a region.
+    pub max_failure_rate: f64,
+}
+
+impl RumView {
+    pub fn bucket(&self, target: &str, region: &Region) -> Option<&Bucket> {
+        self.buckets.get(&(target.to_owned(), region.clone()))
+    }
+
+    /// Whether users in `region` cannot use `target` at `now`.
+    pub fn is_held_out(&self, target: &str, region: &Region, now: SystemTime) -> bool {
+        match self.held_out.get(&(target.to_owned(), region.clone())) {
+            Some(None) => true,
+            Some(Some(until)) => now < *until,
+            None => false,
+        }
+    }
+
+    /// When a regional hold-down of `target` in `region` ends, if one is running at `now`.
+    pub fn held_until(&self, target: &str, region: &Region, now: SystemTime) -> Option<SystemTime> {
+        match self.held_out.get(&(target.to_owned(), region.clone())) {
+            Some(Some(until)) if now < *until => Some(*until),
+            _ => None,
+        }
+    }
+
+    /// The ASNs that have measurements of any of `targets`: the decision table compiles a
+    /// row for each, so a network's own users decide its answer.
+    pub fn asns_for<'a>(&self, targets: impl Iterator<Item = &'a str>) -> BTreeSet<u32> {
+        let targets: BTreeSet<&str> = targets.collect();
+        self.buckets
+            .keys()
+            .filter_map(|(t, r)| match r {
+                Region::Network { asn, .. } if targets.contains(t.as_str()) => Some(*asn),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Carry the regional hold-downs forward to a new window: a target failing in a region
+    /// (at least `min_attempts` fetches, failure rate over the maximum) is out there; one that
+    /// stops failing stays out until `hold_down` after it recovered.
+    pub fn settle(
+        &mut self,
+        prev: &RumView,
+        min_attempts: u64,
+        hold_down: std::time::Duration,
+        now: SystemTime,
+    ) {
+        let failing =
+            |b: &Bucket| b.attempts >= min_attempts && b.failure_rate() > self.max_failure_rate;
+        let mut held = HashMap::new();
+        let keys: BTreeSet<&(String, Region)> =
+            self.buckets.keys().chain(prev.held_out.keys()).collect();
+        for key in keys {
+            // No data any more (it aged out of the window) is no evidence of failing.
+            let now_failing = self.buckets.get(key).is_some_and(failing);
+            let state = match (now_failing, prev.held_out.get(key)) {
+                (true, _) => Some(None),
+                (false, Some(None)) => Some(Some(now + hold_down)),
+                (false, Some(Some(until))) if now < *until => Some(Some(*until)),
+                _ => None,
+            };
+            if let Some(state) = state {
+                held.insert(key.clone(), state);
+            }
+        }
+        self.held_out = held;
+        self.incumbents.clone_from(&prev.incumbents);
+    }
+}
+
+/// Where a compile writes the RUM ranking's choices, to become the next compile's incumbents.
+/// Only the control plane compiles with one; explanations re-run the chain without.
+#[derive(Debug, Default)]
+pub struct Choices(Mutex<HashMap<(String, Region), String>>);
+
+impl Choices {
+    pub fn record(&self, policy: &str, region: &Region, target: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert((policy.to_owned(), region.clone()), target.to_owned());
+    }
+
+    pub fn into_inner(self) -> HashMap<(String, Region), String> {
+        self.0.into_inner().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -13,7 +13,7 @@ use super::kinds::geo::ids;
 use super::{LastResort, Policy, Step, TargetId};
 use crate::geo::Location;
 use crate::health::HealthView;
-use crate::perf::PerfView;
+use crate::perf::{Choices, PerfView};
 
 /// Who the chain is evaluated for.
 #[derive(Debug, Clone, Copy, Default)]
@@ -30,6 +30,9 @@ pub struct Inputs<'a> {
     pub health: &'a HealthView,
     pub perf: &'a PerfView,
     pub now: SystemTime,
+    /// Where the RUM ranking records what it chose, to be the next compile's incumbents.
+    /// `None` when the evaluation must not leave a trace (explanations, previews).
+    pub choices: Option<&'a Choices>,
 }
 
 /// Why a client got its answer. Shown by explain tools.
@@ -197,8 +200,10 @@ pub fn evaluate(policy: &Policy, client: &Client, inputs: &Inputs, trace: &mut T
             }
             Step::Geo(geo) => (reason, rule) = geo.apply(policy, client, &mut candidates, trace),
             Step::Performance(p) => {
-                ranked_by_performance =
-                    p.apply(policy, client, inputs.perf, &mut candidates, trace);
+                let change;
+                (ranked_by_performance, change) =
+                    p.apply(policy, client, inputs, &mut candidates, trace);
+                next_change = earliest(next_change, change);
             }
             _ if ranked_by_performance => {
                 trace.note(|| format!("{}: skipped (performance decided)", step.kind()));
@@ -207,7 +212,7 @@ pub fn evaluate(policy: &Policy, client: &Client, inputs: &Inputs, trace: &mut T
                 if !candidates.is_empty() {
                     let (shares, change) =
                         w.shares_now(policy, &candidates, inputs.health, inputs.now, trace);
-                    next_change = change;
+                    next_change = earliest(next_change, change);
                     selected = Some(Pick::Weighted(shares));
                 }
             }
@@ -219,7 +224,7 @@ pub fn evaluate(policy: &Policy, client: &Client, inputs: &Inputs, trace: &mut T
                 let (ranked, change) =
                     ap.rank(policy, &candidates, inputs.health, inputs.now, trace);
                 candidates = ranked;
-                next_change = change;
+                next_change = earliest(next_change, change);
             }
         }
         if candidates.is_empty() {
@@ -252,6 +257,13 @@ pub fn evaluate(policy: &Policy, client: &Client, inputs: &Inputs, trace: &mut T
         reason,
         rule,
         next_change,
+    }
+}
+
+fn earliest(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<SystemTime> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -141,6 +141,14 @@ impl Policy {
         self.geo()
             .is_some_and(|g| g.rules.iter().any(|r| !r.matches.asn.is_empty()))
     }
+
+    /// Whether a performance step ranks by real-user measurements (which are kept per ASN).
+    pub fn uses_rum(&self) -> bool {
+        self.chain.iter().any(|s| match s {
+            Step::Performance(p) => p.source != kinds::performance::Source::Probes,
+            _ => false,
+        })
+    }
 }
 
 /// Read and validate one policy file.

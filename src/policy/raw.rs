@@ -56,12 +56,18 @@ pub enum RawStep {
         rules: Vec<RawRule>,
     },
     Performance {
+        #[serde(default)]
+        source: RawSource,
         #[serde(default = "default_min_samples")]
         min_samples: u64,
         #[serde(default = "default_confidence")]
         confidence: f64,
         #[serde(default = "default_min_availability")]
         min_availability: f64,
+        #[serde(default = "default_margin_ratio")]
+        margin_ratio: f64,
+        #[serde(default = "default_margin_ms")]
+        margin_ms: f64,
     },
     Weighted {
         weights: BTreeMap<String, u32>,
@@ -150,4 +156,25 @@ impl<T> OneOrMany<T> {
             OneOrMany::Many(many) => many,
         }
     }
+}
+
+/// `performance.source`: which measurements rank.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawSource {
+    #[default]
+    Probes,
+    Rum,
+    Both,
+}
+
+/// RUM hysteresis: 10% of the incumbent's p50 …
+fn default_margin_ratio() -> f64 {
+    0.10
+}
+
+/// … or 5 ms, whichever is easier to clear (Cedexis' sticky app switches below 0.65×; NS1's
+/// "stabilize" keeps answers within a percentage or a number of ms of the best).
+fn default_margin_ms() -> f64 {
+    5.0
 }

@@ -9,9 +9,9 @@ use hickory_proto::rr::Name;
 use super::kinds::active_passive::ActivePassive;
 use super::kinds::failover::Failover;
 use super::kinds::geo::{Geo, Match, Rule};
-use super::kinds::performance::Performance;
+use super::kinds::performance::{Performance, Source};
 use super::kinds::weighted::{Ramp, Weighted};
-use super::raw::{RawMatch, RawPolicy, RawRamp, RawRule, RawStep, RawTarget};
+use super::raw::{RawMatch, RawPolicy, RawRamp, RawRule, RawSource, RawStep, RawTarget};
 use super::{LastResort, Policy, Step, Target, TargetAnswer, TargetId};
 use crate::geo::iso;
 
@@ -292,10 +292,25 @@ impl Validator<'_> {
                 Step::Geo(Geo::new(rules, default))
             }
             RawStep::Performance {
+                source,
                 min_samples,
                 confidence,
                 min_availability,
+                margin_ratio,
+                margin_ms,
             } => {
+                if !(0.0..1.0).contains(&margin_ratio) {
+                    return Err(self.err(
+                        format!("{field}.margin_ratio"),
+                        format!("{margin_ratio} is not in [0, 1)"),
+                    ));
+                }
+                if !(0.0..=10_000.0).contains(&margin_ms) {
+                    return Err(self.err(
+                        format!("{field}.margin_ms"),
+                        format!("{margin_ms} is not in [0, 10000]"),
+                    ));
+                }
                 if min_samples < 2 {
                     return Err(self.err(
                         format!("{field}.min_samples"),
@@ -315,9 +330,16 @@ impl Validator<'_> {
                     ));
                 }
                 Step::Performance(Performance {
+                    source: match source {
+                        RawSource::Probes => Source::Probes,
+                        RawSource::Rum => Source::Rum,
+                        RawSource::Both => Source::Both,
+                    },
                     min_samples,
                     confidence,
                     min_availability,
+                    margin_ratio,
+                    margin_ms,
                 })
             }
             RawStep::Weighted { weights, ramp } => {
