@@ -11,7 +11,7 @@ use crate::geo::DbSource;
 
 const CONFIG: &str = include_str!("../examples/steerdns.toml");
 const ZONE: &str = include_str!("../examples/zones/example.com.zone");
-const POLICIES: [(&str, &str); 7] = [
+const POLICIES: [(&str, &str); 8] = [
     (
         "policies/www.example.com.toml",
         include_str!("../policies/www.example.com.toml"),
@@ -39,6 +39,10 @@ const POLICIES: [(&str, &str); 7] = [
     (
         "policies/perf.example.com.toml",
         include_str!("../policies/perf.example.com.toml"),
+    ),
+    (
+        "policies/rum.example.com.toml",
+        include_str!("../policies/rum.example.com.toml"),
     ),
 ];
 const CITY_DB: &[u8] = include_bytes!("../tests/fixtures/geoip/GeoIP2-City-Test.mmdb");

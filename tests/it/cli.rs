@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::support::*;
 
-const DEMO_POLICIES: [(&str, &str); 7] = [
+const DEMO_POLICIES: [(&str, &str); 8] = [
     ("www.example.com.toml", WWW_POLICY),
     ("pop.example.com.toml", POP_POLICY),
     (
@@ -29,6 +29,10 @@ const DEMO_POLICIES: [(&str, &str); 7] = [
     (
         "perf.example.com.toml",
         include_str!("../../policies/perf.example.com.toml"),
+    ),
+    (
+        "rum.example.com.toml",
+        include_str!("../../policies/rum.example.com.toml"),
     ),
 ];
 
@@ -146,7 +150,7 @@ async fn check_accepts_all_demo_policies_from_a_directory() {
     let config = write_config(&dir, DEMO_ZONE, &DEMO_POLICIES);
     let (code, stdout, stderr) = steerdns(&["check"], &[&config]).await;
     assert_eq!(code, Some(0), "{stdout}{stderr}");
-    assert!(stdout.contains("7 steered name(s)"), "{stdout}");
+    assert!(stdout.contains("8 steered name(s)"), "{stdout}");
 }
 
 /// Chains that are wrong: `check` names the file, the step and the reason, and exits 1.

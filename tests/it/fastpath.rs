@@ -18,6 +18,7 @@ const NAMES: &[&str] = &[
     "failover.example.com.",
     "ap.example.com.",
     "perf.example.com.",
+    "rum.example.com.",
     "weighted.example.com.",
     "ramp.example.com.",
     // static
