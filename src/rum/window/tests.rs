@@ -137,30 +137,44 @@ fn prune_drops_old_minutes_and_empty_keys() {
 }
 
 #[test]
-fn the_key_cap_evicts_the_stalest_keys() {
+fn the_key_cap_evicts_the_least_recently_updated_keys() {
     let mut win: Windows<u32> = Windows::new(Limits {
         max_keys: 1000,
         max_minutes: 6,
     });
-    // 500 old keys at minute 1, then a flood of new keys at minute 2.
+    // 500 old keys at minute 1; key 7 is updated again at minute 2, then new keys arrive.
     for k in 0..500 {
         win.record(k, 1, Some(10.0));
     }
-    // Keep one old key fresh: it must survive.
     win.record(7, 2, Some(10.0));
-    for k in 500..5000 {
+    for k in 500..1000 {
         win.record(k, 2, Some(10.0));
+    }
+    assert_eq!(
+        (win.len(), win.evicted_keys()),
+        (1000, 0),
+        "at the cap, nothing evicted"
+    );
+    // One more key: a batch of 1000 / 16 = 62 goes, the oldest updates first.
+    win.record(1000, 2, Some(10.0));
+    assert_eq!(win.evicted_keys(), 62);
+    assert_eq!(win.len(), 1000 - 62 + 1);
+    let held = |win: &Windows<u32>, k: u32| win.merged(&k, 2, 5).is_some();
+    assert!(!held(&win, 0) && !held(&win, 62), "oldest evicted");
+    assert!(held(&win, 7), "recently updated key kept");
+    assert!(held(&win, 63) && held(&win, 499) && held(&win, 500));
+    // A flood of new keys never exceeds the cap; a key kept busy survives it.
+    for k in 1001..6000 {
+        win.record(k, 2, Some(10.0));
+        if k % 100 == 0 {
+            win.record(7, 2, Some(10.0));
+        }
         assert!(win.len() <= 1000, "key {k}: {} keys", win.len());
     }
-    assert!(win.evicted_keys() >= 4000, "{}", win.evicted_keys());
-    assert!(win.merged(&7, 2, 5).is_some(), "fresh key evicted");
-    assert!(
-        (0..500)
-            .filter(|&k| k != 7)
-            .all(|k| win.merged(&k, 2, 5).is_none()),
-        "stale keys go first"
-    );
-    assert!(win.merged(&4999, 2, 5).is_some(), "the newest key is held");
+    assert!(held(&win, 7), "busy key evicted");
+    assert!(held(&win, 5999), "the newest key is held");
+    assert!((0..500).filter(|&k| k != 7).all(|k| !held(&win, k)));
+    assert!(win.bucket_count() <= 1000 * 6);
     let bound = win.limits().bound_bytes();
     assert!(bound > 0 && bound < 10_000_000, "{bound}");
 }
