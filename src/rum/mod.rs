@@ -14,3 +14,6 @@
 pub mod histogram;
 pub mod rank;
 pub mod window;
+
+#[cfg(test)]
+mod testing;

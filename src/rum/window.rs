@@ -9,9 +9,9 @@
 //! Memory is bounded by [`Limits`]: at most `max_keys` keys, each holding at most
 //! `max_minutes` consecutive minutes (older minutes are dropped as newer ones arrive), so the
 //! whole structure holds at most `max_keys × max_minutes` buckets of about 280 bytes each,
-//! plus the keys; see [`Limits::bound_bytes`]. When a new key arrives at the cap, the keys
-//! whose newest minute is oldest are evicted, a sixteenth of the cap at a time (so a flood
-//! of new keys costs amortised O(1) per key), and counted in [`Windows::evicted_keys`].
+//! plus the keys; see [`Limits::bound_bytes`]. When a new key arrives at the cap, the least
+//! recently updated keys are evicted, a sixteenth of the cap at a time (so a flood of new
+//! keys costs amortised O(1) per key), and counted in [`Windows::evicted_keys`].
 //! [`Windows::prune`] drops minutes that fell out of the window; the control loop calls it.
 //!
 //! Pure: depends on [`super::histogram`], `serde` (for [`Summary`]) and `std`.
@@ -147,18 +147,16 @@ pub struct Windows<K: Eq + Hash + Clone> {
     limits: Limits,
     evicted_keys: u64,
     late: u64,
+    /// Update counter: each series remembers the value at its last update (for eviction).
+    clock: u64,
 }
 
 /// One key's minutes, oldest first, distinct and ascending, at most `max_minutes` apart.
 #[derive(Clone, Debug, Default)]
 struct Series {
     minutes: VecDeque<(u64, Bucket)>,
-}
-
-impl Series {
-    fn newest(&self) -> u64 {
-        self.minutes.back().map_or(0, |(m, _)| *m)
-    }
+    /// [`Windows::clock`] at the last update; unique per series.
+    touched: u64,
 }
 
 impl<K: Eq + Hash + Clone> Default for Windows<K> {
@@ -178,6 +176,7 @@ impl<K: Eq + Hash + Clone> Windows<K> {
             },
             evicted_keys: 0,
             late: 0,
+            clock: 0,
         }
     }
 
@@ -194,7 +193,9 @@ impl<K: Eq + Hash + Clone> Windows<K> {
             self.evict_stalest();
         }
         let max_minutes = self.limits.max_minutes;
+        self.clock += 1;
         let series = self.series.entry(key).or_default();
+        series.touched = self.clock;
         let Some(bucket) = bucket_for(series, minute, max_minutes) else {
             self.late = self.late.saturating_add(1);
             return;
@@ -209,7 +210,9 @@ impl<K: Eq + Hash + Clone> Windows<K> {
             self.evict_stalest();
         }
         let max_minutes = self.limits.max_minutes;
+        self.clock += 1;
         let series = self.series.entry(key).or_default();
+        series.touched = self.clock;
         match bucket_for(series, minute, max_minutes) {
             Some(bucket) => bucket.merge(other),
             None => self.late = self.late.saturating_add(other.attempts),
@@ -283,31 +286,18 @@ impl<K: Eq + Hash + Clone> Windows<K> {
         });
     }
 
-    /// Evicts the keys whose newest minute is oldest, `max_keys / 16` (at least one) of them.
+    /// Evicts the least recently updated keys, `max_keys / 16` (at least one) of them.
     fn evict_stalest(&mut self) {
         let batch = (self.limits.max_keys / 16).max(1).min(self.series.len());
         if batch == 0 {
             return;
         }
-        let mut newest: Vec<u64> = self.series.values().map(Series::newest).collect();
-        let (_, cutoff, _) = newest.select_nth_unstable(batch - 1);
+        let mut touched: Vec<u64> = self.series.values().map(|s| s.touched).collect();
+        let (_, cutoff, _) = touched.select_nth_unstable(batch - 1);
+        // `touched` values are unique, so exactly `batch` keys are at or below the cutoff.
         let cutoff = *cutoff;
-        // Everything strictly older than the cutoff goes; ties at the cutoff go until the
-        // batch is full.
-        let strictly_older = newest.iter().filter(|&&m| m < cutoff).count();
-        let mut ties_to_drop = batch - strictly_older;
         let before = self.series.len();
-        self.series.retain(|_, s| {
-            let m = s.newest();
-            if m < cutoff {
-                false
-            } else if m == cutoff && ties_to_drop > 0 {
-                ties_to_drop -= 1;
-                false
-            } else {
-                true
-            }
-        });
+        self.series.retain(|_, s| s.touched > cutoff);
         self.evicted_keys = self
             .evicted_keys
             .saturating_add((before - self.series.len()) as u64);
