@@ -15,5 +15,7 @@ mod health;
 mod policies;
 mod protocol;
 mod robustness;
+mod rum_browser;
+mod rum_ingest;
 mod steering;
 mod transport;
