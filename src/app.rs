@@ -165,6 +165,14 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
         watch,
         cancel.clone(),
     )));
+    if let (Some(collector), Some(rum)) = (&rum_collector, &config.rum) {
+        tasks.push(tokio::spawn(control::feed_rum(
+            controller.clone(),
+            collector.clone(),
+            rum.max_failure_rate,
+            cancel.clone(),
+        )));
+    }
 
     Ok(Running {
         dns_addrs: dns.addrs.clone(),

@@ -60,6 +60,7 @@ struct RawRum {
     #[serde(default)]
     trusted_proxies: Vec<String>,
     timeout_ms: Option<u32>,
+    max_failure_rate: Option<f64>,
     #[serde(default, rename = "target")]
     targets: Vec<RawRumTarget>,
     #[serde(default)]
@@ -252,6 +253,8 @@ pub struct RumConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Fetch timeout in the browser; a slower fetch counts as a failure (default 4000 ms).
     pub timeout_ms: u32,
+    /// Failure rate over which a target is out in a region (seed guidance: 5%).
+    pub max_failure_rate: f64,
     /// What browsers time, at most [`RUM_MAX_TARGETS`].
     pub targets: Vec<RumTarget>,
     pub resolver_map: ResolverMapConfig,
@@ -553,6 +556,7 @@ fn parse_rum(
         beacons_per_network_per_minute,
         trusted_proxies,
         timeout_ms,
+        max_failure_rate,
         targets,
         resolver_map,
     } = raw;
@@ -592,6 +596,13 @@ fn parse_rum(
     }
     if init_port == Some(0) {
         return Err((field("init_port"), "must be 1..=65535".into()));
+    }
+    let max_failure_rate = max_failure_rate.unwrap_or(0.05);
+    if !(0.0..1.0).contains(&max_failure_rate) {
+        return Err((
+            field("max_failure_rate"),
+            format!("{max_failure_rate} is not in [0, 1)"),
+        ));
     }
     let sample_rate = sample_rate.unwrap_or(1.0);
     if !(0.0..=1.0).contains(&sample_rate) {
@@ -699,6 +710,7 @@ fn parse_rum(
         beacons_per_network_per_minute: per_minute,
         trusted_proxies,
         timeout_ms,
+        max_failure_rate,
         targets: checked,
         resolver_map: ResolverMapConfig {
             min_sessions,

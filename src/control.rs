@@ -986,6 +986,40 @@ async fn run_loop(
     }
 }
 
+/// How often real-user windows are folded into the decision inputs. Beacons arrive all the
+/// time; one recompile a second at most bounds the cost, and minute windows move slower.
+pub const RUM_INTERVAL: Duration = Duration::from_secs(1);
+/// Fetches a region needs before its failure rate counts against a target there.
+pub const RUM_MIN_ATTEMPTS: u64 = 20;
+
+/// Until cancelled: every [`RUM_INTERVAL`], hand the collector's merged windows to the
+/// controller, which recompiles the RUM-steered names when they changed.
+pub async fn feed_rum(
+    controller: Arc<Controller>,
+    collector: Arc<crate::rum::collector::Collector>,
+    max_failure_rate: f64,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(RUM_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (controller, collector) = (controller.clone(), collector.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            let rum = RumView {
+                buckets: collector.view(SystemTime::now()),
+                max_failure_rate,
+                ..RumView::default()
+            };
+            controller.set_rum(rum, RUM_MIN_ATTEMPTS)
+        })
+        .await;
+    }
+}
+
 /// A watch on the policy directory and the notices it sends.
 pub struct PolicyWatch {
     _watcher: Option<notify::RecommendedWatcher>,
