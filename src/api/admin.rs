@@ -14,7 +14,7 @@
 //! | `GET /api/v1/health` | health of every reported target |
 //! | `PUT /api/v1/health/{target}` `{"state":"up"\|"down"}`, `DELETE` | operator override |
 //! | `POST /api/v1/probe-results` | a JSON array of probe results from an agent |
-//! | `GET /api/v1/measurements` | RUM windows: target → region → samples, p50/p75/p95, failure rate |
+//! | `GET /api/v1/measurements` | RUM windows (target → region → samples, p50/p75/p95, failure rate), and what the serving snapshot uses: probe windows, RUM windows, each region's RUM choice, regional hold-outs |
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -310,20 +310,77 @@ pub fn parse_client(text: &str) -> Result<Asker, String> {
 /// The RUM windows now: `{"window_minutes": 5, "rum": {target: {region: Summary}}}`, regions
 /// spelled as in explain (`network DE/AS3320`, `country DE`, `continent EU`, `world`);
 /// `rum` is `null` without `[rum]`.
+/// Two views: `rum`, the collector's live windows (what the next recompile will read), and
+/// `serving`, what the serving snapshot was compiled with: probe windows, the RUM windows,
+/// each (policy, region) ranking's current choice (the incumbent a challenger must beat),
+/// and the targets held out of a region.
 async fn measurements(State(admin): State<Admin>) -> Response {
+    use std::collections::BTreeMap;
+    let snapshot = admin.controller.published().load();
+    let now = std::time::SystemTime::now();
+    let perf = &snapshot.perf;
+    let mut probes: BTreeMap<String, BTreeMap<String, serde_json::Value>> = BTreeMap::new();
+    for ((target, region), s) in perf.probes() {
+        probes.entry(target.clone()).or_default().insert(
+            region.to_string(),
+            json!({ "samples": s.samples, "mean_ms": s.mean_ms, "availability": s.availability }),
+        );
+    }
+    let rum = perf.rum();
+    let mut windows: BTreeMap<String, BTreeMap<String, _>> = BTreeMap::new();
+    for ((target, region), bucket) in &rum.buckets {
+        windows
+            .entry(target.clone())
+            .or_default()
+            .insert(region.to_string(), bucket.summary());
+    }
+    let mut choices: Vec<_> = rum
+        .incumbents
+        .iter()
+        .map(|((policy, region), target)| {
+            json!({ "policy": policy, "region": region.to_string(), "target": target })
+        })
+        .collect();
+    choices.sort_by_key(|c| c.to_string());
+    let mut held_out: Vec<_> = rum
+        .held_out
+        .iter()
+        .filter(|((t, r), _)| rum.is_held_out(t, r, now))
+        .map(|((target, region), until)| {
+            json!({
+                "target": target,
+                "region": region.to_string(),
+                "state": if until.is_some() { "recovered, in hold-down" } else { "failing" },
+                "until": until.map(crate::policy::eval::utc),
+            })
+        })
+        .collect();
+    held_out.sort_by_key(|c| c.to_string());
+    let serving = json!({
+        "generation": snapshot.generation,
+        "probes": probes,
+        "rum": windows,
+        "rum_choices": choices,
+        "rum_held_out": held_out,
+    });
     let Some(collector) = &admin.rum else {
-        return Json(json!({ "window_minutes": null, "rum": null })).into_response();
+        return Json(json!({ "window_minutes": null, "rum": null, "serving": serving }))
+            .into_response();
     };
-    let view = collector.view(std::time::SystemTime::now());
-    let mut by_target: std::collections::BTreeMap<String, std::collections::BTreeMap<String, _>> =
-        std::collections::BTreeMap::new();
+    let view = collector.view(now);
+    let mut by_target: BTreeMap<String, BTreeMap<String, _>> = BTreeMap::new();
     for ((target, region), bucket) in &view {
         by_target
             .entry(target.clone())
             .or_default()
             .insert(region.to_string(), bucket.summary());
     }
-    Json(json!({ "window_minutes": collector.window_minutes(), "rum": by_target })).into_response()
+    Json(json!({
+        "window_minutes": collector.window_minutes(),
+        "rum": by_target,
+        "serving": serving,
+    }))
+    .into_response()
 }
 
 async fn health_list(State(admin): State<Admin>) -> Response {

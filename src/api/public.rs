@@ -106,11 +106,6 @@ async fn metrics(
         udp.fast.load(Ordering::Relaxed),
         udp.full.load(Ordering::Relaxed),
     );
-    let _ = writeln!(
-        out,
-        "# HELP steerdns_target_health Health of each reported target (1 for its current state).\n\
-         # TYPE steerdns_target_health gauge"
-    );
     if let Some(rum) = &rum {
         let c = &rum.counters;
         let _ = writeln!(
@@ -139,6 +134,30 @@ async fn metrics(
             );
         }
     }
+    {
+        let rum = snapshot.perf.rum();
+        let now = std::time::SystemTime::now();
+        let held = rum
+            .held_out
+            .keys()
+            .filter(|(t, r)| rum.is_held_out(t, r, now))
+            .count();
+        let _ = writeln!(
+            out,
+            "# HELP steerdns_rum_windows (target, region) RUM windows the serving snapshot was compiled with.\n\
+             # TYPE steerdns_rum_windows gauge\n\
+             steerdns_rum_windows {}\n\
+             # HELP steerdns_rum_held_out Targets out in a region because its users fail to fetch them.\n\
+             # TYPE steerdns_rum_held_out gauge\n\
+             steerdns_rum_held_out {held}",
+            rum.buckets.len(),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP steerdns_target_health Health of each reported target (1 for its current state).\n\
+         # TYPE steerdns_target_health gauge"
+    );
     for (target, h) in snapshot.health.iter() {
         let target = target.replace(['\\', '"', '\n'], "_");
         for state in [

@@ -92,6 +92,11 @@ impl PerfView {
         self.windows.get(&(target.to_owned(), region.clone()))
     }
 
+    /// Every probe window: ((target, region), stats).
+    pub fn probes(&self) -> impl Iterator<Item = (&(String, Region), &Stats)> {
+        self.windows.iter()
+    }
+
     /// Replace the probe windows with `probes`'s, keeping the RUM part.
     pub fn set_probes(&mut self, probes: &PerfView) {
         self.windows.clone_from(&probes.windows);

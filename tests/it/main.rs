@@ -12,6 +12,7 @@ mod explain;
 mod fastpath;
 mod file_watch;
 mod health;
+mod metrics;
 mod policies;
 mod protocol;
 mod robustness;
