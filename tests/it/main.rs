@@ -17,6 +17,7 @@ mod protocol;
 mod robustness;
 mod rum_browser;
 mod rum_ingest;
+mod rum_steering;
 mod steering;
 mod timed;
 mod transport;
