@@ -1,6 +1,7 @@
 //! RUM steering in compiled tables, on the bundled test databases: per-ASN rows, the fallback
 //! from network to country, hysteresis across compiles, and region-scoped availability.
-//! Facts: `149.101.100.0/28` is US/NA in AS6167, `214.78.120.0` is US/NA in AS721.
+//! Facts: `149.101.100.0/28` is US/NA in AS6167, `214.78.120.0` is US/NA in AS721,
+//! `216.160.83.56` is US/NA with no ASN.
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
@@ -12,6 +13,7 @@ use crate::rum::window::Bucket;
 
 const CELLCO: &str = "149.101.100.1";
 const DOD: &str = "214.78.120.1";
+const MILTON: &str = "216.160.83.57";
 const US: [u8; 2] = *b"US";
 
 const POLICY: &str = r#"
@@ -178,12 +180,25 @@ fn a_target_failing_in_one_network_is_out_there_only_with_a_hold_down() {
     let now = SystemTime::now();
     let hold = Duration::from_secs(30);
     let data = |failed: u64| {
+        // a is faster everywhere, but AS6167's users fail to fetch it `failed` times in 200.
+        // The coarser levels add up both networks, as the collector does: with 30 failures
+        // the US, North America and the world fail a too (30 of 400 > 5%).
+        let (a_net, a_all) = (
+            bucket(200 - failed, 20.0, failed),
+            bucket(400 - failed, 20.0, failed),
+        );
+        let continent = Region::Continent(crate::geo::Continent::NorthAmerica);
         view(&[
-            // a is faster everywhere, but AS6167's users fail to fetch it `failed` times in 200.
-            ("a", network(6167), bucket(200 - failed, 20.0, failed)),
+            ("a", network(6167), a_net),
             ("b", network(6167), bucket(200, 40.0, 0)),
-            ("a", Region::Country(US), bucket(400, 20.0, 0)),
+            ("a", network(721), bucket(200, 20.0, 0)),
+            ("b", network(721), bucket(200, 40.0, 0)),
+            ("a", Region::Country(US), a_all.clone()),
             ("b", Region::Country(US), bucket(400, 40.0, 0)),
+            ("a", continent.clone(), a_all.clone()),
+            ("b", continent, bucket(400, 40.0, 0)),
+            ("a", Region::World, a_all),
+            ("b", Region::World, bucket(400, 40.0, 0)),
         ])
     };
     let mut failing = data(30);
@@ -197,7 +212,20 @@ fn a_target_failing_in_one_network_is_out_there_only_with_a_hold_down() {
     assert_eq!(
         answer(&policy, &c.table, &geo, DOD).0,
         "a",
-        "a still serves AS721"
+        "a still serves AS721: its own users fetch it fine"
+    );
+    assert_eq!(
+        answer(&policy, &c.table, &geo, MILTON).0,
+        "b",
+        "a network without data of its own follows its country"
+    );
+    assert!(
+        failing
+            .held_out
+            .keys()
+            .all(|(_, r)| r.judges_availability()),
+        "never out by continent or world: {:?}",
+        failing.held_out
     );
 
     // Recovered: held out for the hold-down, and the table says when it changes.

@@ -33,6 +33,14 @@ pub enum Region {
     World,
 }
 
+impl Region {
+    /// Whether real users' failures here can take a target out (a network or a country):
+    /// "out in that region only" would mean nothing at the continent or world level.
+    pub fn judges_availability(&self) -> bool {
+        matches!(self, Region::Network { .. } | Region::Country(_))
+    }
+}
+
 impl std::fmt::Display for Region {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -129,12 +137,16 @@ pub struct RumView {
     /// (policy key, region) → the target the ranking chose at the last compile: the
     /// incumbent that a challenger must beat by confidence and margin (hysteresis).
     pub incumbents: HashMap<(String, Region), String>,
-    /// Targets out in one region because users there fail to fetch from them: `None` while
-    /// failing, `Some(t)` once recovered, held out until `t` (the same hold-down as probe
-    /// health), so one good minute does not bring a flaky target back.
+    /// Targets out in one network or country because users there fail to fetch from them:
+    /// `None` while failing, `Some(t)` once recovered, held out until `t` (the same hold-down
+    /// as probe health), so one good minute does not bring a flaky target back. Continents
+    /// and the world are never here: they sum every network's fetches, so one failing network
+    /// would take the target out for everyone.
     pub held_out: HashMap<(String, Region), Option<SystemTime>>,
     /// Failure rate above which a target is out in a region.
     pub max_failure_rate: f64,
+    /// Fetches a region needs before its failure rate counts (set by [`RumView::settle`]).
+    pub min_attempts: u64,
 }
 
 impl RumView {
@@ -149,6 +161,31 @@ impl RumView {
             Some(Some(until)) => now < *until,
             None => false,
         }
+    }
+
+    /// Where `target` is out for a client in `regions` (finest first), if it is: the client's
+    /// network, else its country. The finer of the two with a verdict decides: a network
+    /// whose own users fetch the target fine (at least `min_attempts` times, not failing)
+    /// keeps it even when its country, summed over every network there, is failing; a
+    /// network without enough data of its own follows its country.
+    pub fn out_in<'r>(
+        &self,
+        target: &str,
+        regions: &'r [Region],
+        now: SystemTime,
+    ) -> Option<&'r Region> {
+        for region in regions.iter().filter(|r| r.judges_availability()) {
+            if self.is_held_out(target, region, now) {
+                return Some(region);
+            }
+            if self
+                .bucket(target, region)
+                .is_some_and(|b| b.attempts >= self.min_attempts)
+            {
+                return None;
+            }
+        }
+        None
     }
 
     /// When a regional hold-down of `target` in `region` ends, if one is running at `now`.
@@ -172,9 +209,9 @@ impl RumView {
             .collect()
     }
 
-    /// Carry the regional hold-downs forward to a new window: a target failing in a region
-    /// (at least `min_attempts` fetches, failure rate over the maximum) is out there; one that
-    /// stops failing stays out until `hold_down` after it recovered.
+    /// Carry the regional hold-downs forward to a new window: a target failing in a network
+    /// or country (at least `min_attempts` fetches, failure rate over the maximum) is out
+    /// there; one that stops failing stays out until `hold_down` after it recovered.
     pub fn settle(
         &mut self,
         prev: &RumView,
@@ -185,8 +222,13 @@ impl RumView {
         let failing =
             |b: &Bucket| b.attempts >= min_attempts && b.failure_rate() > self.max_failure_rate;
         let mut held = HashMap::new();
-        let keys: BTreeSet<&(String, Region)> =
-            self.buckets.keys().chain(prev.held_out.keys()).collect();
+        self.min_attempts = min_attempts;
+        let keys: BTreeSet<&(String, Region)> = self
+            .buckets
+            .keys()
+            .filter(|(_, r)| r.judges_availability())
+            .chain(prev.held_out.keys())
+            .collect();
         for key in keys {
             // No data any more (it aged out of the window) is no evidence of failing.
             let now_failing = self.buckets.get(key).is_some_and(failing);

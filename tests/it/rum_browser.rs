@@ -22,7 +22,7 @@ use super::rum_ingest::{http, metric, rum_config, start_rum};
 use crate::support::*;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
-const TEST_PAGE: &str = include_str!("../../rum-beacon/test/index.html");
+pub const TEST_PAGE: &str = include_str!("../../rum-beacon/test/index.html");
 
 /// A fake CDN: answers `/rum/test.gif` after `delay`, or with 503 when `fail`; records the
 /// query strings it saw.
@@ -53,7 +53,7 @@ async fn object(State(cdn): State<Cdn>, RawQuery(query): RawQuery) -> Response {
     r
 }
 
-async fn serve(router: Router) -> SocketAddr {
+pub async fn serve(router: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -75,13 +75,13 @@ async fn start_cdn(delay_ms: u64, fail: bool) -> (SocketAddr, Cdn) {
 }
 
 /// Headless Chromium, killed (with its process group) on drop.
-struct Browser {
+pub struct Browser {
     child: Child,
     _profile: TempDir,
 }
 
 impl Browser {
-    fn open(url: &str) -> Self {
+    pub fn open(url: &str) -> Self {
         if !std::path::Path::new(CHROMIUM).exists() {
             panic!(
                 "{CHROMIUM} is required by this test: install the Debian package chromium \

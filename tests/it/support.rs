@@ -753,6 +753,32 @@ pub async fn try_http_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<HttpResponse, String> {
+    try_http_request_from(None, addr, method, path, headers, body).await
+}
+
+/// Like [`http_request`], from this local address (e.g. 127.0.0.2, to be a proxy the server
+/// trusts while everything else on loopback is not).
+pub async fn http_request_from(
+    local: IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    try_http_request_from(Some(local), addr, method, path, headers, body)
+        .await
+        .unwrap_or_else(|e| panic!("HTTP {method} {path} from {local}: {e}"))
+}
+
+async fn try_http_request_from(
+    local: Option<IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpResponse, String> {
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -762,9 +788,21 @@ pub async fn try_http_request(
     }
     head.push_str("\r\n");
     let raw = tokio::time::timeout(HTTP_TIMEOUT, async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
+        let mut stream = match local {
+            None => TcpStream::connect(addr).await,
+            Some(ip) => {
+                let socket = match ip {
+                    IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                    IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+                }
+                .map_err(|e| format!("socket: {e}"))?;
+                socket
+                    .bind(SocketAddr::new(ip, 0))
+                    .map_err(|e| format!("bind {ip}: {e}"))?;
+                socket.connect(addr).await
+            }
+        }
+        .map_err(|e| format!("connect: {e}"))?;
         let mut request = head.into_bytes();
         request.extend_from_slice(body);
         let _ = stream.write_all(&request).await;

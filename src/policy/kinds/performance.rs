@@ -8,7 +8,8 @@
 //!   and hysteresis: a challenger replaces the incumbent (the target this region's ranking
 //!   chose at the last compile) only when it is better with `confidence` **and** by a
 //!   practical margin (`margin_ratio` of the incumbent's p50, or `margin_ms`). A target that
-//!   users in a region fail to fetch from is out in that region only, with a hold-down.
+//!   users in a network or country fail to fetch from is out there only, with a hold-down
+//!   (the network's own verdict, when it has enough fetches, wins over its country's).
 //! - **`both`**: at each level, RUM first; probes where RUM has too few samples there.
 //!
 //! Levels are tried from fine to coarse; the first where at least two candidates have
@@ -253,9 +254,9 @@ fn regions(client: &Client) -> Vec<Region> {
     .collect()
 }
 
-/// Drop the candidates that users in one of the client's regions fail to fetch from (unless
-/// that would leave none: an answer beats none). Returns when the earliest regional hold-down
-/// of a dropped target ends.
+/// Drop the candidates that users in the client's network or country fail to fetch from
+/// ([`RumView::out_in`]), unless that would leave none: an answer beats none. Returns when the
+/// earliest regional hold-down of a dropped target ends.
 fn drop_held_out(
     policy: &Policy,
     regions: &[Region],
@@ -268,10 +269,7 @@ fn drop_held_out(
         return None;
     }
     let now = inputs.now;
-    let out_in = |t: TargetId| {
-        let id = &policy.target(t).id;
-        regions.iter().find(|r| rum.is_held_out(id, r, now))
-    };
+    let out_in = |t: TargetId| rum.out_in(&policy.target(t).id, regions, now);
     let kept: Vec<TargetId> = candidates
         .iter()
         .copied()
