@@ -7,7 +7,7 @@
 //! with file, field and reason, and the last good snapshot keeps serving. Depends on `config`,
 //! `zone`, `policy`, `geo`, `health`, `perf`, `snapshot`, `store`, `preview`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,7 +21,7 @@ use crate::config::{Config, PolicySource, TextSource};
 use crate::decision::fnv1a;
 use crate::geo::GeoDb;
 use crate::health::{self, HealthView};
-use crate::perf::{Choices, PerfView, RumView};
+use crate::perf::{Choices, PerfView, Region, RumView};
 use crate::policy::{self, Inputs, Policy};
 use crate::preview::{self, Preview};
 use crate::snapshot::{self, DnsSettings, Published, Snapshot, Steered};
@@ -118,6 +118,11 @@ struct State {
     measured: HealthView,
     overrides: HealthView,
     perf: PerfView,
+    /// (policy, region) → what that RUM ranking chose at the policy's last compile. Copied
+    /// into `perf`'s incumbents just before the policy compiles again, so the snapshot holds,
+    /// per policy, the incumbents its serving table was compiled against: explanations re-run
+    /// exactly that ranking ("beats incumbent …" at the switch, not after it).
+    rum_choices: HashMap<(String, Region), String>,
 }
 
 pub struct Controller {
@@ -140,7 +145,16 @@ impl State {
     }
 
     /// Compile without keeping the choices yet (an edit keeps them once it is written).
-    fn compile_noting(&self, policy: Policy) -> (Steered, Choices) {
+    fn compile_noting(&mut self, policy: Policy) -> (Steered, Choices) {
+        let name = policy.name.to_string();
+        let incumbents = &mut self.perf.rum_mut().incumbents;
+        incumbents.retain(|(p, _), _| *p != name);
+        incumbents.extend(
+            self.rum_choices
+                .iter()
+                .filter(|((p, _), _)| *p == name)
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         let choices = Choices::default();
         let inputs = Inputs {
             health: &self.health,
@@ -153,9 +167,8 @@ impl State {
 
     fn keep_choices(&mut self, policy: &Policy, choices: Choices) {
         let name = policy.name.to_string();
-        let incumbents = &mut self.perf.rum_mut().incumbents;
-        incumbents.retain(|(p, _), _| *p != name);
-        incumbents.extend(choices.into_inner());
+        self.rum_choices.retain(|(p, _), _| *p != name);
+        self.rum_choices.extend(choices.into_inner());
     }
 }
 
@@ -302,6 +315,7 @@ fn load_state(config: Config, health: HealthView, perf: PerfView) -> Result<Stat
         overrides: HealthView::default(),
         health,
         perf,
+        rum_choices: HashMap::new(),
     })
 }
 
@@ -458,6 +472,7 @@ impl Controller {
             let mut next = load_state(config, state.health.clone(), state.perf.clone())?;
             next.measured = state.measured.clone();
             next.overrides = state.overrides.clone();
+            next.rum_choices = state.rum_choices.clone();
             Ok(next)
         });
         let result = loaded.and_then(|next| {
@@ -609,10 +624,13 @@ impl Controller {
         let started = Instant::now();
         // Say first that the demo cannot be edited at all, before asking for an ETag.
         let dir = Self::policy_dir(&state)?;
-        let current = state.policies.get(&key);
+        let current = state
+            .policies
+            .get(&key)
+            .map(|e| (e.etag.clone(), e.steered.clone()));
         // A preview changes nothing, so it needs no ETag (If-Match is still checked if sent).
         if !dry_run || pre.if_match.is_some() || pre.if_none_match {
-            check_precondition(&key, current.map(|e| e.etag.as_str()), pre)?;
+            check_precondition(&key, current.as_ref().map(|(etag, _)| etag.as_str()), pre)?;
         }
         let source = dir.path_of(&key).display().to_string();
         let (parsed_key, policy) =
@@ -624,7 +642,7 @@ impl Controller {
         }
         let (compiled, choices) = state.compile_noting(policy);
         let mut steered = Arc::new(compiled);
-        let preview = preview::compare(current.map(|e| &*e.steered), &steered, &state.geo);
+        let preview = preview::compare(current.as_ref().map(|(_, s)| &**s), &steered, &state.geo);
         let created = current.is_none();
         let new_etag = etag(text);
         if dry_run {
@@ -1140,5 +1158,62 @@ mod tests {
         );
         drop(watcher);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The explanation of a RUM switch names the switch: the snapshot holds the incumbents
+    /// the serving table was compiled against, not the choice that compile made.
+    #[test]
+    fn explain_of_a_rum_switch_names_the_incumbent_it_beat() {
+        use crate::perf::{Region, RumView};
+        use crate::rum::window::Bucket;
+        let controller =
+            Controller::start(crate::demo::config(), ConfigOrigin::Demo).expect("the demo");
+        let bucket = |ms: f64| {
+            let mut b = Bucket::default();
+            for i in 0..200 {
+                b.record(Some(ms * (0.9 + 0.2 * f64::from(i) / 200.0)));
+            }
+            b
+        };
+        let view = |a_ms: f64, b_ms: f64| RumView {
+            buckets: [("cdn-a", a_ms), ("cdn-b", b_ms)]
+                .into_iter()
+                .map(|(t, ms)| ((t.to_owned(), Region::World), bucket(ms)))
+                .collect(),
+            max_failure_rate: 0.05,
+            ..RumView::default()
+        };
+        let steps = |controller: &Controller| {
+            let snapshot = controller.published().load();
+            let name = hickory_proto::rr::LowerName::from(
+                Name::from_ascii("rum.example.com.").expect("a name"),
+            );
+            let steered = snapshot
+                .steered
+                .get(&name)
+                .expect("rum.example.com")
+                .clone();
+            let asker = crate::dns::answer::Asker {
+                resolver: "10.0.0.1".parse().expect("an address"),
+                subnet: None,
+            };
+            let e = crate::explain::explain(&snapshot, &steered, &asker);
+            (e.steps.join(" | "), e.targets.join(","))
+        };
+        controller.set_rum(view(20.0, 60.0), 20);
+        let (why, targets) = steps(&controller);
+        assert_eq!(targets, "cdn-a", "{why}");
+        controller.set_rum(view(60.0, 20.0), 20);
+        let (why, targets) = steps(&controller);
+        assert_eq!(targets, "cdn-b", "{why}");
+        assert!(
+            why.contains("incumbent cdn-a"),
+            "names the incumbent it beat: {why}"
+        );
+        // The next compile keeps cdn-b, now the incumbent.
+        controller.set_rum(view(61.0, 20.0), 20);
+        let (why, targets) = steps(&controller);
+        assert_eq!(targets, "cdn-b", "{why}");
+        assert!(why.contains("incumbent cdn-b"), "{why}");
     }
 }

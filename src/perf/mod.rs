@@ -134,8 +134,9 @@ impl PerfView {
 pub struct RumView {
     /// Merged window per (target, region): counts, failures, latency histogram.
     pub buckets: HashMap<(String, Region), Bucket>,
-    /// (policy key, region) → the target the ranking chose at the last compile: the
-    /// incumbent that a challenger must beat by confidence and margin (hysteresis).
+    /// (policy, region) → the target that region's ranking chose at the policy's previous
+    /// compile: the incumbent a challenger must beat by confidence and margin (hysteresis).
+    /// Per policy, these are the incumbents its serving table was compiled against.
     pub incumbents: HashMap<(String, Region), String>,
     /// Targets out in one network or country because users there fail to fetch from them:
     /// `None` while failing, `Some(t)` once recovered, held out until `t` (the same hold-down

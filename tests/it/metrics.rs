@@ -29,10 +29,7 @@ fn exposition_errors(text: &str) -> Vec<String> {
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
         }
-        let name = line
-            .split(['{', ' '])
-            .next()
-            .unwrap_or_default();
+        let name = line.split(['{', ' ']).next().unwrap_or_default();
         let in_family = family.as_deref().is_some_and(|f| {
             name == f
                 || ["_total", "_bucket", "_sum", "_count"]
