@@ -19,6 +19,7 @@ pub mod monitor;
 pub mod perf;
 pub mod policy;
 pub mod preview;
+pub mod rum;
 pub mod snapshot;
 pub mod store;
 pub mod wire;
