@@ -12,6 +12,8 @@ use serde::Deserialize;
 
 use crate::geo::{DbSource, Location, Override, iso};
 use crate::health::tracker::Thresholds;
+use crate::rum::init_zone::InitZoneConfig;
+use crate::rum::resolver_map::ResolverMapConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}: {field}{sep}{reason}", sep = if field.is_empty() { "" } else { ": " })]
@@ -40,6 +42,19 @@ struct RawConfig {
     health: RawHealth,
     #[serde(default)]
     probes: RawProbes,
+    rum: Option<RawRum>,
+}
+
+/// `[rum]`, the keys resolver mapping reads: the zone whose `<nonce>.<zone>` names steerdns
+/// answers, what they resolve to, and `[rum.resolver_map]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRum {
+    zone: Option<String>,
+    #[serde(default)]
+    init_addresses: Vec<String>,
+    #[serde(default)]
+    resolver_map: ResolverMapConfig,
 }
 
 /// `[health]`: how probe results become health. Every field is optional (see
@@ -182,6 +197,10 @@ pub struct Config {
     pub agent_countries: AgentCountries,
     /// Probe target directory to run inside `serve`, and the location label it reports as.
     pub probes: Option<(PathBuf, String)>,
+    /// `[rum] zone` and `init_addresses`: resolver mapping's nonce names; `None`: off.
+    pub rum_zone: Option<InitZoneConfig>,
+    /// `[rum.resolver_map]`.
+    pub rum_resolver_map: ResolverMapConfig,
 }
 
 pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";
@@ -222,6 +241,7 @@ impl Config {
             policies,
             health,
             probes,
+            rum,
         } = raw;
         let RawDns {
             listen,
@@ -333,6 +353,33 @@ impl Config {
             }
         };
 
+        let (rum_zone, rum_resolver_map) = match rum {
+            None => (None, ResolverMapConfig::default()),
+            Some(RawRum {
+                zone,
+                init_addresses,
+                resolver_map,
+            }) => {
+                let zone = match zone {
+                    Some(zone) => Some(
+                        InitZoneConfig::parse(&zone, &init_addresses)
+                            .map_err(|(f, r)| err(&format!("rum.{f}"), r))?,
+                    ),
+                    None if !init_addresses.is_empty() => {
+                        return Err(err(
+                            "rum.zone",
+                            "required when rum.init_addresses is set".into(),
+                        ));
+                    }
+                    None => None,
+                };
+                let map = resolver_map
+                    .validate()
+                    .map_err(|e| err(&format!("rum.resolver_map.{}", e.field), e.reason))?;
+                (zone, map)
+            }
+        };
+
         Ok(Config {
             source: file.to_owned(),
             dns_listen,
@@ -351,6 +398,8 @@ impl Config {
             health,
             agent_countries,
             probes,
+            rum_zone,
+            rum_resolver_map,
         })
     }
 }
@@ -551,6 +600,41 @@ mod tests {
         ];
         for (body, field) in cases {
             let text = format!("[[geoip.override]]\n{body}\n{zone}");
+            let e = Config::parse("x.toml", &text, Path::new(".")).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
+    }
+
+    #[test]
+    fn rum_resolver_mapping_keys() {
+        let zone = "[[zone]]\norigin = \"example.com\"\n";
+        let text = format!(
+            "{zone}[rum]\nzone = \"rum.example.com\"\ninit_addresses = [\"127.0.0.1\"]\n\
+             [rum.resolver_map]\nmin_sessions = 3\n"
+        );
+        let c = Config::parse("x.toml", &text, Path::new(".")).unwrap();
+        assert_eq!(
+            c.rum_zone.as_ref().map(|z| z.zone.to_ascii()).as_deref(),
+            Some("rum.example.com.")
+        );
+        assert_eq!(c.rum_resolver_map.min_sessions, 3);
+        assert_eq!(c.rum_resolver_map.min_share, 0.8);
+        let none = Config::parse("x.toml", zone, Path::new(".")).unwrap();
+        assert!(none.rum_zone.is_none());
+        let cases = [
+            ("zone = \"rum.example.com\"", "rum.init_addresses"),
+            ("init_addresses = [\"127.0.0.1\"]", "rum.zone"),
+            (
+                "zone = \"rum.example.com\"\ninit_addresses = [\"x\"]",
+                "rum.init_addresses",
+            ),
+            (
+                "[rum.resolver_map]\nmin_share = 0.3",
+                "rum.resolver_map.min_share",
+            ),
+        ];
+        for (body, field) in cases {
+            let text = format!("{zone}[rum]\n{body}\n");
             let e = Config::parse("x.toml", &text, Path::new(".")).unwrap_err();
             assert_eq!(e.field, field, "{e}");
         }
