@@ -91,6 +91,24 @@ async fn metrics(State(Shared { published, udp }): State<Shared>) -> String {
         "# HELP steerdns_target_health Health of each reported target (1 for its current state).\n\
          # TYPE steerdns_target_health gauge"
     );
+    let _ = writeln!(
+        out,
+        "# HELP steerdns_rum_resolver_map_size Resolvers located as their users (resolver mapping).\n\
+         # TYPE steerdns_rum_resolver_map_size gauge\n\
+         steerdns_rum_resolver_map_size {}",
+        snapshot.resolver_map.len()
+    );
+    if let Some(rum) = &snapshot.rum {
+        let log = rum.log.stats();
+        let _ = writeln!(
+            out,
+            "# HELP steerdns_rum_nonce_queries_total Queries for RUM nonce names, by outcome: logged, or dropped because the log was full.\n\
+             # TYPE steerdns_rum_nonce_queries_total counter\n\
+             steerdns_rum_nonce_queries_total{{outcome=\"logged\"}} {}\n\
+             steerdns_rum_nonce_queries_total{{outcome=\"dropped\"}} {}",
+            log.recorded, log.dropped
+        );
+    }
     for (target, h) in snapshot.health.iter() {
         let target = target.replace(['\\', '"', '\n'], "_");
         for state in [
