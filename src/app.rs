@@ -18,6 +18,8 @@ use crate::dns::{self, DnsServer};
 use crate::health::tracker::Tracker;
 use crate::monitor::{self, Monitor};
 use crate::perf::Region;
+use crate::rum::resolver_map::{Limits, ResolverSessions};
+use crate::rum::task::{self as rum_task, SharedSessions};
 use crate::snapshot::Published;
 
 /// The environment variable that sets the admin token (wins over `[admin] token_file`).
@@ -35,6 +37,9 @@ pub struct Running {
     pub published: Arc<Published>,
     /// Where probe results go in.
     pub monitor: Monitor,
+    /// Resolver mapping's join: the beacon side records accepted sessions here
+    /// (`record_session`); the nonce log is drained into it every second.
+    pub resolver_sessions: SharedSessions,
     dns: DnsServer,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -119,6 +124,15 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
         }
     };
 
+    let resolver_sessions: SharedSessions = Arc::new(std::sync::Mutex::new(ResolverSessions::new(
+        Limits::default(),
+    )));
+    tasks.push(rum_task::spawn(
+        controller.clone(),
+        resolver_sessions.clone(),
+        cancel.clone(),
+    ));
+
     let watch = {
         let c = controller.clone();
         tokio::task::spawn_blocking(move || control::watch(&c))
@@ -139,6 +153,7 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
         controller,
         published,
         monitor,
+        resolver_sessions,
         dns,
         cancel,
         tasks,

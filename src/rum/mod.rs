@@ -9,10 +9,12 @@
 //! - [`nonce_log`]: the bounded, lossy log DNS threads write without blocking.
 //! - [`init_zone`]: the RUM zone's settings as a snapshot holds them.
 //! - [`resolver_map`]: the pure join and the immutable map queries read.
+//! - [`task`]: the control-side loop that drains the log and republishes the map.
 //!
-//! Depends on nothing else in the crate.
+//! Depends on `geo` (nothing else) except [`task`], which drives the `control::Controller`.
 
 pub mod init_zone;
 pub mod nonce;
 pub mod nonce_log;
 pub mod resolver_map;
+pub mod task;

@@ -15,5 +15,6 @@ mod health;
 mod policies;
 mod protocol;
 mod robustness;
+mod rum_resolver;
 mod steering;
 mod transport;
