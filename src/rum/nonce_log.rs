@@ -20,7 +20,7 @@ use ipnet::IpNet;
 use super::nonce::Nonce;
 
 /// Entries the log holds between two drains. Drained every second, this is 32,768 nonce
-/// queries a second before anything is lost (about 2.5 MB).
+/// queries a second before anything is lost (88 bytes each: about 3 MB).
 pub const CAPACITY: usize = 32_768;
 
 /// One query for `<nonce>.<rum zone>`.

@@ -202,7 +202,8 @@ impl ResolverMap {
     }
 }
 
-/// Caps that bound memory. Defaults: about 50 MB in the worst case.
+/// Caps that bound memory. Defaults: about 70 MB in the worst case (some 35 MB of nonces in
+/// flight at about 175 bytes each, 30 MB of counting cells at up to 64).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Nonces in flight (seen on one side, or joined and kept to spot repeats).
@@ -226,7 +227,7 @@ impl Default for Limits {
             nonces: 200_000,
             nonce_ttl_s: 600,
             resolvers: 100_000,
-            cells: 1_000_000,
+            cells: 500_000,
             groups: 8,
             networks: 4,
             resolvers_per_nonce: 4,
