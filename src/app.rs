@@ -12,18 +12,21 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, RumConfig};
 use crate::control::{self, ConfigOrigin, Controller};
 use crate::dns::{self, DnsServer};
 use crate::health::tracker::Tracker;
 use crate::monitor::{self, Monitor};
 use crate::perf::Region;
+use crate::rum::collector::Collector;
 use crate::rum::resolver_map::{Limits, ResolverSessions};
 use crate::rum::task::{self as rum_task, SharedSessions};
 use crate::snapshot::Published;
 
 /// The environment variable that sets the admin token (wins over `[admin] token_file`).
 pub const TOKEN_ENV: &str = "STEERDNS_ADMIN_TOKEN";
+/// The environment variable that sets the RUM token secret (wins over `[rum] secret_file`).
+pub const RUM_SECRET_ENV: &str = "STEERDNS_RUM_SECRET";
 
 /// A started server. Drop does not stop it; call [`Running::shutdown`].
 pub struct Running {
@@ -40,6 +43,9 @@ pub struct Running {
     /// Resolver mapping's join: the beacon side records accepted sessions here
     /// (`record_session`); the nonce log is drained into it every second.
     pub resolver_sessions: SharedSessions,
+    /// The RUM collector, when `[rum]` is set: the control loop reads
+    /// [`crate::rum::collector::Collector::view`] and the resolver map reads its sessions.
+    pub rum: Option<Arc<Collector>>,
     dns: DnsServer,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -48,6 +54,7 @@ pub struct Running {
 /// Build the first snapshot, bind the listeners and start serving.
 pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Running> {
     let admin_token = admin_token(&config)?;
+    let rum_secret = config.rum.as_ref().map(rum_secret).transpose()?;
     let controller = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || Controller::start(config, origin))
@@ -97,12 +104,36 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
         info!("DNS listening on {addr} (UDP and TCP)");
     }
 
+    let rum = match (&config.rum, rum_secret) {
+        (Some(rum_config), Some(secret)) => {
+            let collector = Arc::new(Collector::new(rum_config.window_minutes));
+            let api = crate::api::rum::Rum::new(
+                rum_config.clone(),
+                &secret,
+                random_bytes()?,
+                published.clone(),
+                collector.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!("rum: {e}"))?;
+            if config.http_listen.is_none() {
+                warn!("[rum] is set but the HTTP listener is off: no beacon can arrive");
+            }
+            Some((Arc::new(api), collector))
+        }
+        _ => None,
+    };
+    let rum_collector = rum.as_ref().map(|(_, c)| c.clone());
+
     let http_addr = match config.http_listen {
         None => None,
         Some(addr) => Some(
             serve_http(
                 addr,
-                crate::api::public::router(published.clone(), dns.udp_stats.clone()),
+                crate::api::public::router(
+                    published.clone(),
+                    dns.udp_stats.clone(),
+                    rum.map(|(api, _)| api),
+                ),
                 &cancel,
                 &mut tasks,
                 "HTTP",
@@ -118,8 +149,12 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
                     "the admin API listens on {addr}, beyond loopback: keep its token secret and use TLS in front"
                 );
             }
-            let router =
-                crate::api::admin::router(controller.clone(), monitor.clone(), admin_token.clone());
+            let router = crate::api::admin::router(
+                controller.clone(),
+                monitor.clone(),
+                admin_token.clone(),
+                rum_collector.clone(),
+            );
             Some(serve_http(addr, router, &cancel, &mut tasks, "admin API").await?)
         }
     };
@@ -130,6 +165,7 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
     tasks.push(rum_task::spawn(
         controller.clone(),
         resolver_sessions.clone(),
+        rum_collector.clone(),
         cancel.clone(),
     ));
 
@@ -154,6 +190,7 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
         published,
         monitor,
         resolver_sessions,
+        rum: rum_collector,
         dns,
         cancel,
         tasks,
@@ -174,11 +211,47 @@ async fn serve_http(
     info!("{what} listening on {bound}");
     let cancel = cancel.clone();
     tasks.push(tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
+        // Peer addresses for the RUM endpoints (client network, rate limit).
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let _ = axum::serve(listener, service)
             .with_graceful_shutdown(cancel.cancelled_owned())
             .await;
     }));
     Ok(bound)
+}
+
+/// The RUM token secret: from the environment, or from `[rum] secret_file` (trailing
+/// whitespace trimmed); at least 32 bytes.
+fn rum_secret(rum: &RumConfig) -> anyhow::Result<Vec<u8>> {
+    let min = crate::rum::token::MIN_SECRET_LEN;
+    let (secret, from) = if let Ok(secret) = std::env::var(RUM_SECRET_ENV) {
+        (secret.into_bytes(), RUM_SECRET_ENV.to_owned())
+    } else if let Some(path) = &rum.secret_file {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("rum.secret_file {}", path.display()))?;
+        (bytes, format!("{}: rum.secret_file", path.display()))
+    } else {
+        anyhow::bail!(
+            "rum: no secret for beacon tokens: set {RUM_SECRET_ENV} or rum.secret_file \
+             (at least {min} random bytes, e.g. `head -c 32 /dev/urandom | base64`)"
+        );
+    };
+    let end = secret
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    if end < min {
+        anyhow::bail!("{from}: the RUM secret must be at least {min} bytes");
+    }
+    Ok(secret[..end].to_vec())
+}
+
+fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading random bytes")?;
+    Ok(bytes)
 }
 
 /// The admin token: from the environment, from the token file, or generated and logged.
@@ -200,10 +273,7 @@ fn admin_token(config: &Config) -> anyhow::Result<Arc<str>> {
         }
         return Ok(token.trim().into());
     }
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("generating an admin token")?;
+    let bytes: [u8; 16] = random_bytes().context("generating an admin token")?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     if config.admin_listen.is_some() {
         info!(

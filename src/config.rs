@@ -12,8 +12,6 @@ use serde::Deserialize;
 
 use crate::geo::{DbSource, Location, Override, iso};
 use crate::health::tracker::Thresholds;
-use crate::rum::init_zone::InitZoneConfig;
-use crate::rum::resolver_map::ResolverMapConfig;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}: {field}{sep}{reason}", sep = if field.is_empty() { "" } else { ": " })]
@@ -45,16 +43,43 @@ struct RawConfig {
     rum: Option<RawRum>,
 }
 
-/// `[rum]`, the keys resolver mapping reads: the zone whose `<nonce>.<zone>` names steerdns
-/// answers, what they resolve to, and `[rum.resolver_map]`.
-#[derive(Debug, Deserialize, Default)]
+/// `[rum]`: real-user measurements (the beacon, its ingest, resolver mapping). Absent: off.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRum {
-    zone: Option<String>,
+    secret_file: Option<PathBuf>,
+    zone: String,
     #[serde(default)]
     init_addresses: Vec<String>,
+    init_scheme: Option<String>,
+    init_port: Option<u16>,
+    sample_rate: Option<f64>,
+    window_minutes: Option<u32>,
+    token_ttl_s: Option<u64>,
+    beacons_per_network_per_minute: Option<u32>,
     #[serde(default)]
-    resolver_map: ResolverMapConfig,
+    trusted_proxies: Vec<String>,
+    timeout_ms: Option<u32>,
+    #[serde(default, rename = "target")]
+    targets: Vec<RawRumTarget>,
+    #[serde(default)]
+    resolver_map: RawResolverMap,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRumTarget {
+    id: String,
+    small: String,
+    large: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawResolverMap {
+    min_sessions: Option<u64>,
+    min_share: Option<f64>,
+    window_h: Option<u32>,
 }
 
 /// `[health]`: how probe results become health. Every field is optional (see
@@ -197,11 +222,57 @@ pub struct Config {
     pub agent_countries: AgentCountries,
     /// Probe target directory to run inside `serve`, and the location label it reports as.
     pub probes: Option<(PathBuf, String)>,
-    /// `[rum] zone` and `init_addresses`: resolver mapping's nonce names; `None`: off.
-    pub rum_zone: Option<InitZoneConfig>,
-    /// `[rum.resolver_map]`.
-    pub rum_resolver_map: ResolverMapConfig,
+    /// Real-user measurements; `None` (no `[rum]`): off.
+    pub rum: Option<RumConfig>,
 }
+
+/// `[rum]`, validated. Field docs give the defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RumConfig {
+    /// File holding the HMAC key for beacon tokens (at least 32 bytes); the environment
+    /// variable `STEERDNS_RUM_SECRET` wins over it. Read at start, not here.
+    pub secret_file: Option<PathBuf>,
+    /// The resolver-mapping zone, lower case without the trailing dot: browsers fetch
+    /// `<nonce>.<zone>`, and steerdns answers those names.
+    pub zone: String,
+    /// What `<nonce>.<zone>` resolves to: where this server's HTTP listener is reachable.
+    pub init_addresses: Vec<std::net::IpAddr>,
+    /// Scheme of the init URL (`https`, or `http` for tests and plain-HTTP setups).
+    pub init_scheme: String,
+    /// Port of the init URL; `None`: the port the browser used to reach `/rum/v1/config`.
+    pub init_port: Option<u16>,
+    /// Share of page views that measure, 0..=1 (default 1).
+    pub sample_rate: f64,
+    /// Minutes of beacons a ranking reads, 1..=60 (default 5).
+    pub window_minutes: u32,
+    /// How long a token from `/rum/v1/config` is good for (default 300 s, 10..=3600).
+    pub token_ttl: Duration,
+    /// Beacons accepted per client /24 or /48 per minute (a token bucket; default 60).
+    pub beacons_per_network_per_minute: u32,
+    /// Peers whose `X-Forwarded-For` is believed (a load balancer in front).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Fetch timeout in the browser; a slower fetch counts as a failure (default 4000 ms).
+    pub timeout_ms: u32,
+    /// What browsers time, at most [`RUM_MAX_TARGETS`].
+    pub targets: Vec<RumTarget>,
+    pub resolver_map: ResolverMapConfig,
+}
+
+/// One `[[rum.target]]`: a target id used by policies and its test objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RumTarget {
+    pub id: String,
+    /// A small object (a 1x1 GIF, a few bytes): latency and availability.
+    pub small: String,
+    /// Optional larger object (about 100 KB): throughput.
+    pub large: Option<String>,
+}
+
+/// `[rum.resolver_map]` (defaults, ranges and meaning: `rum::resolver_map`).
+pub use crate::rum::resolver_map::ResolverMapConfig;
+
+/// Targets one beacon times, at most: each costs the visitor two or three fetches.
+pub const RUM_MAX_TARGETS: usize = 16;
 
 pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
@@ -353,32 +424,10 @@ impl Config {
             }
         };
 
-        let (rum_zone, rum_resolver_map) = match rum {
-            None => (None, ResolverMapConfig::default()),
-            Some(RawRum {
-                zone,
-                init_addresses,
-                resolver_map,
-            }) => {
-                let zone = match zone {
-                    Some(zone) => Some(
-                        InitZoneConfig::parse(&zone, &init_addresses)
-                            .map_err(|(f, r)| err(&format!("rum.{f}"), r))?,
-                    ),
-                    None if !init_addresses.is_empty() => {
-                        return Err(err(
-                            "rum.zone",
-                            "required when rum.init_addresses is set".into(),
-                        ));
-                    }
-                    None => None,
-                };
-                let map = resolver_map
-                    .validate()
-                    .map_err(|e| err(&format!("rum.resolver_map.{}", e.field), e.reason))?;
-                (zone, map)
-            }
-        };
+        let rum = rum
+            .map(|raw| parse_rum(raw, &resolve))
+            .transpose()
+            .map_err(|(f, r)| err(&format!("rum.{f}"), r))?;
 
         Ok(Config {
             source: file.to_owned(),
@@ -398,8 +447,7 @@ impl Config {
             health,
             agent_countries,
             probes,
-            rum_zone,
-            rum_resolver_map,
+            rum,
         })
     }
 }
@@ -481,6 +529,192 @@ fn parse_health(raw: RawHealth) -> Result<(Thresholds, AgentCountries), FieldErr
         countries.push((agent, c));
     }
     Ok((t, countries))
+}
+
+/// Validate `[rum]`; the error is (field below `rum.`, reason).
+fn parse_rum(
+    raw: RawRum,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<RumConfig, (String, String)> {
+    let RawRum {
+        secret_file,
+        zone,
+        init_addresses,
+        init_scheme,
+        init_port,
+        sample_rate,
+        window_minutes,
+        token_ttl_s,
+        beacons_per_network_per_minute,
+        trusted_proxies,
+        timeout_ms,
+        targets,
+        resolver_map,
+    } = raw;
+    let field = |f: &str| f.to_owned();
+    let zone = zone.trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if zone.is_empty() || zone.len() > 200 || !zone.split('.').all(label_ok) {
+        return Err((
+            field("zone"),
+            format!("{zone:?} is not a DNS name like rum.example.com"),
+        ));
+    }
+    let init_addresses = init_addresses
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.parse::<std::net::IpAddr>().map_err(|_| {
+                (
+                    format!("init_addresses[{i}]"),
+                    format!("{a:?} is not an IP address"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let init_scheme = init_scheme.unwrap_or_else(|| "https".to_owned());
+    if init_scheme != "https" && init_scheme != "http" {
+        return Err((
+            field("init_scheme"),
+            format!("{init_scheme:?} must be \"https\" or \"http\""),
+        ));
+    }
+    if init_port == Some(0) {
+        return Err((field("init_port"), "must be 1..=65535".into()));
+    }
+    let sample_rate = sample_rate.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&sample_rate) {
+        return Err((
+            field("sample_rate"),
+            format!("{sample_rate} is not in [0, 1]"),
+        ));
+    }
+    let window_minutes = window_minutes.unwrap_or(5);
+    if !(1..=60).contains(&window_minutes) {
+        return Err((
+            field("window_minutes"),
+            format!("{window_minutes} is out of range 1..=60"),
+        ));
+    }
+    let token_ttl_s = token_ttl_s.unwrap_or(300);
+    if !(10..=3600).contains(&token_ttl_s) {
+        return Err((
+            field("token_ttl_s"),
+            format!("{token_ttl_s} is out of range 10..=3600"),
+        ));
+    }
+    let per_minute = beacons_per_network_per_minute.unwrap_or(60);
+    if !(1..=100_000).contains(&per_minute) {
+        return Err((
+            field("beacons_per_network_per_minute"),
+            format!("{per_minute} is out of range 1..=100000"),
+        ));
+    }
+    let trusted_proxies = trusted_proxies
+        .iter()
+        .enumerate()
+        .map(|(i, c)| iso::parse_network(c).map_err(|r| (format!("trusted_proxies[{i}]"), r)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let timeout_ms = timeout_ms.unwrap_or(4000);
+    if !(100..=60_000).contains(&timeout_ms) {
+        return Err((
+            field("timeout_ms"),
+            format!("{timeout_ms} is out of range 100..=60000"),
+        ));
+    }
+    if targets.is_empty() {
+        return Err((
+            field("target"),
+            "at least one [[rum.target]] is needed (what would browsers time?)".into(),
+        ));
+    }
+    if targets.len() > RUM_MAX_TARGETS {
+        return Err((
+            field("target"),
+            format!("{} targets; at most {RUM_MAX_TARGETS}", targets.len()),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut checked = Vec::with_capacity(targets.len());
+    for (i, t) in targets.into_iter().enumerate() {
+        let RawRumTarget { id, small, large } = t;
+        let id_ok = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !id_ok {
+            return Err((
+                format!("target[{i}].id"),
+                format!("{id:?} must be 1 to 64 of A-Z a-z 0-9 - _ ."),
+            ));
+        }
+        if !seen.insert(id.clone()) {
+            return Err((format!("target[{i}].id"), format!("{id:?} appears twice")));
+        }
+        check_url(&small).map_err(|r| (format!("target[{i}].small"), r))?;
+        if let Some(large) = &large {
+            check_url(large).map_err(|r| (format!("target[{i}].large"), r))?;
+        }
+        checked.push(RumTarget { id, small, large });
+    }
+    let RawResolverMap {
+        min_sessions,
+        min_share,
+        window_h,
+    } = resolver_map;
+    let d = ResolverMapConfig::default();
+    let resolver_map = ResolverMapConfig {
+        min_sessions: min_sessions.unwrap_or(d.min_sessions),
+        min_share: min_share.unwrap_or(d.min_share),
+        window_h: window_h.unwrap_or(d.window_h),
+    }
+    .validate()
+    .map_err(|e| (format!("resolver_map.{}", e.field), e.reason))?;
+    Ok(RumConfig {
+        secret_file: secret_file.map(resolve),
+        zone,
+        init_addresses,
+        init_scheme,
+        init_port,
+        sample_rate,
+        window_minutes,
+        token_ttl: Duration::from_secs(token_ttl_s),
+        beacons_per_network_per_minute: per_minute,
+        trusted_proxies,
+        timeout_ms,
+        targets: checked,
+        resolver_map,
+    })
+}
+
+/// A test-object URL: absolute http(s), no spaces or quotes (it goes into JSON and a fetch).
+fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("{url:?} must be an absolute http:// or https:// URL"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.contains('@') {
+        return Err(format!("{url:?} has no host (or has credentials)"));
+    }
+    if url.len() > 2000 || url.bytes().any(|b| b <= b' ' || b == b'"' || b >= 0x7f) {
+        return Err(format!(
+            "{url:?} must be at most 2000 printable ASCII characters without spaces or quotes"
+        ));
+    }
+    if url.contains('#') {
+        return Err(format!(
+            "{url:?}: no fragment, please (the beacon appends a query)"
+        ));
+    }
+    Ok(())
 }
 
 /// Check one override; the error is (field, reason).
@@ -606,44 +840,107 @@ mod tests {
     }
 
     #[test]
-    fn rum_resolver_mapping_keys() {
-        let zone = "[[zone]]\norigin = \"example.com\"\n";
-        let text = format!(
-            "{zone}[rum]\nzone = \"rum.example.com\"\ninit_addresses = [\"127.0.0.1\"]\n\
-             [rum.resolver_map]\nmin_sessions = 3\n"
-        );
-        let c = Config::parse("x.toml", &text, Path::new(".")).unwrap();
-        assert_eq!(
-            c.rum_zone.as_ref().map(|z| z.zone.to_ascii()).as_deref(),
-            Some("rum.example.com.")
-        );
-        assert_eq!(c.rum_resolver_map.min_sessions, 3);
-        assert_eq!(c.rum_resolver_map.min_share, 0.8);
-        let none = Config::parse("x.toml", zone, Path::new(".")).unwrap();
-        assert!(none.rum_zone.is_none());
-        let cases = [
-            ("zone = \"rum.example.com\"", "rum.init_addresses"),
-            ("init_addresses = [\"127.0.0.1\"]", "rum.zone"),
-            (
-                "zone = \"rum.example.com\"\ninit_addresses = [\"x\"]",
-                "rum.init_addresses",
-            ),
-            (
-                "[rum.resolver_map]\nmin_share = 0.3",
-                "rum.resolver_map.min_share",
-            ),
-        ];
-        for (body, field) in cases {
-            let text = format!("{zone}[rum]\n{body}\n");
-            let e = Config::parse("x.toml", &text, Path::new(".")).unwrap_err();
-            assert_eq!(e.field, field, "{e}");
-        }
-    }
-
-    #[test]
     fn payload_out_of_range() {
         let text = "[dns]\nmax_udp_payload = 100\n[[zone]]\norigin = \"example.com\"\n";
         let e = Config::parse("x.toml", text, Path::new(".")).unwrap_err();
         assert_eq!(e.field, "dns.max_udp_payload");
+    }
+
+    const RUM: &str = "[rum]\nzone = \"RUM.example.com.\"\nsecret_file = \"rum.secret\"\n\
+        [[rum.target]]\nid = \"cdn-a\"\nsmall = \"https://cdn-a.example.net/rum/test.gif\"\n";
+
+    #[test]
+    fn rum_is_off_without_its_table_and_defaults_with_it() {
+        let zone = "[[zone]]\norigin = \"example.com\"\n";
+        assert!(
+            Config::parse("x.toml", zone, Path::new("."))
+                .unwrap()
+                .rum
+                .is_none()
+        );
+        let c = Config::parse("etc/x.toml", &format!("{zone}{RUM}"), Path::new("etc")).unwrap();
+        let rum = c.rum.unwrap();
+        assert_eq!(rum.zone, "rum.example.com");
+        assert_eq!(
+            rum.secret_file.as_deref(),
+            Some(Path::new("etc/rum.secret"))
+        );
+        assert_eq!(rum.window_minutes, 5);
+        assert_eq!(rum.sample_rate, 1.0);
+        assert_eq!(rum.token_ttl, Duration::from_secs(300));
+        assert_eq!(rum.init_scheme, "https");
+        assert_eq!(rum.resolver_map.min_sessions, 50);
+    }
+
+    #[test]
+    fn rum_fields_are_validated() {
+        let zone = "[[zone]]\norigin = \"example.com\"\n";
+        let cases = [
+            ("sample_rate = 1.5", "rum.sample_rate"),
+            ("window_minutes = 0", "rum.window_minutes"),
+            ("window_minutes = 61", "rum.window_minutes"),
+            ("token_ttl_s = 5", "rum.token_ttl_s"),
+            ("timeout_ms = 10", "rum.timeout_ms"),
+            ("init_scheme = \"ftp\"", "rum.init_scheme"),
+            ("init_addresses = [\"nope\"]", "rum.init_addresses[0]"),
+            (
+                "trusted_proxies = [\"10.0.0.1/8\"]",
+                "rum.trusted_proxies[0]",
+            ),
+            (
+                "beacons_per_network_per_minute = 0",
+                "rum.beacons_per_network_per_minute",
+            ),
+            (
+                "resolver_map = { min_share = 0.2 }",
+                "rum.resolver_map.min_share",
+            ),
+        ];
+        for (line, field) in cases {
+            let text = format!(
+                "{zone}{}",
+                RUM.replace("[[rum.target]]", &format!("{line}\n[[rum.target]]"))
+            );
+            let e = Config::parse("x.toml", &text, Path::new(".")).unwrap_err();
+            assert_eq!(e.field, field, "{line}: {e}");
+        }
+        let twice = format!("{zone}{RUM}[[rum.target]]\nid = \"cdn-a\"\nsmall = \"https://x/\"\n");
+        assert_eq!(
+            Config::parse("x.toml", &twice, Path::new("."))
+                .unwrap_err()
+                .field,
+            "rum.target[1].id"
+        );
+        let bad_url = format!("{zone}{}", RUM.replace("https://cdn-a", "cdn-a"));
+        assert_eq!(
+            Config::parse("x.toml", &bad_url, Path::new("."))
+                .unwrap_err()
+                .field,
+            "rum.target[0].small"
+        );
+        let no_target = format!("{zone}[rum]\nzone = \"rum.example.com\"\n");
+        assert_eq!(
+            Config::parse("x.toml", &no_target, Path::new("."))
+                .unwrap_err()
+                .field,
+            "rum.target"
+        );
+        let bad_zone = format!("{zone}{}", RUM.replace("RUM.example.com.", "-x..com"));
+        assert_eq!(
+            Config::parse("x.toml", &bad_zone, Path::new("."))
+                .unwrap_err()
+                .field,
+            "rum.zone"
+        );
+        let unknown = format!(
+            "{zone}{}",
+            RUM.replace("[[rum.target]]", "colour = 1\n[[rum.target]]")
+        );
+        assert!(
+            Config::parse("x.toml", &unknown, Path::new("."))
+                .unwrap_err()
+                .to_string()
+                .contains("colour")
+        );
     }
 }

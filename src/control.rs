@@ -24,7 +24,7 @@ use crate::health::{self, HealthView};
 use crate::perf::PerfView;
 use crate::policy::{self, Inputs, Policy};
 use crate::preview::{self, Preview};
-use crate::rum::init_zone::InitZone;
+use crate::rum::init_zone::{InitZone, InitZoneConfig};
 use crate::rum::nonce_log::{self, NonceLog};
 use crate::rum::resolver_map::{ResolverMap, ResolverMapConfig};
 use crate::snapshot::{self, DnsSettings, Published, Snapshot, Steered};
@@ -231,12 +231,14 @@ fn load_state(
     let zones = Zones::new(zones)
         .map_err(|e| errors.push(e.to_string()))
         .ok();
-    if let (Some(rum), Some(zones)) = (&config.rum_zone, &zones) {
-        if zones.find(&LowerName::new(&rum.zone)).is_none() {
-            errors.push(format!(
+    if let (Some(rum), Some(zones)) = (init_zone_config(&config), &zones) {
+        match rum {
+            Ok(rum) if zones.find(&LowerName::new(&rum.zone)).is_none() => errors.push(format!(
                 "{}: rum.zone: {} is not inside any configured zone (steerdns must be authoritative for it)",
                 config.source, rum.zone
-            ));
+            )),
+            Ok(_) => {}
+            Err(reason) => errors.push(format!("{}: rum.zone: {reason}", config.source)),
         }
     }
     let texts = policy_texts(&config.policies, &mut errors);
@@ -302,16 +304,22 @@ fn load_state(
     })
 }
 
+/// `[rum] zone` and `init_addresses`, when `[rum]` is set.
+fn init_zone_config(config: &Config) -> Option<Result<InitZoneConfig, String>> {
+    let rum = config.rum.as_ref()?;
+    Some(InitZoneConfig::new(&rum.zone, &rum.init_addresses))
+}
+
 /// The nonce log (`log` if there is one already) and the RUM zone of `config`.
 fn init_zone(
     config: &Config,
     log: Option<Arc<NonceLog>>,
 ) -> (Option<Arc<NonceLog>>, Option<Arc<InitZone>>) {
-    let Some(rum) = &config.rum_zone else {
+    let Some(Ok(rum)) = init_zone_config(config) else {
         return (log, None);
     };
     let log = log.unwrap_or_else(|| Arc::new(NonceLog::new(nonce_log::CAPACITY)));
-    let zone = Arc::new(InitZone::new(rum, log.clone()));
+    let zone = Arc::new(InitZone::new(&rum, log.clone()));
     (Some(log), Some(zone))
 }
 
@@ -833,11 +841,8 @@ impl Controller {
     pub fn resolver_mapping(&self) -> Option<(Arc<NonceLog>, ResolverMapConfig)> {
         let state = self.lock();
         let log = state.nonce_log.clone()?;
-        state
-            .config
-            .rum_zone
-            .is_some()
-            .then_some((log, state.config.rum_resolver_map))
+        let rum = state.config.rum.as_ref()?;
+        Some((log, rum.resolver_map))
     }
 
     /// Recompile the policies `affected` selects, reuse the rest, publish.

@@ -14,6 +14,7 @@
 //! | `GET /api/v1/health` | health of every reported target |
 //! | `PUT /api/v1/health/{target}` `{"state":"up"\|"down"}`, `DELETE` | operator override |
 //! | `POST /api/v1/probe-results` | a JSON array of probe results from an agent |
+//! | `GET /api/v1/measurements` | RUM windows: target → region → samples, p50/p75/p95, failure rate |
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use crate::control::{Controller, EditError, Precondition};
 use crate::dns::answer::Asker;
 use crate::health;
 use crate::monitor::{Monitor, WireResult};
+use crate::rum::collector::Collector;
 
 const BODY_LIMIT: usize = 64 * 1024;
 /// Probe result batches are larger than edits.
@@ -44,16 +46,24 @@ struct Admin {
     controller: Arc<Controller>,
     monitor: Monitor,
     token: Arc<str>,
+    rum: Option<Arc<Collector>>,
 }
 
 /// Probe results per ingest request, at most (agents batch far fewer).
 const MAX_RESULTS: usize = 10_000;
 
-pub fn router(controller: Arc<Controller>, monitor: Monitor, token: Arc<str>) -> Router {
+/// `rum`: the RUM collector, when `[rum]` is set (for `/api/v1/measurements`).
+pub fn router(
+    controller: Arc<Controller>,
+    monitor: Monitor,
+    token: Arc<str>,
+    rum: Option<Arc<Collector>>,
+) -> Router {
     let admin = Admin {
         controller,
         monitor,
         token,
+        rum,
     };
     Router::new()
         .route("/api/v1/policies", get(list))
@@ -65,6 +75,7 @@ pub fn router(controller: Arc<Controller>, monitor: Monitor, token: Arc<str>) ->
         .route("/api/v1/policies/{name}/rollback", post(rollback))
         .route("/api/v1/explain", get(explain))
         .route("/api/v1/health", get(health_list))
+        .route("/api/v1/measurements", get(measurements))
         .route(
             "/api/v1/health/{target}",
             put(health_put).delete(health_delete),
@@ -297,6 +308,25 @@ pub fn parse_client(text: &str) -> Result<Asker, String> {
         subnet: Some((net.network(), net.prefix_len())),
         mapped: None,
     })
+}
+
+/// The RUM windows now: `{"window_minutes": 5, "rum": {target: {region: Summary}}}`, regions
+/// spelled as in explain (`network DE/AS3320`, `country DE`, `continent EU`, `world`);
+/// `rum` is `null` without `[rum]`.
+async fn measurements(State(admin): State<Admin>) -> Response {
+    let Some(collector) = &admin.rum else {
+        return Json(json!({ "window_minutes": null, "rum": null })).into_response();
+    };
+    let view = collector.view(std::time::SystemTime::now());
+    let mut by_target: std::collections::BTreeMap<String, std::collections::BTreeMap<String, _>> =
+        std::collections::BTreeMap::new();
+    for ((target, region), bucket) in &view {
+        by_target
+            .entry(target.clone())
+            .or_default()
+            .insert(region.to_string(), bucket.summary());
+    }
+    Json(json!({ "window_minutes": collector.window_minutes(), "rum": by_target })).into_response()
 }
 
 async fn health_list(State(admin): State<Admin>) -> Response {

@@ -1,7 +1,7 @@
 //! HTTP endpoints, in two routers on two listeners:
 //!
 //! - [`public`]: unauthenticated, what monitors and load balancers need (`/healthz`,
-//!   `/readyz`, `/metrics`); later the RUM beacon's ingest.
+//!   `/readyz`, `/metrics`) and, with `[rum]`, the beacon and its ingest ([`rum`]).
 //! - [`admin`]: `/api/v1/…`, bearer token, loopback by default: policy edits with ETags and
 //!   history, previews, explain, health overrides.
 //!
@@ -9,3 +9,4 @@
 
 pub mod admin;
 pub mod public;
+pub mod rum;

@@ -1,6 +1,6 @@
 //! Public, unauthenticated endpoints: `/healthz` (the process is up), `/readyz` (a snapshot is
-//! serving, and whether it is stale), `/metrics` (Prometheus text). Reads the published
-//! snapshot only.
+//! serving, and whether it is stale), `/metrics` (Prometheus text), and with `[rum]` the RUM
+//! routes of [`super::rum`]. Reads the published snapshot and the RUM counters only.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -11,8 +11,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
+use super::rum::Rum;
 use crate::dns::udp::UdpStats;
 use crate::health;
+use crate::rum::beacon::Reject;
+use crate::rum::collector::Collector;
 use crate::snapshot::Published;
 
 /// What the public endpoints read.
@@ -20,14 +23,25 @@ use crate::snapshot::Published;
 struct Shared {
     published: Arc<Published>,
     udp: Arc<UdpStats>,
+    rum: Option<Arc<Collector>>,
 }
 
-pub fn router(published: Arc<Published>, udp: Arc<UdpStats>) -> Router {
-    Router::new()
+/// The public router; `rum`: the RUM endpoints and their collector, when `[rum]` is set.
+pub fn router(published: Arc<Published>, udp: Arc<UdpStats>, rum: Option<Arc<Rum>>) -> Router {
+    let collector = rum.as_ref().map(|r| r.collector.clone());
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(Shared { published, udp })
+        .with_state(Shared {
+            published,
+            udp,
+            rum: collector,
+        });
+    match rum {
+        Some(rum) => router.merge(super::rum::routes(rum)),
+        None => router,
+    }
 }
 
 async fn readyz(State(Shared { published, .. }): State<Shared>) -> (StatusCode, String) {
@@ -47,7 +61,13 @@ async fn readyz(State(Shared { published, .. }): State<Shared>) -> (StatusCode, 
     )
 }
 
-async fn metrics(State(Shared { published, udp }): State<Shared>) -> String {
+async fn metrics(
+    State(Shared {
+        published,
+        udp,
+        rum,
+    }): State<Shared>,
+) -> String {
     let snapshot = published.load();
     let mut out = String::new();
     let _ = writeln!(
@@ -88,11 +108,6 @@ async fn metrics(State(Shared { published, udp }): State<Shared>) -> String {
     );
     let _ = writeln!(
         out,
-        "# HELP steerdns_target_health Health of each reported target (1 for its current state).\n\
-         # TYPE steerdns_target_health gauge"
-    );
-    let _ = writeln!(
-        out,
         "# HELP steerdns_rum_resolver_map_size Resolvers located as their users (resolver mapping).\n\
          # TYPE steerdns_rum_resolver_map_size gauge\n\
          steerdns_rum_resolver_map_size {}",
@@ -109,6 +124,39 @@ async fn metrics(State(Shared { published, udp }): State<Shared>) -> String {
             log.recorded, log.dropped
         );
     }
+    if let Some(rum) = &rum {
+        let c = &rum.counters;
+        let _ = writeln!(
+            out,
+            "# HELP steerdns_rum_beacons_accepted_total RUM beacons accepted.\n\
+             # TYPE steerdns_rum_beacons_accepted_total counter\n\
+             steerdns_rum_beacons_accepted_total {}\n\
+             # HELP steerdns_rum_sessions_total Measured page views recorded for the resolver map.\n\
+             # TYPE steerdns_rum_sessions_total counter\n\
+             steerdns_rum_sessions_total {}\n\
+             # HELP steerdns_rum_init_total Resolver-mapping fetches of <nonce>.<rum zone>.\n\
+             # TYPE steerdns_rum_init_total counter\n\
+             steerdns_rum_init_total {}\n\
+             # HELP steerdns_rum_beacons_rejected_total RUM beacons refused, by reason.\n\
+             # TYPE steerdns_rum_beacons_rejected_total counter",
+            c.accepted.load(Ordering::Relaxed),
+            c.sessions.load(Ordering::Relaxed),
+            c.inits.load(Ordering::Relaxed),
+        );
+        for reason in Reject::ALL {
+            let _ = writeln!(
+                out,
+                "steerdns_rum_beacons_rejected_total{{reason=\"{}\"}} {}",
+                reason.label(),
+                rum.rejected(reason)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP steerdns_target_health Health of each reported target (1 for its current state).\n\
+         # TYPE steerdns_target_health gauge"
+    );
     for (target, h) in snapshot.health.iter() {
         let target = target.replace(['\\', '"', '\n'], "_");
         for state in [

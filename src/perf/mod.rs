@@ -3,7 +3,7 @@
 //! A [`PerfView`] holds, per (target, region), a window's latency statistics and availability.
 //! Synthetic probes and the RUM beacon will fill it; the compiler only reads it. A region is a
 //! country, a continent, or the whole world, so the performance step can fall back from fine
-//! to coarse when a region has too few samples. Pure.
+//! to coarse when a region has too few samples; RUM adds one finer level, a country's ASN. Pure.
 
 use std::collections::HashMap;
 
@@ -12,6 +12,11 @@ use statrs::distribution::{ContinuousCDF, StudentsT};
 /// Where a measurement window applies.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Region {
+    /// One ASN's users in one country (real-user measurements know both).
+    Network {
+        country: [u8; 2],
+        asn: u32,
+    },
     Country([u8; 2]),
     Continent(crate::geo::Continent),
     World,
@@ -20,6 +25,9 @@ pub enum Region {
 impl std::fmt::Display for Region {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Region::Network { country, asn } => {
+                write!(f, "network {}/AS{asn}", String::from_utf8_lossy(country))
+            }
             Region::Country(c) => write!(f, "country {}", String::from_utf8_lossy(c)),
             Region::Continent(c) => write!(f, "continent {c}"),
             Region::World => f.write_str("world"),

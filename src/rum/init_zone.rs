@@ -17,43 +17,27 @@ use super::nonce_log::NonceLog;
 
 /// TTL of a nonce name's records.
 pub const TTL: u32 = 0;
-/// At most this many init addresses (a reply stays small).
-pub const MAX_ADDRESSES: usize = 8;
 
-/// `[rum] zone` and `init_addresses`, validated.
+/// `[rum] zone` and `init_addresses` as the DNS side needs them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitZoneConfig {
     pub zone: Name,
+    /// Empty: nonce names are NODATA (their queries are still logged).
     pub init_addresses: Vec<IpAddr>,
 }
 
 impl InitZoneConfig {
-    /// Parse and check; the error is (field below `rum.`, reason).
-    pub fn parse(zone: &str, addresses: &[String]) -> Result<Self, (&'static str, String)> {
-        let mut name = Name::from_ascii(zone)
-            .map_err(|e| ("zone", format!("{zone:?} is not a DNS name: {e}")))?;
+    /// From `[rum]`'s (already validated) zone text; the error says why it is not a name.
+    pub fn new(zone: &str, init_addresses: &[IpAddr]) -> Result<Self, String> {
+        let mut name =
+            Name::from_ascii(zone).map_err(|e| format!("{zone:?} is not a DNS name: {e}"))?;
         name.set_fqdn(true);
         if name.num_labels() == 0 {
-            return Err(("zone", "the root cannot be the RUM zone".into()));
+            return Err("the root cannot be the RUM zone".into());
         }
-        if addresses.is_empty() || addresses.len() > MAX_ADDRESSES {
-            return Err((
-                "init_addresses",
-                format!(
-                    "give 1 to {MAX_ADDRESSES} addresses (where the HTTP listener answers the beacon)"
-                ),
-            ));
-        }
-        let init_addresses = addresses
-            .iter()
-            .map(|a| {
-                a.parse::<IpAddr>()
-                    .map_err(|_| ("init_addresses", format!("{a:?} is not an IP address")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(InitZoneConfig {
             zone: name.to_lowercase(),
-            init_addresses,
+            init_addresses: init_addresses.to_vec(),
         })
     }
 }
@@ -101,8 +85,8 @@ mod tests {
 
     #[test]
     fn nonce_names_are_one_label_below_the_zone() {
-        let config =
-            InitZoneConfig::parse("RUM.example.com", &["127.0.0.1".into(), "::1".into()]).unwrap();
+        let addresses = ["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        let config = InitZoneConfig::new("RUM.example.com", &addresses).unwrap();
         assert_eq!(config.zone.to_ascii(), "rum.example.com.");
         let zone = InitZone::new(&config, Arc::new(NonceLog::new(1)));
         assert_eq!((zone.a.len(), zone.aaaa.len()), (1, 1));
@@ -124,28 +108,8 @@ mod tests {
     }
 
     #[test]
-    fn bad_settings_name_the_field() {
-        assert_eq!(
-            InitZoneConfig::parse("rum..x", &["127.0.0.1".into()])
-                .unwrap_err()
-                .0,
-            "zone"
-        );
-        assert_eq!(
-            InitZoneConfig::parse(".", &["127.0.0.1".into()])
-                .unwrap_err()
-                .0,
-            "zone"
-        );
-        assert_eq!(
-            InitZoneConfig::parse("rum.x", &[]).unwrap_err().0,
-            "init_addresses"
-        );
-        assert_eq!(
-            InitZoneConfig::parse("rum.x", &["localhost".into()])
-                .unwrap_err()
-                .0,
-            "init_addresses"
-        );
+    fn a_zone_that_is_no_name_is_an_error() {
+        assert!(InitZoneConfig::new("rum..x", &[]).is_err());
+        assert!(InitZoneConfig::new(".", &[]).is_err());
     }
 }

@@ -15,6 +15,8 @@ mod health;
 mod policies;
 mod protocol;
 mod robustness;
+mod rum_browser;
+mod rum_ingest;
 mod rum_resolver;
 mod steering;
 mod transport;

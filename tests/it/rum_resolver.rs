@@ -1,17 +1,18 @@
-//! Resolver mapping end to end over real DNS: `dig -b` sends the nonce queries from a resolver
-//! address (127.0.0.53) other than the client networks (127.1.x.0/24), the sessions for those
-//! nonces are recorded with the client networks located by the server's own GeoIP, and a
-//! query without ECS from that resolver then gets its users' answer; other resolvers, and
-//! queries with ECS, do not. Explain says why.
+//! Resolver mapping end to end over real DNS and HTTP, as a browser behind a resolver makes
+//! it: `/rum/v1/config` fetched as a client in 127.1.x.0/24 (through a trusted proxy's
+//! `X-Forwarded-For`), the init name `<nonce>.rum.example.com` resolved by `dig -b` from a
+//! resolver address (127.0.0.53) other than the client's, the beacon posted. A query without
+//! ECS from that resolver then gets its users' answer; other resolvers, and queries with ECS,
+//! do not. Explain says why.
 //!
 //! Places (`[[geoip.override]]`): the resolvers' 127.0.0.0/24 in the US (North America:
 //! www → cdn-b, pop → pop-iad 192.0.2.1), the users' 127.1.0.0/16 in DE, AS3320 (Europe:
 //! www → cdn-c, pop → pop-fra 192.0.2.2), 127.2.0.0/16 in FR.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use ipnet::IpNet;
+use serde_json::json;
 use steerdns::app::Running;
 
 use crate::support::*;
@@ -41,19 +42,26 @@ country = "FR"
 asn = 5410
 
 [rum]
+secret_file = "rum.secret"
 zone = "rum.example.com"
 init_addresses = ["127.0.0.1", "::1"]
+init_scheme = "http"
+trusted_proxies = ["127.0.0.1/32"]
+
+[[rum.target]]
+id = "cdn-a"
+small = "https://cdn-a.example.net/rum/test.gif"
 
 [rum.resolver_map]
 min_sessions = 20
 min_share = 0.8
 "#;
 
-fn nonce(i: usize) -> String {
-    format!("itnonce{i:09}x")
-}
-
 async fn start(dir: &TempDir) -> Running {
+    dir.write(
+        "rum.secret",
+        "resolver-mapping-test-secret-0123456789abcdef\n",
+    );
     let path = write_config_with(dir, DEMO_ZONE, &demo_policies(), "explain_names = true");
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str(PLACES);
@@ -77,18 +85,65 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-/// Record a beacon session for `nonce` from `client`, located as the beacon side locates
-/// clients: with the server's GeoIP (overrides included).
-fn record_session(running: &Running, nonce: &str, client: &str) {
-    let net: IpNet = client.parse().unwrap();
-    let snapshot = running.published.load_full();
-    let located = snapshot.geo.locate(net.network());
-    let country = located.loc.and_then(|id| snapshot.geo.location(id).country);
-    let mut sessions = running.resolver_sessions.lock().unwrap();
-    sessions.record_session(nonce, net, country, located.asn, SystemTime::now());
+/// A page view's start: `/rum/v1/config` as `client`. Returns (nonce, token, init name).
+async fn page_view(running: &Running, client: &str) -> (String, String, String) {
+    let r = http_request(
+        running.http_addr.unwrap(),
+        "GET",
+        "/rum/v1/config",
+        &[("X-Forwarded-For", client)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r}");
+    let config = r.json();
+    let nonce = config["nonce"].as_str().unwrap().to_owned();
+    let token = config["token"].as_str().unwrap().to_owned();
+    // http://<nonce>.rum.example.com:<port>/rum/v1/init
+    let init = config["init"].as_str().unwrap();
+    let host = init
+        .trim_start_matches("http://")
+        .split([':', '/'])
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(host, format!("{nonce}.rum.example.com"));
+    (nonce, token, host)
 }
 
-#[tokio::test]
+/// The page view's end: its beacon, from the same client.
+async fn send_beacon(running: &Running, client: &str, nonce: &str, token: &str) {
+    let body = json!({
+        "nonce": nonce,
+        "token": token,
+        "results": [{ "target": "cdn-a", "cold_ms": 80.0, "warm_ms": 21.5 }],
+    })
+    .to_string();
+    let r = http_request(
+        running.http_addr.unwrap(),
+        "POST",
+        "/rum/v1/beacons",
+        &[
+            ("X-Forwarded-For", client),
+            ("Content-Type", "text/plain;charset=UTF-8"),
+        ],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{r}");
+}
+
+/// The client of page view `i` via RESOLVER: 17 from 127.1.0.0/24 and 3 from 127.1.1.0/24
+/// (DE, AS3320), then 4 from FR: 20 of 24 (83%) in DE/AS3320.
+fn client_of(i: usize) -> String {
+    match i {
+        0..20 if i % 7 == 0 => format!("127.1.1.{}", 10 + i),
+        0..20 => format!("127.1.0.{}", 10 + i),
+        _ => format!("127.2.0.{}", 10 + i),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resolver_without_ecs_is_located_as_its_users() {
     let dir = TempDir::new("rum-resolver");
     let running = start(&dir).await;
@@ -102,77 +157,57 @@ async fn a_resolver_without_ecs_is_located_as_its_users() {
     };
     assert_eq!(www(RESOLVER).await, ["cdn-b.example.net."]);
 
-    // The nonce names answer with the init addresses, TTL 0, authoritatively, over UDP and
-    // TCP, and AAAA too.
-    let first = dig_from(
-        server,
-        RESOLVER,
-        &[&format!("{}.rum.example.com", nonce(0)), "A"],
-    )
-    .await;
-    assert_eq!(first.status, "NOERROR", "{}", first.text);
-    assert!(first.has_flag("aa"), "{}", first.text);
-    assert_eq!(first.answer_data("A"), ["127.0.0.1"]);
-    assert_eq!(first.answer[0].ttl, 0);
-    let tcp = dig_from(
-        server,
-        RESOLVER,
-        &[&format!("{}.rum.example.com", nonce(1)), "AAAA", "+tcp"],
-    )
-    .await;
-    assert_eq!(tcp.answer_data("AAAA"), ["::1"], "{}", tcp.text);
-    // 0x20 spelling is the same nonce; other types are NODATA with the zone's SOA.
-    let txt = dig_from(
-        server,
-        RESOLVER,
-        &[
-            &format!("{}.RUM.example.COM", nonce(2).to_uppercase()),
-            "TXT",
-        ],
-    )
-    .await;
-    assert_eq!(
-        (txt.status.as_str(), txt.counts[1]),
-        ("NOERROR", 0),
-        "{}",
-        txt.text
-    );
-    assert_eq!(txt.authority[0].rtype, "SOA");
+    // 24 page views via RESOLVER, 24 via ECS_RESOLVER (which sends ECS): configs fetched and
+    // init names resolved now, beacons sent later.
+    let mut views = Vec::new();
+    for i in 0..24 {
+        let client = client_of(i);
+        let (nonce, token, host) = page_view(&running, &client).await;
+        let reply = match i {
+            // The init names answer with the init addresses, TTL 0, authoritatively.
+            0 => {
+                let d = dig_from(server, RESOLVER, &[&host, "A"]).await;
+                assert!(d.has_flag("aa"), "{}", d.text);
+                assert_eq!(d.answer_data("A"), ["127.0.0.1"]);
+                assert_eq!(d.answer[0].ttl, 0);
+                d
+            }
+            // AAAA, over TCP.
+            1 => {
+                let d = dig_from(server, RESOLVER, &[&host, "AAAA", "+tcp"]).await;
+                assert_eq!(d.answer_data("AAAA"), ["::1"], "{}", d.text);
+                d
+            }
+            // 0x20 spelling is the same nonce; other types are NODATA with the zone's SOA.
+            2 => {
+                let d = dig_from(server, RESOLVER, &[&host.to_uppercase(), "TXT"]).await;
+                assert_eq!(d.counts[1], 0, "{}", d.text);
+                assert_eq!(d.authority[0].rtype, "SOA");
+                d
+            }
+            _ => dig_from(server, RESOLVER, &[&host, "A"]).await,
+        };
+        assert_eq!(reply.status, "NOERROR", "{}", reply.text);
+        views.push((client, nonce, token));
+    }
+    for i in 0..24 {
+        let client = format!("127.1.{}.{}", i % 4, 100 + i);
+        let (nonce, token, host) = page_view(&running, &client).await;
+        let subnet = format!("+subnet=127.1.{}.0/24", i % 4);
+        let d = dig_from(server, ECS_RESOLVER, &[&host, "A", &subnet]).await;
+        // With ECS, the scope is /0: the answer is the same for everyone.
+        assert_eq!(
+            d.ecs,
+            Some((format!("127.1.{}.0", i % 4), 24, 0)),
+            "{}",
+            d.text
+        );
+        views.push((client, nonce, token));
+    }
     // Not a nonce: the zone's own answer.
     let short = dig_from(server, RESOLVER, &["tooshort.rum.example.com", "A"]).await;
     assert_eq!(short.status, "NXDOMAIN");
-    // With ECS, the scope is /0: the answer is the same for everyone.
-    let ecs = dig_from(
-        server,
-        ECS_RESOLVER,
-        &[
-            &format!("{}.rum.example.com", nonce(100)),
-            "A",
-            "+subnet=127.1.9.0/24",
-        ],
-    )
-    .await;
-    assert_eq!(ecs.ecs, Some(("127.1.9.0".into(), 24, 0)), "{}", ecs.text);
 
-    // The rest of the 24 sessions via RESOLVER (20 from DE networks, 4 from FR: 83%), and
-    // 24 via ECS_RESOLVER with ECS, all from DE.
-    for i in 3..24 {
-        dig_from(
-            server,
-            RESOLVER,
-            &[&format!("{}.rum.example.com", nonce(i)), "A"],
-        )
-        .await;
-    }
-    for i in 101..124 {
-        let subnet = format!("+subnet=127.1.{}.0/24", i % 4);
-        dig_from(
-            server,
-            ECS_RESOLVER,
-            &[&format!("{}.rum.example.com", nonce(i)), "A", &subnet],
-        )
-        .await;
-    }
     // The DNS side logged every nonce; alone, that maps nothing.
     eventually("48 nonces drained from the log", || {
         running.resolver_sessions.lock().unwrap().stats().nonces == 48
@@ -181,39 +216,30 @@ async fn a_resolver_without_ecs_is_located_as_its_users() {
     assert!(running.published.load().resolver_map.is_empty());
     assert_eq!(www(RESOLVER).await, ["cdn-b.example.net."]);
 
-    {
-        for i in 0..24 {
-            let client = if i < 20 {
-                format!("127.1.{}.0/24", usize::from(i % 7 == 0))
-            } else {
-                "127.2.0.0/24".to_owned()
-            };
-            record_session(&running, &nonce(i), &client);
-        }
-        for i in 100..124 {
-            record_session(&running, &nonce(i), &format!("127.1.{}.0/24", i % 4));
-        }
+    // The beacons.
+    for (client, nonce, token) in &views {
+        send_beacon(&running, client, nonce, token).await;
     }
     let resolver: IpAddr = RESOLVER.parse().unwrap();
-    eventually("the resolver map is published", || {
+    eventually("the resolver map is published with every session", || {
         running
             .published
             .load()
             .resolver_map
             .get(&resolver)
-            .is_some()
+            .is_some_and(|m| m.sessions == 24)
     })
     .await;
     let snapshot = running.published.load_full();
     let mapped = snapshot.resolver_map.get(&resolver).unwrap();
-    assert_eq!((mapped.sessions, mapped.group_sessions), (24, 20));
-    // 127.1.0.0/24 had 17 sessions, 127.1.1.0/24 three.
+    assert_eq!(mapped.group_sessions, 20);
     assert_eq!(mapped.steer_as, "127.1.0.0".parse::<IpAddr>().unwrap());
     assert_eq!(
         snapshot.resolver_map.len(),
         1,
         "the ECS resolver is not mapped"
     );
+    assert_eq!(running.resolver_sessions.lock().unwrap().stats().joined, 48);
 
     // After: the mapped resolver gets its users' answers, on the fast path (A of pop, CNAME
     // of www over UDP) and the full path (TCP).
@@ -273,25 +299,16 @@ async fn a_resolver_without_ecs_is_located_as_its_users() {
 }
 
 /// The map survives a reload (SIGHUP), and the nonce names keep being logged.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_map_and_the_log_survive_a_reload() {
     let dir = TempDir::new("rum-reload");
     let running = start(&dir).await;
     let server = v4(&running);
     for i in 0..20 {
-        dig_from(
-            server,
-            RESOLVER,
-            &[&format!("{}.rum.example.com", nonce(i)), "A"],
-        )
-        .await;
-    }
-    eventually("20 nonces drained", || {
-        running.resolver_sessions.lock().unwrap().stats().nonces == 20
-    })
-    .await;
-    for i in 0..20 {
-        record_session(&running, &nonce(i), "127.1.5.0/24");
+        let client = format!("127.1.5.{i}");
+        let (nonce, token, host) = page_view(&running, &client).await;
+        dig_from(server, RESOLVER, &[&host, "A"]).await;
+        send_beacon(&running, &client, &nonce, &token).await;
     }
     let resolver: IpAddr = RESOLVER.parse().unwrap();
     eventually("mapped", || {
@@ -315,12 +332,8 @@ async fn the_map_and_the_log_survive_a_reload() {
     );
     let pop = dig_from(server, RESOLVER, &["pop.example.com", "A"]).await;
     assert_eq!(pop.answer_data("A"), ["192.0.2.2"]);
-    dig_from(
-        server,
-        RESOLVER,
-        &[&format!("{}.rum.example.com", nonce(99)), "A"],
-    )
-    .await;
+    let (_, _, host) = page_view(&running, "127.1.5.99").await;
+    dig_from(server, RESOLVER, &[&host, "A"]).await;
     eventually("logged after the reload", || {
         running.resolver_sessions.lock().unwrap().stats().nonces == 21
     })
@@ -336,7 +349,8 @@ async fn a_rum_zone_outside_our_zones_is_refused() {
         &dir,
         DEMO_ZONE,
         &demo_policies(),
-        "[rum]\nzone = \"rum.example.org\"\ninit_addresses = [\"127.0.0.1\"]\n",
+        "[rum]\nzone = \"rum.example.org\"\ninit_addresses = [\"127.0.0.1\"]\n\
+         [[rum.target]]\nid = \"cdn-a\"\nsmall = \"https://cdn-a.example.net/t.gif\"\n",
     );
     let config = steerdns::config::Config::load(&path).unwrap();
     let errors = steerdns::control::build_snapshot(&config, 1).unwrap_err();

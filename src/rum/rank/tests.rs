@@ -1,0 +1,1 @@
+//! Tests of the parent module (filled in by the next commit).
