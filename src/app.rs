@@ -159,9 +159,16 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
         }
     };
 
-    let resolver_sessions: SharedSessions = Arc::new(std::sync::Mutex::new(ResolverSessions::new(
-        Limits::default(),
-    )));
+    // A nonce's DNS sighting waits for its beacon as long as the beacon's token may be used.
+    let default = Limits::default();
+    let limits = Limits {
+        nonce_ttl_s: config.rum.as_ref().map_or(default.nonce_ttl_s, |r| {
+            (r.token_ttl.as_secs() + 60).max(default.nonce_ttl_s)
+        }),
+        ..default
+    };
+    let resolver_sessions: SharedSessions =
+        Arc::new(std::sync::Mutex::new(ResolverSessions::new(limits)));
     tasks.push(rum_task::spawn(
         controller.clone(),
         resolver_sessions.clone(),
