@@ -58,12 +58,15 @@ pub fn spawn(
                     sessions: &s,
                     config: &config,
                 };
-                round.run(next_session, numbers_at, SystemTime::now())
+                let numbers_due = numbers_at.elapsed() >= NUMBERS_EVERY;
+                round.run(next_session, numbers_due, SystemTime::now())
             })
             .await;
             if let Ok((next, published)) = done {
                 next_session = next;
-                numbers_at = published.unwrap_or(numbers_at);
+                if published {
+                    numbers_at = Instant::now();
+                }
             }
         }
     })
@@ -79,24 +82,19 @@ pub struct Round<'a> {
 }
 
 impl Round<'_> {
-    /// Feed the join from `next_session` on; returns the next session to read and when it
-    /// published, if it did.
-    pub fn run(
-        &self,
-        next_session: u64,
-        published_at: Instant,
-        now: SystemTime,
-    ) -> (u64, Option<Instant>) {
+    /// Feed the join from `next_session` on and publish the map if it steers differently, or
+    /// if only its numbers moved and `numbers_due`. Returns the next session to read and
+    /// whether it published.
+    pub fn run(&self, next_session: u64, numbers_due: bool, now: SystemTime) -> (u64, bool) {
         let (next, map) = self.feed_and_build(next_session, now);
         let current = self.controller.published().load_full();
         let current = &current.resolver_map;
-        let due = !map.same_steering(current)
-            || (map != **current && published_at.elapsed() >= NUMBERS_EVERY);
+        let due = !map.same_steering(current) || (map != **current && numbers_due);
         if !due {
-            return (next, None);
+            return (next, false);
         }
         self.controller.set_resolver_map(map);
-        (next, Some(Instant::now()))
+        (next, true)
     }
 
     fn feed_and_build(
@@ -122,5 +120,76 @@ impl Round<'_> {
         }
         sessions.prune(now, config);
         (next, sessions.build(now, config))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::ConfigOrigin;
+    use crate::rum::nonce::Nonce;
+    use crate::rum::nonce_log::DnsSighting;
+
+    /// One session via 192.0.2.53 from 2a02:d180::/48 (DE), both sides.
+    fn session(log: &NonceLog, sessions: &Mutex<ResolverSessions>, i: u32, now: SystemTime) {
+        let nonce = format!("tasknonce{i:08}");
+        log.record(DnsSighting {
+            nonce: Nonce::parse(&nonce).unwrap(),
+            resolver: "192.0.2.53".parse().unwrap(),
+            ecs: None,
+            at: now,
+        });
+        let client = "2a02:d180::/48".parse().unwrap();
+        sessions
+            .lock()
+            .unwrap()
+            .record_session(&nonce, client, Some(*b"DE"), None, now);
+    }
+
+    #[test]
+    fn publishes_new_steering_at_once_and_new_numbers_at_most_once_a_minute() {
+        let controller =
+            Controller::start(crate::demo::config(), ConfigOrigin::Demo).expect("the demo");
+        let generation = || controller.published().load().generation;
+        let log = NonceLog::new(100);
+        let sessions = Mutex::new(ResolverSessions::default());
+        let config = ResolverMapConfig {
+            min_sessions: 2,
+            ..ResolverMapConfig::default()
+        };
+        let round = Round {
+            controller: &controller,
+            log: &log,
+            collector: None,
+            sessions: &sessions,
+            config: &config,
+        };
+        let now = SystemTime::now();
+        let g0 = generation();
+        assert_eq!(round.run(0, true, now), (0, false), "nothing to map");
+        session(&log, &sessions, 0, now);
+        assert!(!round.run(0, true, now).1, "1 < min_sessions");
+        assert_eq!(generation(), g0);
+
+        session(&log, &sessions, 1, now);
+        assert!(round.run(0, false, now).1, "a new mapping");
+        assert_eq!(generation(), g0 + 1);
+        let mapped = |s: &crate::snapshot::Snapshot| {
+            s.resolver_map
+                .get(&"192.0.2.53".parse().unwrap())
+                .map(|m| m.sessions)
+        };
+        assert_eq!(mapped(&controller.published().load()), Some(2));
+
+        // Only the numbers moved: not within the minute, then once it is over.
+        session(&log, &sessions, 2, now);
+        assert!(!round.run(0, false, now).1);
+        assert_eq!(generation(), g0 + 1);
+        assert!(round.run(0, true, now).1);
+        assert_eq!(generation(), g0 + 2);
+        assert_eq!(mapped(&controller.published().load()), Some(3));
+        // Nothing moved: no new generation, however long ago the last one was.
+        assert!(!round.run(0, true, now).1);
+        assert_eq!(generation(), g0 + 2);
     }
 }
