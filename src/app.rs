@@ -19,6 +19,8 @@ use crate::health::tracker::Tracker;
 use crate::monitor::{self, Monitor};
 use crate::perf::Region;
 use crate::rum::collector::Collector;
+use crate::rum::resolver_map::{Limits, ResolverSessions};
+use crate::rum::task::{self as rum_task, SharedSessions};
 use crate::snapshot::Published;
 
 /// The environment variable that sets the admin token (wins over `[admin] token_file`).
@@ -38,6 +40,9 @@ pub struct Running {
     pub published: Arc<Published>,
     /// Where probe results go in.
     pub monitor: Monitor,
+    /// Resolver mapping's join: the beacon side records accepted sessions here
+    /// (`record_session`); the nonce log is drained into it every second.
+    pub resolver_sessions: SharedSessions,
     /// The RUM collector, when `[rum]` is set: the control loop reads
     /// [`crate::rum::collector::Collector::view`] and the resolver map reads its sessions.
     pub rum: Option<Arc<Collector>>,
@@ -154,6 +159,23 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
         }
     };
 
+    // A nonce's DNS sighting waits for its beacon as long as the beacon's token may be used.
+    let default = Limits::default();
+    let limits = Limits {
+        nonce_ttl_s: config.rum.as_ref().map_or(default.nonce_ttl_s, |r| {
+            (r.token_ttl.as_secs() + 60).max(default.nonce_ttl_s)
+        }),
+        ..default
+    };
+    let resolver_sessions: SharedSessions =
+        Arc::new(std::sync::Mutex::new(ResolverSessions::new(limits)));
+    tasks.push(rum_task::spawn(
+        controller.clone(),
+        resolver_sessions.clone(),
+        rum_collector.clone(),
+        cancel.clone(),
+    ));
+
     let watch = {
         let c = controller.clone();
         tokio::task::spawn_blocking(move || control::watch(&c))
@@ -182,6 +204,7 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
         controller,
         published,
         monitor,
+        resolver_sessions,
         rum: rum_collector,
         dns,
         cancel,

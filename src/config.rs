@@ -80,6 +80,7 @@ struct RawRumTarget {
 struct RawResolverMap {
     min_sessions: Option<u64>,
     min_share: Option<f64>,
+    window_h: Option<u32>,
 }
 
 /// `[health]`: how probe results become health. Every field is optional (see
@@ -270,14 +271,8 @@ pub struct RumTarget {
     pub large: Option<String>,
 }
 
-/// `[rum.resolver_map]`: when a resolver is located as its users rather than as itself.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ResolverMapConfig {
-    /// Sessions seen through a resolver before its map entry counts (default 50).
-    pub min_sessions: u64,
-    /// Share of those sessions in one country/ASN needed, 0.5..=1 (default 0.8).
-    pub min_share: f64,
-}
+/// `[rum.resolver_map]` (defaults, ranges and meaning: `rum::resolver_map`).
+pub use crate::rum::resolver_map::ResolverMapConfig;
 
 /// Targets one beacon times, at most: each costs the visitor two or three fetches.
 pub const RUM_MAX_TARGETS: usize = 16;
@@ -683,21 +678,16 @@ fn parse_rum(
     let RawResolverMap {
         min_sessions,
         min_share,
+        window_h,
     } = resolver_map;
-    let min_sessions = min_sessions.unwrap_or(50);
-    if min_sessions == 0 {
-        return Err((
-            field("resolver_map.min_sessions"),
-            "must be at least 1".into(),
-        ));
+    let d = ResolverMapConfig::default();
+    let resolver_map = ResolverMapConfig {
+        min_sessions: min_sessions.unwrap_or(d.min_sessions),
+        min_share: min_share.unwrap_or(d.min_share),
+        window_h: window_h.unwrap_or(d.window_h),
     }
-    let min_share = min_share.unwrap_or(0.8);
-    if !(0.5..=1.0).contains(&min_share) {
-        return Err((
-            field("resolver_map.min_share"),
-            format!("{min_share} is not in [0.5, 1]"),
-        ));
-    }
+    .validate()
+    .map_err(|e| (format!("resolver_map.{}", e.field), e.reason))?;
     Ok(RumConfig {
         secret_file: secret_file.map(resolve),
         zone,
@@ -712,10 +702,7 @@ fn parse_rum(
         timeout_ms,
         max_failure_rate,
         targets: checked,
-        resolver_map: ResolverMapConfig {
-            min_sessions,
-            min_share,
-        },
+        resolver_map,
     })
 }
 

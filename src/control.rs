@@ -5,7 +5,7 @@
 //! All writers go through one [`Controller`], which serialises them with a mutex that queries
 //! never see: queries read the published snapshot. A change that fails validation is refused
 //! with file, field and reason, and the last good snapshot keeps serving. Depends on `config`,
-//! `zone`, `policy`, `geo`, `health`, `perf`, `snapshot`, `store`, `preview`.
+//! `zone`, `policy`, `geo`, `health`, `perf`, `rum`, `snapshot`, `store`, `preview`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use hickory_proto::rr::Name;
+use hickory_proto::rr::{LowerName, Name};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -24,6 +24,9 @@ use crate::health::{self, HealthView};
 use crate::perf::{Choices, PerfView, Region, RumView};
 use crate::policy::{self, Inputs, Policy};
 use crate::preview::{self, Preview};
+use crate::rum::init_zone::{InitZone, InitZoneConfig};
+use crate::rum::nonce_log::{self, NonceLog};
+use crate::rum::resolver_map::{ResolverMap, ResolverMapConfig};
 use crate::snapshot::{self, DnsSettings, Published, Snapshot, Steered};
 use crate::store::{PolicyDir, Version};
 use crate::zone::{Zone, ZoneText, Zones};
@@ -123,6 +126,12 @@ struct State {
     /// per policy, the incumbents its serving table was compiled against: explanations re-run
     /// exactly that ranking ("beats incumbent …" at the switch, not after it).
     rum_choices: HashMap<(String, Region), String>,
+    /// Which resolvers are located as their users (from `rum::task`).
+    resolver_map: Arc<ResolverMap>,
+    /// The log nonce queries go to; made when a RUM zone is first configured and kept across
+    /// reloads, so no sighting is lost to one.
+    nonce_log: Option<Arc<NonceLog>>,
+    init_zone: Option<Arc<InitZone>>,
 }
 
 pub struct Controller {
@@ -206,7 +215,12 @@ pub fn policy_key(name: &str) -> Result<String, EditError> {
 /// Collects all errors rather than stopping at the first, so `steerdns check` shows them
 /// together.
 pub fn build_snapshot(config: &Config, generation: u64) -> Result<Snapshot, LoadErrors> {
-    let state = load_state(config.clone(), HealthView::default(), PerfView::default())?;
+    let state = load_state(
+        config.clone(),
+        HealthView::default(),
+        PerfView::default(),
+        None,
+    )?;
     assemble(&state, generation).map_err(|e| LoadErrors(vec![e]))
 }
 
@@ -238,7 +252,13 @@ pub fn diff_files(
     Ok(preview::compare(Some(&old), &new, &geo))
 }
 
-fn load_state(config: Config, health: HealthView, perf: PerfView) -> Result<State, LoadErrors> {
+/// `nonce_log`: the log to keep using, if there is one already.
+fn load_state(
+    config: Config,
+    health: HealthView,
+    perf: PerfView,
+    nonce_log: Option<Arc<NonceLog>>,
+) -> Result<State, LoadErrors> {
     let mut errors = Vec::new();
     let started = Instant::now();
     let geo = GeoDb::load(
@@ -258,6 +278,16 @@ fn load_state(config: Config, health: HealthView, perf: PerfView) -> Result<Stat
     let zones = Zones::new(zones)
         .map_err(|e| errors.push(e.to_string()))
         .ok();
+    if let (Some(rum), Some(zones)) = (init_zone_config(&config), &zones) {
+        match rum {
+            Ok(rum) if zones.find(&LowerName::new(&rum.zone)).is_none() => errors.push(format!(
+                "{}: rum.zone: {} is not inside any configured zone (steerdns must be authoritative for it)",
+                config.source, rum.zone
+            )),
+            Ok(_) => {}
+            Err(reason) => errors.push(format!("{}: rum.zone: {reason}", config.source)),
+        }
+    }
     let texts = policy_texts(&config.policies, &mut errors);
     let (Some(geo), Some(zones)) = (geo, zones) else {
         return Err(LoadErrors(errors));
@@ -306,6 +336,7 @@ fn load_state(config: Config, health: HealthView, perf: PerfView) -> Result<Stat
         compile_ms = ms(compiling),
         "inputs loaded and compiled (geoip_ms includes the zones; compile_ms parses and compiles the policies)"
     );
+    let (nonce_log, init_zone) = init_zone(&config, nonce_log);
     Ok(State {
         config,
         geo,
@@ -316,7 +347,29 @@ fn load_state(config: Config, health: HealthView, perf: PerfView) -> Result<Stat
         health,
         perf,
         rum_choices: HashMap::new(),
+        resolver_map: Arc::default(),
+        nonce_log,
+        init_zone,
     })
+}
+
+/// `[rum] zone` and `init_addresses`, when `[rum]` is set.
+fn init_zone_config(config: &Config) -> Option<Result<InitZoneConfig, String>> {
+    let rum = config.rum.as_ref()?;
+    Some(InitZoneConfig::new(&rum.zone, &rum.init_addresses))
+}
+
+/// The nonce log (`log` if there is one already) and the RUM zone of `config`.
+fn init_zone(
+    config: &Config,
+    log: Option<Arc<NonceLog>>,
+) -> (Option<Arc<NonceLog>>, Option<Arc<InitZone>>) {
+    let Some(Ok(rum)) = init_zone_config(config) else {
+        return (log, None);
+    };
+    let log = log.unwrap_or_else(|| Arc::new(NonceLog::new(nonce_log::CAPACITY)));
+    let zone = Arc::new(InitZone::new(&rum, log.clone()));
+    (Some(log), Some(zone))
 }
 
 /// Parse a policy and check it against zones and GeoIP; returns its key.
@@ -333,7 +386,7 @@ fn parse_checked(
 }
 
 fn assemble(state: &State, generation: u64) -> Result<Snapshot, String> {
-    Snapshot::assemble(
+    let mut snapshot = Snapshot::assemble(
         generation,
         state.zones.clone(),
         state.geo.clone(),
@@ -350,7 +403,10 @@ fn assemble(state: &State, generation: u64) -> Result<Snapshot, String> {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("\n")
-    })
+    })?;
+    snapshot.resolver_map = state.resolver_map.clone();
+    snapshot.rum = state.init_zone.clone();
+    Ok(snapshot)
 }
 
 fn load_zone(zone: &crate::config::ZoneConfig) -> Result<Zone, String> {
@@ -411,7 +467,7 @@ impl Controller {
         if let PolicySource::Dir(dir) = &config.policies {
             PolicyDir::new(dir).clean_temp_files();
         }
-        let state = load_state(config, HealthView::default(), PerfView::default())?;
+        let state = load_state(config, HealthView::default(), PerfView::default(), None)?;
         let assembling = Instant::now();
         let first = assemble(&state, 1).map_err(|e| LoadErrors(vec![e]))?;
         info!(
@@ -469,10 +525,16 @@ impl Controller {
     pub fn reload_all(&self) -> Result<u64, LoadErrors> {
         let mut state = self.lock();
         let loaded = self.origin.load().and_then(|config| {
-            let mut next = load_state(config, state.health.clone(), state.perf.clone())?;
+            let mut next = load_state(
+                config,
+                state.health.clone(),
+                state.perf.clone(),
+                state.nonce_log.clone(),
+            )?;
             next.measured = state.measured.clone();
             next.overrides = state.overrides.clone();
             next.rum_choices = state.rum_choices.clone();
+            next.resolver_map = state.resolver_map.clone();
             Ok(next)
         });
         let result = loaded.and_then(|next| {
@@ -817,6 +879,35 @@ impl Controller {
 
     pub fn health(&self) -> HealthView {
         self.lock().health.clone()
+    }
+
+    /// Replace the resolver map and publish, unless it is unchanged. Nothing is recompiled:
+    /// queries look the map up before they decide.
+    pub fn set_resolver_map(&self, map: ResolverMap) -> u64 {
+        let mut state = self.lock();
+        if *state.resolver_map == map {
+            return self.published.load().generation;
+        }
+        let size = map.len();
+        state.resolver_map = Arc::new(map);
+        match self.publish(&state) {
+            Ok(generation) => {
+                tracing::debug!(generation, resolvers = size, "resolver map published");
+                generation
+            }
+            Err(e) => {
+                warn!(%e, "could not publish the resolver map");
+                self.published.load().generation
+            }
+        }
+    }
+
+    /// The nonce log and `[rum.resolver_map]`, when a RUM zone is configured.
+    pub fn resolver_mapping(&self) -> Option<(Arc<NonceLog>, ResolverMapConfig)> {
+        let state = self.lock();
+        let log = state.nonce_log.clone()?;
+        let rum = state.config.rum.as_ref()?;
+        Some((log, rum.resolver_map))
     }
 
     /// Recompile the policies `affected` selects, reuse the rest, publish.
@@ -1193,10 +1284,11 @@ mod tests {
                 .get(&name)
                 .expect("rum.example.com")
                 .clone();
-            let asker = crate::dns::answer::Asker {
-                resolver: "10.0.0.1".parse().expect("an address"),
-                subnet: None,
-            };
+            let asker = crate::dns::answer::Asker::new(
+                &snapshot,
+                "10.0.0.1".parse().expect("an address"),
+                None,
+            );
             let e = crate::explain::explain(&snapshot, &steered, &asker);
             (e.steps.join(" | "), e.targets.join(","))
         };

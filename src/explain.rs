@@ -3,10 +3,12 @@
 //! Used by `GET /api/v1/explain`, `steerdns explain` and the `_explain.<name>` TXT names. It
 //! locates the client and decides exactly as a query does, then re-runs the policy chain for
 //! the same compiled row with tracing on, at the clock the table was compiled at, so the notes
-//! and the answer always agree. Reads one snapshot; no I/O.
+//! and the answer always agree. Reads one snapshot; no I/O. A resolver without ECS that the
+//! resolver map locates as its users is explained as such, with the numbers.
+
+use std::net::IpAddr;
 
 use serde::Serialize;
-use std::net::IpAddr;
 
 use crate::dns::answer::{self, Asker};
 use crate::policy::{self, Client, TargetAnswer, Trace};
@@ -21,6 +23,9 @@ pub struct Explanation {
     pub ecs: Option<String>,
     /// The address steered on (none for ECS /0).
     pub client: Option<IpAddr>,
+    /// Why `client` is not the resolver without ECS: "located by resolver map: 91% of 1,204
+    /// sessions via 192.0.2.53 are AS3320/DE (steered as 198.51.100.0)".
+    pub resolver_map: Option<String>,
     pub location: String,
     pub asn: Option<u32>,
     pub asn_organisation: Option<String>,
@@ -51,15 +56,16 @@ impl Explanation {
                     .map_or("none (ECS /0)".into(), |c| c.to_string()),
                 self.location
             ),
-            format!(
-                "asn={}{}",
-                self.asn.map_or("none".into(), |a| a.to_string()),
-                self.asn_organisation
-                    .as_ref()
-                    .map(|o| format!(" ({o})"))
-                    .unwrap_or_default()
-            ),
         ];
+        lines.extend(self.resolver_map.iter().cloned());
+        lines.extend([format!(
+            "asn={}{}",
+            self.asn.map_or("none".into(), |a| a.to_string()),
+            self.asn_organisation
+                .as_ref()
+                .map(|o| format!(" ({o})"))
+                .unwrap_or_default()
+        )]);
         let health: Vec<String> = self
             .health
             .iter()
@@ -84,6 +90,15 @@ impl Explanation {
 
 /// Explain the answer `steered` gives `asker` in this snapshot.
 pub fn explain(snapshot: &Snapshot, steered: &Steered, asker: &Asker) -> Explanation {
+    // As a query from this asker would be located in this snapshot.
+    let asker = &Asker::new(snapshot, asker.resolver, asker.subnet);
+    let resolver_map = asker.mapped.and_then(|steer_as| {
+        let mapped = snapshot.resolver_map.get(&asker.resolver)?;
+        Some(format!(
+            "located by resolver map: {} (steered as {steer_as})",
+            mapped.describe(asker.resolver)
+        ))
+    });
     let policy = &steered.policy;
     let decision = answer::decide(snapshot, steered, asker);
     let outcome = steered.table.outcome(decision.outcome);
@@ -167,6 +182,7 @@ pub fn explain(snapshot: &Snapshot, steered: &Steered, asker: &Asker) -> Explana
         resolver: asker.resolver,
         ecs: asker.subnet.map(|(a, p)| format!("{a}/{p}")),
         client: ip,
+        resolver_map,
         location,
         asn: located.and_then(|l| l.asn),
         asn_organisation: ip.and_then(|ip| snapshot.geo.asn_organisation(ip)),

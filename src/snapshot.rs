@@ -4,8 +4,9 @@
 //! the health and measurements they were compiled with), so a change becomes visible in one
 //! pointer swap and no query ever mixes two generations. Readers call [`Published::load`]:
 //! lock-free, never blocked by a writer. Steered names are `Arc`s, so a rebuild after one
-//! policy edit reuses every other name's compiled table. Depends on `zone`, `decision`,
-//! `policy`, `geo`, `health`, `perf`; pure except for the swap.
+//! policy edit reuses every other name's compiled table. The resolver map (which resolvers
+//! are located as their users) is one more `Arc`, swapped with the rest. Depends on `zone`,
+//! `decision`, `policy`, `geo`, `health`, `perf`, `rum`; pure except for the swap.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,6 +22,8 @@ use crate::geo::GeoDb;
 use crate::health::HealthView;
 use crate::perf::PerfView;
 use crate::policy::{Inputs, Policy, TargetAnswer};
+use crate::rum::init_zone::InitZone;
+use crate::rum::resolver_map::ResolverMap;
 use crate::wire::{NameMap, RenderedRrs, name_key};
 use crate::zone::Zones;
 
@@ -121,6 +124,10 @@ pub struct Snapshot {
     pub health: Arc<HealthView>,
     pub perf: Arc<PerfView>,
     pub settings: DnsSettings,
+    /// Resolvers located as their users for queries without ECS (empty: none).
+    pub resolver_map: Arc<ResolverMap>,
+    /// The RUM zone's nonce names, when `[rum] zone` is set.
+    pub rum: Option<Arc<InitZone>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -209,6 +216,8 @@ impl Snapshot {
             health,
             perf,
             settings,
+            resolver_map: Arc::default(),
+            rum: None,
         })
     }
 

@@ -290,12 +290,14 @@ async fn explain(State(admin): State<Admin>, Query(query): Query<ExplainQuery>) 
     }
 }
 
-/// `192.0.2.1` (a resolver without ECS) or `192.0.2.0/24` (an ECS subnet).
+/// `192.0.2.1` (a resolver without ECS) or `192.0.2.0/24` (an ECS subnet). The resolver map
+/// is applied by `explain`, against the snapshot it explains.
 pub fn parse_client(text: &str) -> Result<Asker, String> {
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Ok(Asker {
             resolver: ip,
             subnet: None,
+            mapped: None,
         });
     }
     // Host bits set are refused, as ECS with them is FORMERR on the wire.
@@ -304,6 +306,7 @@ pub fn parse_client(text: &str) -> Result<Asker, String> {
     Ok(Asker {
         resolver: net.network(),
         subnet: Some((net.network(), net.prefix_len())),
+        mapped: None,
     })
 }
 

@@ -106,6 +106,24 @@ async fn metrics(
         udp.fast.load(Ordering::Relaxed),
         udp.full.load(Ordering::Relaxed),
     );
+    let _ = writeln!(
+        out,
+        "# HELP steerdns_rum_resolver_map_size Resolvers located as their users (resolver mapping).\n\
+         # TYPE steerdns_rum_resolver_map_size gauge\n\
+         steerdns_rum_resolver_map_size {}",
+        snapshot.resolver_map.len()
+    );
+    if let Some(rum) = &snapshot.rum {
+        let log = rum.log.stats();
+        let _ = writeln!(
+            out,
+            "# HELP steerdns_rum_nonce_queries_total Queries for RUM nonce names, by outcome: logged, or dropped because the log was full.\n\
+             # TYPE steerdns_rum_nonce_queries_total counter\n\
+             steerdns_rum_nonce_queries_total{{outcome=\"logged\"}} {}\n\
+             steerdns_rum_nonce_queries_total{{outcome=\"dropped\"}} {}",
+            log.recorded, log.dropped
+        );
+    }
     if let Some(rum) = &rum {
         let c = &rum.counters;
         let _ = writeln!(

@@ -1,6 +1,7 @@
 //! From (snapshot, question, client) to the records of a reply. No wire format here: the
 //! handler encodes. Records are borrowed from the snapshot, never copied, except the TXT
-//! records of an explain name.
+//! records of an explain name and the records of a RUM nonce name ([`super::init`]), whose
+//! query is also logged: the one side effect of answering.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -9,6 +10,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
+use super::init;
 use crate::decision::Decision;
 use crate::explain;
 use crate::snapshot::{Snapshot, Steered};
@@ -57,16 +59,36 @@ pub struct Asker {
     pub resolver: IpAddr,
     /// The ECS subnet, when sent: (address, source prefix).
     pub subnet: Option<(IpAddr, u8)>,
+    /// Without ECS, from the snapshot's resolver map: an address of the resolver's users,
+    /// located instead of the resolver.
+    pub mapped: Option<IpAddr>,
 }
 
 impl Asker {
-    /// The address to steer on: the ECS address, else the resolver's. `None` for ECS /0, which
-    /// asks for an answer that fits every client.
+    /// The asker of a query, with the resolver map of `snapshot` applied: a query without ECS
+    /// costs one hash lookup while the map has entries, none while it is empty; a query with
+    /// ECS none at all.
+    #[inline]
+    pub fn new(snapshot: &Snapshot, resolver: IpAddr, subnet: Option<(IpAddr, u8)>) -> Self {
+        let mapped = match subnet {
+            None => snapshot.resolver_map.steer_as(resolver),
+            Some(_) => None,
+        };
+        Asker {
+            resolver,
+            subnet,
+            mapped,
+        }
+    }
+
+    /// The address to steer on: the ECS address, else the resolver's users' (when the
+    /// resolver map has it), else the resolver's. `None` for ECS /0, which asks for an answer
+    /// that fits every client.
     pub fn steer_on(&self) -> Option<IpAddr> {
         match self.subnet {
             Some((_, 0)) => None,
             Some((address, _)) => Some(address),
-            None => Some(self.resolver),
+            None => Some(self.mapped.unwrap_or(self.resolver)),
         }
     }
 }
@@ -111,6 +133,13 @@ pub fn resolve<'s>(
                 // Ancestors of steered names exist: no wildcard, no NXDOMAIN.
                 Lookup::NxDomain | Lookup::Synthesized(_) | Lookup::SynthesizedCname(_)
                     if snapshot.steered_parents.contains(name.as_ref()) =>
+                {
+                    None
+                }
+                // RUM nonce names exist too. Checked only for names the zone does not hold,
+                // so no other query pays for it.
+                Lookup::NxDomain | Lookup::Synthesized(_) | Lookup::SynthesizedCname(_)
+                    if init::answer(snapshot, &name, qtype, asker, &mut reply) =>
                 {
                     None
                 }

@@ -63,10 +63,11 @@ impl RequestHandler for Handler {
                     None
                 }
                 Ok(subnet) => {
-                    let asker = Asker {
-                        resolver: canonical(request.src().ip()),
-                        subnet: subnet.map(|s| (s.address, s.source_prefix)),
-                    };
+                    let asker = Asker::new(
+                        &snapshot,
+                        canonical(request.src().ip()),
+                        subnet.map(|s| (s.address, s.source_prefix)),
+                    );
                     let reply =
                         answer::resolve(&snapshot, query.name(), query.query_type(), &asker);
                     metadata.response_code = reply.rcode;

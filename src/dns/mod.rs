@@ -9,9 +9,12 @@
 //!   [`answer`] turns the current snapshot into a response. It is the reference behaviour; the
 //!   fast path only answers where it gives the same reply.
 //! - [`ecs`] reads and writes the EDNS Client Subnet option (RFC 7871).
+//! - `init` answers the RUM zone's nonce names and logs who asked (full path only: they are
+//!   never in the fast path's tables).
 //!
 //! Per query: one lock-free snapshot load (per batch on UDP), a hash lookup of the name, for
-//! steered names a GeoIP tree walk and a table index. No I/O besides the reply, no locks.
+//! steered names a GeoIP tree walk and a table index (and, for a query without ECS while the
+//! resolver map has entries, one hash lookup). No I/O besides the reply, no locks.
 
 pub mod answer;
 pub mod batch;
@@ -19,6 +22,7 @@ pub mod ecs;
 pub mod fast;
 pub mod full;
 pub mod handler;
+mod init;
 pub mod listen;
 pub mod udp;
 

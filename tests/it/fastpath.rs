@@ -1,13 +1,16 @@
 //! The UDP fast path against the full path, which is the reference: for a few thousand queries
 //! (every demo name, many types, with and without EDNS, DO and ECS from many networks, odd
 //! case), whenever the fast path answers, its reply must mean exactly what the full path's
-//! does. And over real sockets, the common queries must really take the fast path.
+//! does, also from resolvers the resolver map locates as their users. And over real sockets,
+//! the common queries must really take the fast path.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::SystemTime;
 
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
 use steerdns::dns::{Handler, fast, full};
+use steerdns::rum::resolver_map::{Limits, ResolverMapConfig, ResolverSessions};
 
 use crate::support::*;
 
@@ -139,33 +142,77 @@ fn meaning(message: &Message) -> String {
     )
 }
 
+/// Map two resolvers, one of each family, to users in DE (IPv6) and the US (IPv4).
+fn map_resolvers(running: &steerdns::app::Running) {
+    let mut sessions = ResolverSessions::new(Limits::default());
+    let now = SystemTime::now();
+    let cases = [
+        ("192.0.2.53", "2a02:d180::/48", "DE", None),
+        ("2001:db8::53", "214.78.120.0/24", "US", Some(721)),
+    ];
+    for (i, (resolver, client, country, asn)) in cases.into_iter().enumerate() {
+        let nonce = format!("fastpathnonce{i:03}");
+        let resolver: IpAddr = resolver.parse().unwrap();
+        sessions.record_dns(&nonce, resolver, None, now);
+        let country = country.as_bytes().try_into().ok();
+        sessions.record_session(&nonce, client.parse().unwrap(), country, asn, now);
+    }
+    let config = ResolverMapConfig {
+        min_sessions: 1,
+        ..ResolverMapConfig::default()
+    };
+    let map = sessions.build(now, &config);
+    assert_eq!(map.len(), 2);
+    running.controller.set_resolver_map(map);
+}
+
 #[tokio::test]
 async fn fast_path_answers_exactly_as_the_full_path() {
     let running = start_demo().await;
+    map_resolvers(&running);
     let snapshot = running.published.load_full();
     let handler = Handler::new(running.published.clone());
-    let sources: [SocketAddr; 2] = [
+    let sources: [SocketAddr; 4] = [
         "127.0.0.1:40000".parse().unwrap(),
         "[::1]:40000".parse().unwrap(),
+        // Mapped by the resolver map.
+        "192.0.2.53:40000".parse().unwrap(),
+        "[2001:db8::53]:40000".parse().unwrap(),
     ];
     let mut buf = [0u8; 4096];
     let mut declined = std::collections::HashSet::new();
-    for (i, (name, qtype, raw)) in queries().iter().enumerate() {
-        let from = sources[i % 2];
-        let reference = full::respond(&handler, raw, from);
-        let Some(len) = fast::answer(&snapshot, raw, from, &mut buf) else {
-            declined.insert((*name, *qtype));
-            continue;
-        };
-        let reference = reference.expect("the full path answers what the fast path answers");
-        let query = decode(raw);
-        assert_eq!(
-            meaning(&decode(&buf[..len])),
-            meaning(&decode(&reference)),
-            "query {:?} from {from}",
-            query.queries
-        );
+    for (name, qtype, raw) in &queries() {
+        for from in sources {
+            let reference = full::respond(&handler, raw, from);
+            let Some(len) = fast::answer(&snapshot, raw, from, &mut buf) else {
+                declined.insert((*name, *qtype));
+                continue;
+            };
+            let reference = reference.expect("the full path answers what the fast path answers");
+            let query = decode(raw);
+            assert_eq!(
+                meaning(&decode(&buf[..len])),
+                meaning(&decode(&reference)),
+                "query {:?} from {from}",
+                query.queries
+            );
+        }
     }
+    // The map is in effect on the fast path: without ECS, the mapped resolvers get their
+    // users' answers (DE: cdn-c; US, AS721: cdn-b), the others the default (cdn-a).
+    let plain = encode(&query("www.example.com.", RecordType::A));
+    let fast_cname = |from: SocketAddr| {
+        let mut out = [0u8; 4096];
+        let len = fast::answer(&snapshot, &plain, from, &mut out).expect("fast path");
+        cname_targets(&decode(&out[..len]))
+    };
+    assert_eq!(fast_cname(sources[0]), ["cdn-a.example.net."]);
+    assert_eq!(fast_cname(sources[2]), ["cdn-c.example.net."]);
+    assert_eq!(fast_cname(sources[3]), ["cdn-b.example.net."]);
+    // With ECS, the map is not used.
+    let with_ecs = encode(&ecs_query("www.example.com.", RecordType::A, "10.0.0.0/24"));
+    let len = fast::answer(&snapshot, &with_ecs, sources[2], &mut buf).expect("fast path");
+    assert_eq!(cname_targets(&decode(&buf[..len])), ["cdn-a.example.net."]);
     // The common questions always take the fast path, whatever the EDNS and ECS variant.
     let always_fast = [
         ("pop.example.com.", RecordType::A),

@@ -18,6 +18,7 @@ mod protocol;
 mod robustness;
 mod rum_browser;
 mod rum_ingest;
+mod rum_resolver;
 mod rum_steering;
 mod steering;
 mod timed;

@@ -1,7 +1,7 @@
 //! The beacon in real headless Chromium (Debian package `chromium`): a test page embeds the
 //! beacon served by steerdns; three fake CDNs on loopback serve the test object (one fast,
 //! one 150 ms slower, one failing), with Timing-Allow-Origin and CORS headers. The init
-//! hostname `<nonce>.rum.test` is mapped to loopback by Chromium's host resolver rules.
+//! hostname `<nonce>.rum.example.com` is mapped to loopback by Chromium's host resolver rules.
 //! Asserts the beacon arrives, is attributed to the loopback network's country and ASN (an
 //! override: DE / AS3320), ranks the slow CDN behind the fast one, counts the failing one as
 //! failed, and that every fetch was cache-busted.
@@ -99,7 +99,7 @@ impl Browser {
                 "--disable-dev-shm-usage",
                 "--no-first-run",
                 "--no-default-browser-check",
-                "--host-resolver-rules=MAP *.rum.test 127.0.0.1",
+                "--host-resolver-rules=MAP *.rum.example.com 127.0.0.1",
             ])
             .arg(format!("--user-data-dir={}", profile.path.display()))
             .arg(url)

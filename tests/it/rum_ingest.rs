@@ -17,12 +17,12 @@ use crate::support::*;
 pub const SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
 const BEACON_JS: &str = include_str!("../../rum-beacon/beacon.js");
 
-/// `[rum]` for tests: zone `rum.test`, plain-HTTP init, loopback placed in DE / AS3320
+/// `[rum]` for tests: zone `rum.example.com`, plain-HTTP init, loopback placed in DE / AS3320
 /// (continent EU). `extra` goes into `[rum]`; `targets` are `(id, small URL)`.
 pub fn rum_config(targets: &[(&str, String)], extra: &str) -> String {
     let mut text = format!(
         "[[geoip.override]]\ncidr = \"127.0.0.0/8\"\ncontinent = \"EU\"\ncountry = \"DE\"\nasn = 3320\n\n\
-         [rum]\nsecret_file = \"rum.secret\"\nzone = \"rum.test\"\ninit_addresses = [\"127.0.0.1\"]\n\
+         [rum]\nsecret_file = \"rum.secret\"\nzone = \"rum.example.com\"\ninit_addresses = [\"127.0.0.1\"]\n\
          init_scheme = \"http\"\ntimeout_ms = 2000\n{extra}\n"
     );
     for (id, small) in targets {
@@ -175,7 +175,7 @@ async fn config_and_init() {
     // The init URL keeps the port the browser used.
     assert_eq!(
         c["init"],
-        format!("http://{nonce}.rum.test:{}/rum/v1/init", addr.port())
+        format!("http://{nonce}.rum.example.com:{}/rum/v1/init", addr.port())
     );
     assert_eq!(c["targets"][1]["id"], "cdn-b");
     assert_eq!(
@@ -201,7 +201,7 @@ async fn config_and_init() {
         "{expiry} vs {now}"
     );
 
-    let host = format!("{nonce}.rum.test:{}", addr.port());
+    let host = format!("{nonce}.rum.example.com:{}", addr.port());
     let r = get_with_host(addr, "/rum/v1/init", &host).await;
     assert!(r.starts_with("HTTP/1.1 204"), "{r}");
     assert!(r.contains("timing-allow-origin: *"), "{r}");

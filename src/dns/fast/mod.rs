@@ -4,7 +4,8 @@
 //! zone holds records for at exactly the question name (see `Zones::answers`). The reply is the
 //! query's header and question, the rendered records, and our OPT record with the ECS option
 //! echoed and its scope filled in: no message object, no name encoding, no allocation. The
-//! decision itself is the same `answer::decide` and `Table::select` the full path uses.
+//! decision itself is the same `answer::decide` and `Table::select` the full path uses, with
+//! the same `Asker` (so a resolver the resolver map locates as its users is steered alike).
 //!
 //! Anything else returns `None` and goes to the full path (`handler` on hickory-proto), which
 //! is the reference: CNAME chains, negative answers, referrals, wildcards, explain names, ANY,
@@ -60,13 +61,14 @@ fn steered_parts<'s>(
     if !matches!(query.qtype, TYPE_A | TYPE_AAAA | TYPE_CNAME) {
         return None;
     }
-    let asker = Asker {
-        resolver: from.ip().to_canonical(),
-        subnet: query
+    let asker = Asker::new(
+        snapshot,
+        from.ip().to_canonical(),
+        query
             .edns
             .and_then(|e| e.ecs)
             .map(|ecs| (ecs.address, ecs.source_prefix)),
-    };
+    );
     let decision = answer::decide(snapshot, steered, &asker);
     let selected = steered.table.select(&decision, asker.steer_on());
     let mut any = false;
