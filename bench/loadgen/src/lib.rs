@@ -1,8 +1,10 @@
 //! Benchmark tools for steerdns: a batched, closed-loop UDP DNS load generator (`loadgen`), the
-//! no-op responder that is the floor of any comparison (`noop-responder`), and a picker of
-//! ECS client subnets from a MaxMind City database (`subnets`). The binaries in `src/bin/` are
+//! no-op responder that is the floor of any comparison (`noop-responder`), a picker of
+//! ECS client subnets from a MaxMind City database (`subnets`), and a RUM beacon flood
+//! (`beaconflood`, with `http-floor` as its floor). The binaries in `src/bin/` are
 //! thin command lines over these modules, so the tests can drive them in-process.
 
+pub mod beacons;
 pub mod hist;
 pub mod load;
 pub mod noop;
