@@ -54,6 +54,37 @@ static BEACON_ETAG: LazyLock<String> = LazyLock::new(|| {
     format!("\"{}\"", hex(&digest[..16]))
 });
 
+/// The gzipped representation and its own strong ETag (RFC 9110 §8.8.3: a different
+/// representation must not share one).
+static BEACON_GZ: LazyLock<(Vec<u8>, String)> = LazyLock::new(|| {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    // Writing into a Vec cannot fail.
+    let _ = gz.write_all(BEACON_JS.as_bytes());
+    let bytes = gz.finish().unwrap_or_default();
+    let etag = format!("{}-gzip\"", BEACON_ETAG.trim_end_matches('"'));
+    (bytes, etag)
+});
+
+/// Whether the client takes gzip (`Accept-Encoding`, a q of 0 refuses it).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
 /// Everything the RUM endpoints share.
 pub struct Rum {
     config: RumConfig,
@@ -231,7 +262,12 @@ const ANY_ORIGIN: (header::HeaderName, HeaderValue) = (
 );
 
 async fn beacon_js(headers: HeaderMap) -> Response {
-    let etag = BEACON_ETAG.as_str();
+    let gzip = accepts_gzip(&headers);
+    let etag = if gzip {
+        BEACON_GZ.1.as_str()
+    } else {
+        BEACON_ETAG.as_str()
+    };
     let common = [
         (
             header::ETAG,
@@ -243,6 +279,7 @@ async fn beacon_js(headers: HeaderMap) -> Response {
             HeaderValue::from_static("public, max-age=300"),
         ),
         ANY_ORIGIN,
+        (header::VARY, HeaderValue::from_static("Accept-Encoding")),
     ];
     let matches = headers
         .get_all(header::IF_NONE_MATCH)
@@ -254,6 +291,20 @@ async fn beacon_js(headers: HeaderMap) -> Response {
         .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag);
     if matches {
         return (StatusCode::NOT_MODIFIED, common).into_response();
+    }
+    if gzip {
+        return (
+            common,
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/javascript; charset=utf-8"),
+                ),
+                (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+            ],
+            BEACON_GZ.0.clone(),
+        )
+            .into_response();
     }
     (
         common,

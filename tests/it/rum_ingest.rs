@@ -5,7 +5,7 @@
 //! status, counted by reason in `/metrics`, and leaving the windows unchanged.
 
 use std::net::SocketAddr;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 use steerdns::app::Running;
@@ -158,6 +158,81 @@ async fn beacon_js_is_served_with_an_etag_and_304() {
     )
     .await;
     assert_eq!(r.status, 200);
+    assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+    running.shutdown().await;
+}
+
+/// A raw GET; (head, body bytes). The support client reads bodies as text, and a gzip body is
+/// not text.
+async fn get_bytes(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut all))
+        .await
+        .expect("a response within 5 s")
+        .unwrap();
+    let split = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
+    let head = String::from_utf8_lossy(&all[..split]).to_lowercase();
+    (head, all[split + 4..].to_vec())
+}
+
+/// Browsers get the beacon gzipped (within the 2 KB budget), with its own ETag; a client
+/// that refuses gzip gets it as is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beacon_js_is_served_gzipped_to_clients_that_take_it() {
+    use std::io::Read;
+    let (_dir, running) = start_rum("rum-js-gz", &rum_config(&targets(), "")).await;
+    let addr = http(&running);
+    let (head, body) = get_bytes(
+        addr,
+        "/rum/v1/beacon.js",
+        &[("Accept-Encoding", "gzip, br")],
+    )
+    .await;
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    assert!(body.len() <= 2048, "{} bytes gzipped", body.len());
+    let mut plain = String::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut plain)
+        .expect("valid gzip");
+    assert_eq!(plain, BEACON_JS);
+    let etag = |head: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix("etag: ").map(str::to_owned))
+            .expect("an etag")
+    };
+    let gz_etag = etag(&head);
+    let (plain_head, plain_body) = get_bytes(
+        addr,
+        "/rum/v1/beacon.js",
+        &[("Accept-Encoding", "gzip;q=0")],
+    )
+    .await;
+    assert!(!plain_head.contains("content-encoding"), "{plain_head}");
+    assert_eq!(plain_body, BEACON_JS.as_bytes());
+    assert_ne!(
+        gz_etag,
+        etag(&plain_head),
+        "each representation has its own ETag"
+    );
+    let (head, body) = get_bytes(
+        addr,
+        "/rum/v1/beacon.js",
+        &[("Accept-Encoding", "gzip"), ("If-None-Match", &gz_etag)],
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 304"), "{head}");
+    assert!(body.is_empty());
     running.shutdown().await;
 }
 
