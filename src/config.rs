@@ -535,6 +535,26 @@ fn parse_health(raw: RawHealth) -> Result<(Thresholds, AgentCountries), FieldErr
 }
 
 /// Validate `[rum]`; the error is (field below `rum.`, reason).
+/// `value` if it is in `range`, else an error naming `field` (of `[rum]`) and the range.
+fn within<T: PartialOrd + std::fmt::Display>(
+    field: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, (String, String)> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err((
+            field.to_owned(),
+            format!(
+                "{value} is out of range {}..={}",
+                range.start(),
+                range.end()
+            ),
+        ))
+    }
+}
+
 fn parse_rum(
     raw: RawRum,
     resolve: &dyn Fn(PathBuf) -> PathBuf,
@@ -606,39 +626,19 @@ fn parse_rum(
             format!("{sample_rate} is not in [0, 1]"),
         ));
     }
-    let window_minutes = window_minutes.unwrap_or(5);
-    if !(1..=60).contains(&window_minutes) {
-        return Err((
-            field("window_minutes"),
-            format!("{window_minutes} is out of range 1..=60"),
-        ));
-    }
-    let token_ttl_s = token_ttl_s.unwrap_or(300);
-    if !(10..=3600).contains(&token_ttl_s) {
-        return Err((
-            field("token_ttl_s"),
-            format!("{token_ttl_s} is out of range 10..=3600"),
-        ));
-    }
-    let per_minute = beacons_per_network_per_minute.unwrap_or(60);
-    if !(1..=100_000).contains(&per_minute) {
-        return Err((
-            field("beacons_per_network_per_minute"),
-            format!("{per_minute} is out of range 1..=100000"),
-        ));
-    }
+    let window_minutes = within("window_minutes", window_minutes.unwrap_or(5), 1..=60)?;
+    let token_ttl_s = within("token_ttl_s", token_ttl_s.unwrap_or(300), 10..=3600)?;
+    let per_minute = within(
+        "beacons_per_network_per_minute",
+        beacons_per_network_per_minute.unwrap_or(60),
+        1..=100_000,
+    )?;
     let trusted_proxies = trusted_proxies
         .iter()
         .enumerate()
         .map(|(i, c)| iso::parse_network(c).map_err(|r| (format!("trusted_proxies[{i}]"), r)))
         .collect::<Result<Vec<_>, _>>()?;
-    let timeout_ms = timeout_ms.unwrap_or(4000);
-    if !(100..=60_000).contains(&timeout_ms) {
-        return Err((
-            field("timeout_ms"),
-            format!("{timeout_ms} is out of range 100..=60000"),
-        ));
-    }
+    let timeout_ms = within("timeout_ms", timeout_ms.unwrap_or(4000), 100..=60_000)?;
     if targets.is_empty() {
         return Err((
             field("target"),

@@ -36,7 +36,13 @@ struct Cdn {
 async fn object(State(cdn): State<Cdn>, RawQuery(query): RawQuery) -> Response {
     cdn.queries.lock().unwrap().push(query.unwrap_or_default());
     tokio::time::sleep(cdn.delay).await;
-    let status = if cdn.fail {
+    test_object(cdn.fail)
+}
+
+/// A fake CDN's test object: a GIF header, or 503 when failing, with the headers a CDN must
+/// send for the beacon to time it (CORS, Timing-Allow-Origin) and no caching.
+pub fn test_object(fail: bool) -> Response {
+    let status = if fail {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK

@@ -31,14 +31,14 @@ use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::header;
+use axum::response::Response;
 use axum::routing::get;
 use serde_json::{Value, json};
 use steerdns::perf::Region;
 use steerdns::rum::collector::Collector;
 
-use super::rum_browser::{Browser, TEST_PAGE, serve};
+use super::rum_browser::{Browser, TEST_PAGE, serve, test_object};
 use super::rum_ingest::{SECRET, http, rum_config};
 use crate::support::*;
 
@@ -93,21 +93,7 @@ async fn object(State(cdn): State<Cdn>) -> Response {
     cdn.hits.fetch_add(1, Ordering::Relaxed);
     let delay = cdn.delay_ms.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(delay)).await;
-    let status = if cdn.fail.load(Ordering::SeqCst) {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    };
-    let mut r = (status, vec![0x47u8, 0x49, 0x46, 0x38, 0x39, 0x61]).into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert("timing-allow-origin", HeaderValue::from_static("*"));
-    r
+    test_object(cdn.fail.load(Ordering::SeqCst))
 }
 
 async fn start_cdn() -> (SocketAddr, Cdn) {

@@ -164,13 +164,7 @@ impl Performance {
         }
         let mut ranked = vec![best];
         ranked.extend(ranking.order.iter().copied().filter(|t| *t != best));
-        let rest: Vec<TargetId> = candidates
-            .iter()
-            .copied()
-            .filter(|t| !ranked.contains(t))
-            .collect();
-        ranked.extend(rest);
-        *candidates = ranked;
+        put_first(candidates, ranked);
         Verdict::Decided
     }
 
@@ -224,16 +218,16 @@ impl Performance {
                 name(best.0), best.1.mean_ms, best.1.samples, name(runner_up.0), runner_up.1.mean_ms, runner_up.1.samples, confidence
             )
         });
-        let mut ranked: Vec<TargetId> = measured.iter().map(|(t, _)| *t).collect();
-        let rest: Vec<TargetId> = candidates
-            .iter()
-            .copied()
-            .filter(|t| !ranked.contains(t))
-            .collect();
-        ranked.extend(rest);
-        *candidates = ranked;
+        put_first(candidates, measured.iter().map(|(t, _)| *t).collect());
         Verdict::Decided
     }
+}
+
+/// `ranked` first, then the candidates it does not name, in their order.
+fn put_first(candidates: &mut Vec<TargetId>, mut ranked: Vec<TargetId>) {
+    candidates.retain(|t| !ranked.contains(t));
+    ranked.append(candidates);
+    *candidates = ranked;
 }
 
 /// The client's regions, finest first: its network (country + ASN) when both are known, its
