@@ -786,7 +786,7 @@ async fn demo_server_refuses_edits_with_409() {
     let admin = AdminClient::of(&running);
     let list = admin.get("/api/v1/policies").await;
     assert_eq!(list.status, 200, "{list}");
-    assert_eq!(list.json().as_array().unwrap().len(), 7, "{list}");
+    assert_eq!(list.json().as_array().unwrap().len(), 8, "{list}");
     let (text, etag) = admin.policy("www.example.com").await;
     assert_eq!(text, WWW_POLICY);
 
