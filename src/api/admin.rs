@@ -126,6 +126,7 @@ impl IntoResponse for EditError {
             EditError::Invalid(_) => StatusCode::BAD_REQUEST,
             EditError::NotEditable(_) => StatusCode::CONFLICT,
             EditError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            EditError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let mut response = error(status, self.to_string());
         if let EditError::PreconditionFailed { current } = &self {

@@ -4,12 +4,19 @@
 //! Every write goes to a temporary file in the same directory, is fsynced, renamed over the
 //! target and the directory is fsynced: a crash (even `kill -9`) leaves the old file or the
 //! new one, never a torn one, and an acknowledged write survives a power cut.
+//!
+//! As a [`PolicyStore`], each compare-and-set holds an advisory lock (`flock` on `.lock` in
+//! the directory) from reading the current version to renaming the new one into place, so
+//! two writers on one directory, even in two processes, cannot both win. Change notices come
+//! from inotify.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{CasError, Expect, FeedGuard, PolicyStore, StoredPolicy, etag};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {reason}")]
@@ -218,8 +225,146 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(|e| error(dir, e))
 }
 
+impl PolicyDir {
+    /// Hold the directory's advisory lock until the returned file is dropped.
+    fn lock(&self) -> Result<File, StoreError> {
+        fs::create_dir_all(&self.dir).map_err(|e| error(&self.dir, e))?;
+        let path = self.dir.join(".lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| error(&path, e))?;
+        // SAFETY: flock on a file descriptor we own; it is released when the file closes.
+        #[cfg(unix)]
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) } != 0 {
+            return Err(error(&path, io::Error::last_os_error()));
+        }
+        Ok(file)
+    }
+
+    fn current_etag(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.get_text(key).map(|t| t.as_deref().map(etag))
+    }
+
+    fn get_text(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let path = self.path_of(key);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(error(&path, e)),
+        }
+    }
+}
+
+impl PolicyStore for PolicyDir {
+    fn source_of(&self, key: &str) -> String {
+        self.path_of(key).display().to_string()
+    }
+
+    fn list(&self) -> Result<Vec<StoredPolicy>, StoreError> {
+        let mut out = Vec::new();
+        for path in self.files()? {
+            let text =
+                fs::read_to_string(&path).map_err(|e| error(&path, format!("cannot read: {e}")))?;
+            let key = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.push(StoredPolicy {
+                key,
+                source: path.display().to_string(),
+                text,
+            });
+        }
+        Ok(out)
+    }
+
+    fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.get_text(key)
+    }
+
+    fn put_if(&self, key: &str, text: &str, expect: &Expect) -> Result<String, CasError> {
+        let _lock = self.lock()?;
+        let current = self.current_etag(key)?;
+        if !expect.holds(current.as_deref()) {
+            return Err(CasError::PreconditionFailed {
+                current: current.unwrap_or_default(),
+            });
+        }
+        self.write(key, text)?;
+        Ok(etag(text))
+    }
+
+    fn delete_if(&self, key: &str, expect: &Expect) -> Result<(), CasError> {
+        let _lock = self.lock()?;
+        let current = self.current_etag(key)?;
+        if !expect.holds(current.as_deref()) {
+            return Err(CasError::PreconditionFailed {
+                current: current.unwrap_or_default(),
+            });
+        }
+        Ok(self.delete(key)?)
+    }
+
+    fn history(&self, key: &str) -> Result<Vec<Version>, StoreError> {
+        PolicyDir::history(self, key, etag)
+    }
+
+    fn version(&self, key: &str, id: u64) -> Result<Option<String>, StoreError> {
+        PolicyDir::version(self, key, id)
+    }
+
+    fn watch(&self, tx: tokio::sync::mpsc::Sender<()>) -> Option<FeedGuard> {
+        watch_dir(&self.dir, tx).map(|w| Box::new(w) as FeedGuard)
+    }
+}
+
+/// Watch a policy directory; each change to a `*.toml` file sends a (coalesced) notice.
+pub fn watch_dir(
+    dir: &Path,
+    tx: tokio::sync::mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let relevant = event.is_ok_and(|e| {
+            changes_content(&e.kind)
+                && e.paths.iter().any(|p| {
+                    p.extension().is_some_and(|x| x == "toml")
+                        && p.file_name()
+                            .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+                })
+        });
+        if relevant {
+            let _ = tx.try_send(());
+        }
+    })
+    .map_err(|e| tracing::warn!(%e, "cannot watch the policy directory; reload with SIGHUP"))
+    .ok()?;
+    if let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+        tracing::warn!(%e, dir = %dir.display(), "cannot watch the policy directory; reload with SIGHUP");
+        return None;
+    }
+    Some(watcher)
+}
+
+/// Whether a file event can change what a policy file holds. Opening or reading one cannot,
+/// and the reload itself opens every file: counting opens made each reload trigger the next,
+/// re-reading the whole directory every 50 ms for as long as the server ran.
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn temp_dir(tag: &str) -> PathBuf {
@@ -263,5 +408,80 @@ mod tests {
             .collect();
         assert!(leftovers.is_empty());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn compare_and_set_refuses_a_stale_etag() {
+        let dir = temp_dir("cas");
+        let store = PolicyDir::new(&dir);
+        let one = store
+            .put_if("a.example.com", "one", &Expect::Absent)
+            .unwrap();
+        assert!(matches!(
+            store.put_if("a.example.com", "again", &Expect::Absent),
+            Err(CasError::PreconditionFailed { current }) if current == one
+        ));
+        let two = store
+            .put_if("a.example.com", "two", &Expect::Etag(one.clone()))
+            .unwrap();
+        assert!(matches!(
+            store.put_if("a.example.com", "late", &Expect::Etag(one.clone())),
+            Err(CasError::PreconditionFailed { current }) if current == two
+        ));
+        assert!(
+            store
+                .delete_if("a.example.com", &Expect::Etag(one))
+                .is_err()
+        );
+        store.delete_if("a.example.com", &Expect::Present).unwrap();
+        assert_eq!(store.get("a.example.com").unwrap(), None);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Receive a notice within `within`, or not.
+    fn notice(rx: &mut tokio::sync::mpsc::Receiver<()>, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if rx.try_recv().is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    #[test]
+    fn reading_policy_files_is_not_a_change_but_writing_is() {
+        let dir = std::env::temp_dir().join(format!(
+            "steerdns-watch-{}-{}",
+            std::process::id(),
+            etag(&format!("{:?}", SystemTime::now()))
+                .trim_matches('"')
+                .to_owned()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("a.example.com.toml");
+        std::fs::write(&file, "name = \"a.example.com\"\n").unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let watcher = watch_dir(&dir, tx).expect("inotify is available");
+        // What a reload does to every file: open and read it.
+        for _ in 0..3 {
+            std::fs::read_to_string(&file).unwrap();
+            assert!(
+                PolicyDir::new(&dir).files().unwrap().len() == 1,
+                "one policy file"
+            );
+        }
+        assert!(
+            !notice(&mut rx, Duration::from_millis(300)),
+            "reading the files must not trigger a reload"
+        );
+        std::fs::write(&file, "name = \"b.example.com\"\n").unwrap();
+        assert!(
+            notice(&mut rx, Duration::from_secs(5)),
+            "writing a file triggers a reload"
+        );
+        drop(watcher);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,8 +1,8 @@
 //! Durability of policy edits: the real binary is killed with SIGKILL while a stream of large
 //! PUTs is being written. Afterwards the policy file is one complete version (the last
 //! acknowledged one or the one in flight), never a torn one; the directory holds nothing but
-//! policies, history and possibly the writer's own `.<name>.tmp-*` files; and the server
-//! starts again from it.
+//! policies, history, the compare-and-set lock file `.lock` and possibly the writer's own
+//! `.<name>.tmp-*` files; and the server starts again from it.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -193,10 +193,10 @@ fn check_directory(policies: &Path, sent: &Sent) -> (bool, usize) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let ok = matches!(
             name.as_str(),
-            "www.example.com.toml" | "pop.example.com.toml" | ".history"
+            "www.example.com.toml" | "pop.example.com.toml" | ".history" | ".lock"
         ) || temp(&name, "www.example.com.toml");
         assert!(ok, "stray file in the policy directory: {name}");
-        temps += usize::from(name.starts_with('.') && name != ".history");
+        temps += usize::from(name.starts_with('.') && name != ".history" && name != ".lock");
     }
     let history = policies.join(".history/www.example.com");
     if history.exists() {

@@ -875,6 +875,50 @@ async fn operator_override_wins_and_clearing_returns_to_measured() {
     running.shutdown().await;
 }
 
+/// An operator override outlives the process: set it, stop the server, start a new one on
+/// the same config, and the override still steers (and clearing it is durable too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn override_survives_a_restart() {
+    let dir = TempDir::new("health-override-restart");
+    let config = write_config_extra(
+        &dir,
+        DEMO_ZONE,
+        &[("hc.example.com.toml", FAILOVER)],
+        "[health]\nstale_after_ms = 60000\n",
+    );
+    let running = start_file(&config).await;
+    assert_eq!(answer_of(v4(&running), NAME, None).await, A_IP);
+    AdminClient::of(&running)
+        .set_health("pop-a", Some("down"))
+        .await;
+    assert_eq!(answer_of(v4(&running), NAME, None).await, B_IP);
+    running.shutdown().await;
+
+    let running = start_file(&config).await;
+    let admin = AdminClient::of(&running);
+    assert_eq!(
+        answer_of(v4(&running), NAME, None).await,
+        B_IP,
+        "the override steers from the first snapshot after the restart"
+    );
+    let e = entry(&admin, "pop-a").await.expect("pop-a is listed");
+    assert_eq!(
+        (&e["state"], &e["forced"]),
+        (&json!("down"), &json!(true)),
+        "{e}"
+    );
+    admin.set_health("pop-a", None).await;
+    running.shutdown().await;
+
+    let running = start_file(&config).await;
+    assert_eq!(
+        answer_of(v4(&running), NAME, None).await,
+        A_IP,
+        "a cleared override stays cleared"
+    );
+    running.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // A guarded ramp halted by a probe failure
 

@@ -1,0 +1,417 @@
+//! Loading: config, zones, GeoIP and the policies of the policy store into a [`State`], the
+//! first snapshot, and the two reloads (everything on SIGHUP; the policies on a change
+//! notice). Every error names its file (or store key), field and reason.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use hickory_proto::rr::LowerName;
+use tracing::{error, info};
+
+use super::{Controller, Entry, LoadErrors, State, etag, ms, policy_key};
+use crate::config::{Config, PolicySource, TextSource};
+use crate::geo::GeoDb;
+use crate::health::HealthView;
+use crate::perf::PerfView;
+use crate::policy::{self, Inputs, Policy};
+use crate::preview::{self, Preview};
+use crate::rum::init_zone::{InitZone, InitZoneConfig};
+use crate::rum::nonce_log::{self, NonceLog};
+use crate::snapshot::{self, DnsSettings, Snapshot, Steered};
+use crate::store::PolicyStore;
+use crate::zone::{Zone, ZoneText, Zones};
+
+/// Load and validate everything a config names, and compile the first snapshot.
+/// Collects all errors rather than stopping at the first, so `steerdns check` shows them
+/// together.
+pub fn build_snapshot(config: &Config, generation: u64) -> Result<Snapshot, LoadErrors> {
+    let store = super::Stores::default().policies_for(config);
+    let state = load_state(
+        config.clone(),
+        HealthView::default(),
+        PerfView::default(),
+        None,
+        store,
+    )?;
+    assemble(&state, generation).map_err(|e| LoadErrors(vec![e]))
+}
+
+/// Compare two policy files on the GeoIP data of `config` (for `steerdns diff`).
+pub fn diff_files(
+    config: &Config,
+    old: &std::path::Path,
+    new: &std::path::Path,
+) -> Result<Preview, LoadErrors> {
+    let one = |e: String| LoadErrors(vec![e]);
+    let geo = GeoDb::load(
+        &config.geoip_city,
+        config.geoip_asn.as_ref(),
+        &config.geoip_overrides,
+    )
+    .map_err(|e| one(e.to_string()))?;
+    let (health, perf) = (HealthView::default(), PerfView::default());
+    let inputs = Inputs {
+        health: &health,
+        perf: &perf,
+        now: SystemTime::now(),
+        choices: None,
+    };
+    let compile = |path: &std::path::Path| -> Result<Steered, LoadErrors> {
+        let policy = policy::load_file(path).map_err(|e| one(e.to_string()))?;
+        Ok(Steered::compile(policy, &geo, &inputs))
+    };
+    let (old, new) = (compile(old)?, compile(new)?);
+    Ok(preview::compare(Some(&old), &new, &geo))
+}
+
+/// `nonce_log`: the log to keep using, if there is one already. `policy_store`: where the
+/// policies are (`None`: the config's embedded ones).
+pub(super) fn load_state(
+    config: Config,
+    health: HealthView,
+    perf: PerfView,
+    nonce_log: Option<Arc<NonceLog>>,
+    policy_store: Option<Arc<dyn PolicyStore>>,
+) -> Result<State, LoadErrors> {
+    let mut errors = Vec::new();
+    let started = Instant::now();
+    let geo = GeoDb::load(
+        &config.geoip_city,
+        config.geoip_asn.as_ref(),
+        &config.geoip_overrides,
+    )
+    .map_err(|e| errors.push(e.to_string()))
+    .ok();
+    let mut zones = Vec::new();
+    for zone in &config.zones {
+        match load_zone(zone) {
+            Ok(z) => zones.push(z),
+            Err(e) => errors.push(e),
+        }
+    }
+    let zones = Zones::new(zones)
+        .map_err(|e| errors.push(e.to_string()))
+        .ok();
+    if let (Some(rum), Some(zones)) = (init_zone_config(&config), &zones) {
+        match rum {
+            Ok(rum) if zones.find(&LowerName::new(&rum.zone)).is_none() => errors.push(format!(
+                "{}: rum.zone: {} is not inside any configured zone (steerdns must be authoritative for it)",
+                config.source, rum.zone
+            )),
+            Ok(_) => {}
+            Err(reason) => errors.push(format!("{}: rum.zone: {reason}", config.source)),
+        }
+    }
+    let texts = policy_texts(&config.policies, policy_store.as_deref(), &mut errors);
+    let (Some(geo), Some(zones)) = (geo, zones) else {
+        return Err(LoadErrors(errors));
+    };
+    let geo = Arc::new(geo);
+    let geoip_ms = ms(started);
+    let compiling = Instant::now();
+    let mut policies = BTreeMap::new();
+    let inputs = Inputs {
+        health: &health,
+        perf: &perf,
+        now: SystemTime::now(),
+        choices: None,
+    };
+    for (source, text) in texts {
+        match parse_checked(&source, &text, &zones, &geo) {
+            Ok((key, policy)) => {
+                if let Some(other) = policies
+                    .get(&key)
+                    .map(|e: &Entry| e.steered.policy.source.clone())
+                {
+                    errors.push(format!(
+                        "{source}: name: {key} is already defined in {other}"
+                    ));
+                    continue;
+                }
+                let steered = Arc::new(Steered::compile(policy, &geo, &inputs));
+                policies.insert(
+                    key,
+                    Entry {
+                        etag: etag(&text),
+                        text,
+                        steered,
+                    },
+                );
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(LoadErrors(errors));
+    }
+    info!(
+        geoip_ms,
+        policies = policies.len(),
+        compile_ms = ms(compiling),
+        "inputs loaded and compiled (geoip_ms includes the zones; compile_ms parses and compiles the policies)"
+    );
+    let (nonce_log, init_zone) = init_zone(&config, nonce_log);
+    Ok(State {
+        config,
+        geo,
+        zones: Arc::new(zones),
+        policies,
+        measured: health.clone(),
+        overrides: HealthView::default(),
+        health,
+        perf,
+        rum_choices: HashMap::new(),
+        resolver_map: Arc::default(),
+        nonce_log,
+        init_zone,
+        policy_store,
+    })
+}
+
+/// `[rum] zone` and `init_addresses`, when `[rum]` is set.
+fn init_zone_config(config: &Config) -> Option<Result<InitZoneConfig, String>> {
+    let rum = config.rum.as_ref()?;
+    Some(InitZoneConfig::new(&rum.zone, &rum.init_addresses))
+}
+
+/// The nonce log (`log` if there is one already) and the RUM zone of `config`.
+fn init_zone(
+    config: &Config,
+    log: Option<Arc<NonceLog>>,
+) -> (Option<Arc<NonceLog>>, Option<Arc<InitZone>>) {
+    let Some(Ok(rum)) = init_zone_config(config) else {
+        return (log, None);
+    };
+    let log = log.unwrap_or_else(|| Arc::new(NonceLog::new(nonce_log::CAPACITY)));
+    let zone = Arc::new(InitZone::new(&rum, log.clone()));
+    (Some(log), Some(zone))
+}
+
+/// Parse a policy and check it against zones and GeoIP; returns its key.
+pub(super) fn parse_checked(
+    source: &str,
+    text: &str,
+    zones: &Zones,
+    geo: &GeoDb,
+) -> Result<(String, Policy), String> {
+    let policy = policy::parse(source, text).map_err(|e| e.to_string())?;
+    snapshot::check_policy(&policy, zones, geo).map_err(|e| e.to_string())?;
+    let key = policy_key(&policy.name.to_ascii()).map_err(|e| format!("{source}: name: {e}"))?;
+    Ok((key, policy))
+}
+
+pub(super) fn assemble(state: &State, generation: u64) -> Result<Snapshot, String> {
+    let mut snapshot = Snapshot::assemble(
+        generation,
+        state.zones.clone(),
+        state.geo.clone(),
+        state.policies.values().map(|e| e.steered.clone()),
+        Arc::new(state.health.clone()),
+        Arc::new(state.perf.clone()),
+        DnsSettings {
+            max_udp_payload: state.config.max_udp_payload,
+            explain_names: state.config.explain_names,
+        },
+    )
+    .map_err(|errs| {
+        errs.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    snapshot.resolver_map = state.resolver_map.clone();
+    snapshot.rum = state.init_zone.clone();
+    Ok(snapshot)
+}
+
+fn load_zone(zone: &crate::config::ZoneConfig) -> Result<Zone, String> {
+    let mut texts = Vec::new();
+    match &zone.file {
+        Some(TextSource::File(path)) => {
+            texts.push(ZoneText::from_file(path).map_err(|e| e.to_string())?)
+        }
+        Some(TextSource::Embedded { name, text }) => texts.push(ZoneText {
+            source_name: name.clone(),
+            text: (*text).to_owned(),
+        }),
+        None => {}
+    }
+    if !zone.records.is_empty() {
+        texts.push(ZoneText {
+            source_name: format!("config zone {} records", zone.origin),
+            text: zone.records.join("\n") + "\n",
+        });
+    }
+    Zone::parse(&zone.origin, &texts).map_err(|e| e.to_string())
+}
+
+/// (source name, text) of every policy: the store's, or the config's embedded ones.
+fn policy_texts(
+    source: &PolicySource,
+    store: Option<&dyn PolicyStore>,
+    errors: &mut Vec<String>,
+) -> Vec<(String, String)> {
+    if let Some(store) = store {
+        return match store.list() {
+            Ok(list) => list.into_iter().map(|p| (p.source, p.text)).collect(),
+            Err(e) => {
+                errors.push(e.to_string());
+                Vec::new()
+            }
+        };
+    }
+    match source {
+        PolicySource::Embedded(texts) => texts
+            .iter()
+            .filter_map(|t| match t {
+                TextSource::Embedded { name, text } => Some((name.clone(), (*text).to_owned())),
+                TextSource::File(path) => read(path, errors),
+            })
+            .collect(),
+        PolicySource::Dir(_) => Vec::new(),
+    }
+}
+
+fn read(path: &std::path::Path, errors: &mut Vec<String>) -> Option<(String, String)> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some((path.display().to_string(), text)),
+        Err(e) => {
+            errors.push(format!("{}: cannot read: {e}", path.display()));
+            None
+        }
+    }
+}
+
+impl Controller {
+    /// Reload config, zones, GeoIP and policies (SIGHUP). Health and measurements carry over.
+    pub fn reload_all(&self) -> Result<u64, LoadErrors> {
+        let mut state = self.lock();
+        let loaded = self.origin.load().and_then(|config| {
+            let store = self.stores.policies_for(&config);
+            let mut next = load_state(
+                config,
+                state.health.clone(),
+                state.perf.clone(),
+                state.nonce_log.clone(),
+                store,
+            )?;
+            next.measured = state.measured.clone();
+            next.overrides = state.overrides.clone();
+            next.rum_choices = state.rum_choices.clone();
+            next.resolver_map = state.resolver_map.clone();
+            Ok(next)
+        });
+        let result = loaded.and_then(|next| {
+            let generation = self.published.load().generation + 1;
+            let snapshot = assemble(&next, generation).map_err(|e| LoadErrors(vec![e]))?;
+            self.swap_in(snapshot);
+            *state = next;
+            Ok(generation)
+        });
+        match &result {
+            Ok(generation) => info!(generation, "reloaded configuration"),
+            Err(errors) => {
+                self.published.mark_stale();
+                error!(%errors, "reload failed; the previous configuration keeps serving");
+            }
+        }
+        result
+    }
+
+    /// Re-read the policy directory (file watch). Each file stands alone: an invalid file keeps
+    /// its last good version serving and is reported; valid changes in others still apply.
+    pub fn reload_policies(&self) -> Result<u64, LoadErrors> {
+        let mut state = self.lock();
+        let Some(store) = state.policy_store.clone() else {
+            return Ok(self.published.load().generation);
+        };
+        let mut errors = Vec::new();
+        let texts = policy_texts(&state.config.policies, Some(&*store), &mut errors);
+        let mut next: BTreeMap<String, Entry> = BTreeMap::new();
+        let mut changed = false;
+        // Which key each file served: one pass, not a search per file (1,000 names would make
+        // that a million comparisons per file event).
+        let by_source: std::collections::HashMap<String, String> = state
+            .policies
+            .iter()
+            .map(|(k, e)| (e.steered.policy.source.clone(), k.clone()))
+            .collect();
+        for (source, text) in texts {
+            let existing = by_source
+                .get(&source)
+                .filter(|k| state.policies.contains_key(*k))
+                .cloned();
+            if let Some(key) = &existing {
+                if state.policies[key].text == text {
+                    if let Some(other) = next.get(key) {
+                        errors.push(format!(
+                            "{}: name: {key} is already defined in {source}",
+                            other.steered.policy.source
+                        ));
+                        // The file that was serving keeps serving.
+                    }
+                    let entry = state.policies.remove(key).expect("present");
+                    next.insert(key.clone(), entry);
+                    continue;
+                }
+            }
+            match parse_checked(&source, &text, &state.zones, &state.geo) {
+                Ok((key, policy)) if next.contains_key(&key) => {
+                    errors.push(format!(
+                        "{source}: name: {} is already defined elsewhere",
+                        policy.name
+                    ));
+                    if let Some(old) = existing.and_then(|k| state.policies.remove(&k)) {
+                        next.insert(key, old);
+                    }
+                }
+                Ok((key, policy)) => {
+                    super::inputs::resume_ramps(self, &mut state, &policy, &key);
+                    let steered = Arc::new(state.compile(policy));
+                    next.insert(
+                        key,
+                        Entry {
+                            etag: etag(&text),
+                            text,
+                            steered,
+                        },
+                    );
+                    changed = true;
+                }
+                Err(e) => {
+                    errors.push(e);
+                    if let Some(key) = existing {
+                        if let Some(old) = state.policies.remove(&key) {
+                            next.insert(key, old);
+                        }
+                    }
+                }
+            }
+        }
+        // Policies whose file is gone are removed.
+        if !state.policies.is_empty() {
+            changed = true;
+        }
+        state.policies = next;
+        let generation = if changed {
+            match self.publish(&state) {
+                Ok(g) => g,
+                Err(e) => {
+                    errors.push(e);
+                    self.published.load().generation
+                }
+            }
+        } else {
+            self.published.load().generation
+        };
+        if errors.is_empty() {
+            Ok(generation)
+        } else {
+            self.published.mark_stale();
+            let errors = LoadErrors(errors);
+            error!(%errors, "policy reload: invalid files keep their last good version serving");
+            Err(errors)
+        }
+    }
+}
