@@ -129,10 +129,10 @@ impl IntoResponse for EditError {
             EditError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let mut response = error(status, self.to_string());
-        if let EditError::PreconditionFailed { current } = &self {
-            if let Ok(v) = HeaderValue::from_str(current) {
-                response.headers_mut().insert(header::ETAG, v);
-            }
+        if let EditError::PreconditionFailed { current } = &self
+            && let Ok(v) = HeaderValue::from_str(current)
+        {
+            response.headers_mut().insert(header::ETAG, v);
         }
         response
     }
@@ -222,10 +222,10 @@ async fn put_policy(
             };
             let etag = outcome.etag.clone().unwrap_or_default();
             let mut response = (status, Json(outcome)).into_response();
-            if !query.dry_run {
-                if let Ok(v) = HeaderValue::from_str(&etag) {
-                    response.headers_mut().insert(header::ETAG, v);
-                }
+            if !query.dry_run
+                && let Ok(v) = HeaderValue::from_str(&etag)
+            {
+                response.headers_mut().insert(header::ETAG, v);
             }
             response
         }
