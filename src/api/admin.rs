@@ -12,7 +12,7 @@
 //! | `POST /api/v1/policies/{name}/rollback?version=ID` | make a version current (`If-Match` required) |
 //! | `GET /api/v1/explain?name=…&client=<ip or subnet>` | the answer and why |
 //! | `GET /api/v1/health` | health of every reported target |
-//! | `PUT /api/v1/health/{target}` `{"state":"up"\|"down"}`, `DELETE` | operator override |
+//! | `PUT /api/v1/health/{target}` `{"state":"up"\|"down"}`, `DELETE` | operator override (stored first: 503 if the store cannot take it) |
 //! | `POST /api/v1/probe-results` | a JSON array of probe results from an agent |
 //! | `GET /api/v1/measurements` | RUM windows (target → region → samples, p50/p75/p95, failure rate), and what the serving snapshot uses: probe windows, RUM windows, each region's RUM choice, regional hold-outs |
 
@@ -478,16 +478,24 @@ async fn health_put(
         }
     };
     let controller = admin.controller.clone();
-    match blocking(move || controller.set_health(&target, Some(body.state))).await {
-        Err(response) => response,
-        Ok(generation) => Json(json!({ "generation": generation })).into_response(),
-    }
+    json_or_error(
+        blocking(move || {
+            controller
+                .set_health(&target, Some(body.state))
+                .map(|generation| json!({ "generation": generation }))
+        })
+        .await,
+    )
 }
 
 async fn health_delete(State(admin): State<Admin>, Path(target): Path<String>) -> Response {
     let controller = admin.controller.clone();
-    match blocking(move || controller.set_health(&target, None)).await {
-        Err(response) => response,
-        Ok(generation) => Json(json!({ "generation": generation })).into_response(),
-    }
+    json_or_error(
+        blocking(move || {
+            controller
+                .set_health(&target, None)
+                .map(|generation| json!({ "generation": generation }))
+        })
+        .await,
+    )
 }

@@ -136,8 +136,14 @@ impl Controller {
     }
 
     /// Set (or with `None`, clear) a target's health as an operator override, recompile the
-    /// policies that use it, publish. Returns the new generation.
-    pub fn set_health(&self, target: &str, state_now: Option<health::State>) -> u64 {
+    /// policies that use it, publish. Returns the new generation. The override is stored
+    /// first: if the measurement store cannot take it, nothing changes and the error says so
+    /// (an override that a restart, or the rest of the fleet, would not know is refused).
+    pub fn set_health(
+        &self,
+        target: &str,
+        state_now: Option<health::State>,
+    ) -> Result<u64, super::EditError> {
         let _edit = self.edits.lock().unwrap_or_else(|p| p.into_inner());
         let now = SystemTime::now();
         // Stored first, without the state lock (the store may be on the network).
@@ -152,7 +158,8 @@ impl Controller {
             since_ms: unix_ms(since),
         });
         if let Err(e) = self.measurements.set_override(target, stored) {
-            error!(%e, target, "could not store the health override; a restart may forget it");
+            error!(%e, target, "could not store the health override; nothing changed");
+            return Err(super::EditError::Unavailable(e.to_string()));
         }
         let mut state = self.lock();
         match state_now {
@@ -161,7 +168,7 @@ impl Controller {
         }
         refresh_health(&mut state);
         info!(target, state = ?state_now, "health override");
-        self.recompile(&mut state, |p| p.targets.iter().any(|t| t.id == target))
+        Ok(self.recompile(&mut state, |p| p.targets.iter().any(|t| t.id == target)))
     }
 
     /// Apply measured health transitions (from the monitor): recompile the policies that name

@@ -86,6 +86,13 @@ async fn redis_killed_and_restarted_under_load() {
         r.status,
         killed.elapsed()
     );
+    // So do overrides: one the rest of the fleet (and a restart) would not know is refused.
+    let r = a
+        .admin
+        .request("PUT", "/api/v1/health/pop-a", &[], br#"{"state":"down"}"#)
+        .await;
+    assert_eq!(r.status, 503, "{r}");
+    assert!(r.error().contains("unavailable"), "{r}");
     // Stale, visibly.
     eventually(
         "A reports the store down",
