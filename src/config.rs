@@ -245,7 +245,8 @@ pub struct Config {
 /// `[store]`, validated (`crate::store::redis` documents the key schema).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
-    /// `redis://host:port/db` (or `redis+unix://`); `None`: the single-node stores.
+    /// `redis://host:port/db` (or `redis+unix://`), or a Redis Cluster's seed nodes separated
+    /// by commas; `None`: the single-node stores.
     pub redis: Option<String>,
     /// Every key starts with `{prefix}:`, so several fleets can share one Redis (default
     /// `steerdns`; letters, digits, `-`, `_`, `.`).
@@ -531,8 +532,16 @@ fn parse_store(
     })
 }
 
-/// A Redis URL this build can connect to.
-pub fn check_redis_url(url: &str) -> Result<(), String> {
+/// A Redis URL this build can connect to, or several separated by commas (the seed nodes of
+/// a Redis Cluster).
+pub fn check_redis_url(urls: &str) -> Result<(), String> {
+    for url in urls.split(',').map(str::trim) {
+        check_one_redis_url(url)?;
+    }
+    Ok(())
+}
+
+fn check_one_redis_url(url: &str) -> Result<(), String> {
     let scheme = url.split("://").next().unwrap_or_default();
     match scheme {
         "redis" | "redis+unix" | "unix" => Ok(()),

@@ -38,7 +38,11 @@
 //! - Every successful listing is mirrored to a local copy on disk (`[store] cache_dir`): a
 //!   node that starts while Redis is down serves that copy, or refuses to start saying it
 //!   has none.
-//! - Change notices come from a dedicated pub/sub connection that reconnects by itself;
+//! - A Redis Cluster is given as several seed URLs separated by commas; commands are routed
+//!   by the cluster connection, and since every key shares one hash tag, nothing crosses a
+//!   slot.
+//! - Change notices come from a dedicated pub/sub connection that reconnects by itself
+//!   (in a Cluster, to the first seed: `PUBLISH` is forwarded to every node);
 //!   notices can be lost (pub/sub is fire-and-forget), so the feed also ticks every
 //!   `[store] refresh_ms` and every node rebuilds on either.
 
@@ -196,10 +200,50 @@ impl Keys {
     }
 }
 
+/// One Redis, or a Redis Cluster (several seed URLs).
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 pub struct RedisStore {
     url: String,
+    /// For the change feed's pub/sub connection: the (first seed) node. In a Cluster,
+    /// `PUBLISH` reaches every node, so subscribing on one is enough.
     client: redis::Client,
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     timeout: Duration,
     refresh: Duration,
@@ -232,6 +276,8 @@ fn store_error(what: &str, reason: impl std::fmt::Display) -> StoreError {
 
 impl RedisStore {
     /// Connect lazily (nothing is sent until the first call). Call inside the runtime.
+    /// `url`: one `redis://` URL, or several separated by commas: the seed nodes of a Redis
+    /// Cluster.
     pub fn open(
         url: &str,
         prefix: &str,
@@ -239,15 +285,38 @@ impl RedisStore {
         refresh: Duration,
         cache_dir: &Path,
     ) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("{url:?}: {e}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|e| format!("{url:?}: {e}"))?;
+        let seeds: Vec<&str> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        let first = seeds
+            .first()
+            .ok_or_else(|| format!("{url:?}: no Redis URL"))?;
+        let client = redis::Client::open(*first).map_err(|e| format!("{first:?}: {e}"))?;
+        let conn = if seeds.len() > 1 {
+            let cluster = redis::cluster::ClusterClient::builder(seeds.iter().copied())
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(2)
+                .build()
+                .map_err(|e| format!("{url:?}: {e}"))?;
+            Conn::Cluster(
+                cluster
+                    .get_pending_async_connection_with_config(redis::cluster::ClusterConfig::new()),
+            )
+        } else {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(2)
+                .set_min_delay(Duration::from_millis(50))
+                .set_max_delay(Duration::from_millis(500));
+            Conn::Single(
+                ConnectionManager::new_lazy_with_config(client.clone(), config)
+                    .map_err(|e| format!("{url:?}: {e}"))?,
+            )
+        };
         Ok(Self {
             url: url.to_owned(),
             client,
@@ -314,7 +383,7 @@ impl RedisStore {
         self.handle.block_on(self.call(what, fut))
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Conn {
         self.conn.clone()
     }
 

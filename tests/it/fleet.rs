@@ -238,3 +238,60 @@ async fn policy_import_seeds_a_fleet_and_export_backs_it_up() {
     assert!(ok && out.contains("--redis"), "{out}");
     a.running.shutdown().await;
 }
+
+/// The agreement test on a real Redis Cluster (three masters): an edit through A is answered
+/// by B and C, probe results posted to B move A and C, and concurrent edits still conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_agree_on_a_redis_cluster() {
+    let dir = TempDir::new("fleet-cluster");
+    let cluster = RedisCluster::start(&dir.join("redis"));
+    let url = cluster.url();
+    let a = node("fleet-cl-a", &url, "cl").await;
+    let b = node("fleet-cl-b", &url, "cl").await;
+    let c = node("fleet-cl-c", &url, "cl").await;
+    let r = a.admin.put_policy(NAME, "", None, &failover("pop-c")).await;
+    assert_eq!(r.status, 201, "{r}");
+    let etag = r.header("etag").unwrap().to_owned();
+    let created = Instant::now();
+    for n in [&b, &c] {
+        let got = wait_for_answer(n.dns(), NAME, None, C_IP, Duration::from_secs(3)).await;
+        assert_eq!(got, C_IP);
+    }
+    eprintln!(
+        "cluster: create on A answered by B and C after {:?}",
+        created.elapsed()
+    );
+    let failing: Vec<_> = (0..3).map(|_| result("pop-c", "ext", false)).collect();
+    assert_eq!(post_results(&b.admin, &failing).await.status, 200);
+    for n in [&a, &c] {
+        let got = wait_for_answer(n.dns(), NAME, None, A_IP, Duration::from_secs(3)).await;
+        assert_eq!(got, A_IP, "pop-c down on every node");
+    }
+    let (text_a, text_b) = (
+        format!("# A\n{}", failover("pop-b")),
+        format!("# B\n{}", failover("pop-a")),
+    );
+    let (ra, rb) = tokio::join!(
+        a.admin.put_policy(NAME, "", Some(&etag), &text_a),
+        b.admin.put_policy(NAME, "", Some(&etag), &text_b),
+    );
+    let mut statuses = [ra.status, rb.status];
+    statuses.sort();
+    assert_eq!(statuses, [200, 412], "{ra}\n{rb}");
+    for subnet in [None, Some("81.2.69.0/24"), Some("2a02:d180::/56")] {
+        let want = answer_of(a.dns(), NAME, subnet).await;
+        eventually("B and C answer as A", Duration::from_secs(3), async || {
+            for n in [&b, &c] {
+                let got = answer_of(n.dns(), NAME, subnet).await;
+                if got != want {
+                    return Err(format!("{subnet:?}: {got} vs {want}"));
+                }
+            }
+            Ok(())
+        })
+        .await;
+    }
+    for n in [a, b, c] {
+        n.running.shutdown().await;
+    }
+}

@@ -17,6 +17,8 @@ pub struct RedisServer {
     child: Option<Child>,
     /// `Some`: append-only file in this directory (survives `kill -9` and a restart).
     dir: Option<PathBuf>,
+    /// Extra arguments (cluster mode).
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -41,6 +43,7 @@ impl RedisServer {
             port,
             child: None,
             dir,
+            extra: Vec::new(),
         };
         server.spawn();
         server
@@ -61,6 +64,7 @@ impl RedisServer {
                 cmd.args(["--appendonly", "no"]);
             }
         }
+        cmd.args(&self.extra);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -123,6 +127,80 @@ impl RedisServer {
             .status()
             .expect("kill");
         assert!(status.success(), "kill -{signal}");
+    }
+}
+
+/// A Redis Cluster of three masters (no replicas), created with `redis-cli --cluster create`.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(dir: &std::path::Path) -> Self {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|i| {
+                let port = free_port();
+                let node_dir = dir.join(format!("node-{i}"));
+                std::fs::create_dir_all(&node_dir).unwrap();
+                let mut server = RedisServer {
+                    port,
+                    child: None,
+                    dir: None,
+                    extra: vec![
+                        "--cluster-enabled".into(),
+                        "yes".into(),
+                        "--cluster-port".into(),
+                        free_port().to_string(),
+                        "--cluster-config-file".into(),
+                        node_dir.join("nodes.conf").display().to_string(),
+                    ],
+                };
+                server.spawn();
+                server
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-cli ({e}): install the Debian package redis-tools")
+            });
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for n in &nodes {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &n.port.to_string(), "cluster", "info"])
+                    .output()
+                    .expect("redis-cli");
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "cluster not ok within 20 s");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Self { nodes }
+    }
+
+    /// The seed list as `[store] redis` takes it.
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
