@@ -235,7 +235,16 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
         watch,
         cancel.clone(),
     )));
-    if let (Some(collector), Some(rum)) = (&rum_collector, &config.rum) {
+    if let (Some(collector), Some(rum), Some(store)) = (&rum_collector, &config.rum, &redis) {
+        // Fleet mode: rank from the fleet's merged buckets.
+        tasks.push(tokio::spawn(fleet::run_rum(
+            store.clone(),
+            collector.clone(),
+            controller.clone(),
+            rum.max_failure_rate,
+            cancel.clone(),
+        )));
+    } else if let (Some(collector), Some(rum)) = (&rum_collector, &config.rum) {
         tasks.push(tokio::spawn(control::feed_rum(
             controller.clone(),
             collector.clone(),

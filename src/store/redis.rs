@@ -17,6 +17,8 @@
 //! | `{P}:overrides` | hash | target → `{"state":"down","since_ms":…}` (operator overrides) |
 //! | `{P}:halted` | set | targets whose guarded ramp is halted until their policy is edited |
 //! | `{P}:probes` | stream | probe results as received by any node: fields `node target agent at ok ms`; trimmed to about [`PROBE_STREAM_LEN`] entries and to [`PROBE_TTL`] |
+//! | `{P}:rum:<target>\|<region>:<minute>` | hash | one RUM series' results in one wall-clock minute (`unix_secs / 60`): `b<i>` histogram bucket counts, `n` attempts, `f` failures; `HINCRBY` from every node, so buckets merge by addition; `EXPIRE 900 NX` |
+//! | `{P}:rum:index:<minute>` | set | the series keys written in that minute (to read a window without `SCAN`); `EXPIRE 900 NX` |
 //! | `{P}:changes` | pub/sub channel | `policy <key>`, `override <target>`, `halted <target>`: a hint to rebuild now |
 //!
 //! The policy and override keys have no TTL: they are configuration. The probe stream
@@ -150,6 +152,22 @@ impl StoreStatus {
     }
 }
 
+/// RUM keys expire this long after their first write (`EXPIRE … NX`): a window is at most
+/// 60 minutes, usually 5; 15 minutes covers the default window with room for clock skew.
+pub const RUM_TTL_S: u64 = 900;
+
+/// One RUM series' results in one minute, as added to the shared buckets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RumDelta {
+    /// `<target>|<region>`.
+    pub series: String,
+    pub minute: u64,
+    /// (bucket index, count), nonzero only.
+    pub counts: Vec<(usize, u64)>,
+    pub attempts: u64,
+    pub failures: u64,
+}
+
 /// One probe result as it travels between nodes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SharedProbe {
@@ -174,7 +192,7 @@ impl Keys {
             prefix: prefix.to_owned(),
         }
     }
-    fn key(&self, rest: &str) -> String {
+    pub fn key(&self, rest: &str) -> String {
         format!("{{{}}}:{rest}", self.prefix)
     }
     pub fn policies(&self) -> String {
@@ -552,6 +570,88 @@ impl RedisStore {
             }
         }
         Ok((out, last))
+    }
+
+    /// Add RUM results to the shared per-minute buckets, in one pipeline.
+    pub async fn add_rum(&self, deltas: &[RumDelta]) -> Result<(), String> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for d in deltas {
+            let key = self.keys.key(&format!("rum:{}:{}", d.series, d.minute));
+            let index = self.keys.key(&format!("rum:index:{}", d.minute));
+            for (i, n) in &d.counts {
+                pipe.cmd("HINCRBY")
+                    .arg(&key)
+                    .arg(format!("b{i}"))
+                    .arg(*n)
+                    .ignore();
+            }
+            pipe.cmd("HINCRBY")
+                .arg(&key)
+                .arg("n")
+                .arg(d.attempts)
+                .ignore();
+            pipe.cmd("HINCRBY")
+                .arg(&key)
+                .arg("f")
+                .arg(d.failures)
+                .ignore();
+            pipe.cmd("EXPIRE")
+                .arg(&key)
+                .arg(RUM_TTL_S)
+                .arg("NX")
+                .ignore();
+            pipe.cmd("SADD").arg(&index).arg(&d.series).ignore();
+            pipe.cmd("EXPIRE")
+                .arg(&index)
+                .arg(RUM_TTL_S)
+                .arg("NX")
+                .ignore();
+        }
+        let mut conn = self.conn();
+        self.call("HINCRBY rum", pipe.query_async::<()>(&mut conn))
+            .await
+    }
+
+    /// Every series' buckets for the minutes `from..=to`: (series, minute, fields).
+    pub async fn read_rum(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(String, u64, HashMap<String, u64>)>, String> {
+        let minutes: Vec<u64> = (from..=to).collect();
+        let mut pipe = redis::pipe();
+        for m in &minutes {
+            pipe.cmd("SMEMBERS")
+                .arg(self.keys.key(&format!("rum:index:{m}")));
+        }
+        let mut conn = self.conn();
+        let indexes: Vec<Vec<String>> = self
+            .call("SMEMBERS rum index", pipe.query_async(&mut conn))
+            .await?;
+        let wanted: Vec<(String, u64)> = minutes
+            .iter()
+            .zip(indexes)
+            .flat_map(|(m, series)| series.into_iter().map(move |s| (s, *m)))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (series, m) in &wanted {
+            pipe.cmd("HGETALL")
+                .arg(self.keys.key(&format!("rum:{series}:{m}")));
+        }
+        let fields: Vec<HashMap<String, u64>> = self
+            .call("HGETALL rum", pipe.query_async(&mut conn))
+            .await?;
+        Ok(wanted
+            .into_iter()
+            .zip(fields)
+            .map(|((series, m), f)| (series, m, f))
+            .collect())
     }
 
     /// Every policy as (key → text), straight from Redis (for `policy export`).

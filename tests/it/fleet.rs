@@ -295,3 +295,118 @@ async fn three_nodes_agree_on_a_redis_cluster() {
         n.running.shutdown().await;
     }
 }
+
+const RUM_NAME: &str = "rum.example.com";
+const RUM_POLICY: &str = r#"name = "rum.example.com"
+ttl_s = 30
+
+[targets.cdn-a]
+cname = "cdn-a.example.net."
+
+[targets.cdn-b]
+cname = "cdn-b.example.net."
+
+[[chain]]
+kind = "performance"
+source = "rum"
+min_samples = 5
+confidence = 0.95
+margin_ratio = 0.10
+margin_ms = 5.0
+
+# Where RUM is not conclusive: almost always cdn-b, so that a move to cdn-a is RUM's doing.
+[[chain]]
+kind = "weighted"
+weights = { cdn-a = 1, cdn-b = 1000 }
+"#;
+
+/// RUM beacons accepted by node A only are added to the shared per-minute buckets; node B
+/// ranks from them and answers the beacons' network with the faster CDN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beacons_accepted_by_one_node_steer_every_node() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let targets = [
+        ("cdn-a", "http://192.0.2.10/rum/test.gif".to_owned()),
+        ("cdn-b", "http://192.0.2.11/rum/test.gif".to_owned()),
+    ];
+    let rum = crate::rum_ingest::rum_config(&targets, "beacons_per_network_per_minute = 100000\n");
+    let a = node_with("fleet-rum-a", &url, "rum", &rum).await;
+    let b = node_with("fleet-rum-b", &url, "rum", &rum).await;
+    let r = a.admin.put_policy(RUM_NAME, "", None, RUM_POLICY).await;
+    assert_eq!(r.status, 201, "{r}");
+    let de = "127.0.0.0/24";
+    for n in [&a, &b] {
+        let got = wait_for_answer(
+            n.dns(),
+            RUM_NAME,
+            Some(de),
+            "cdn-b.example.net.",
+            Duration::from_secs(3),
+        )
+        .await;
+        assert_eq!(got, "cdn-b.example.net.", "the fallback before any beacon");
+    }
+    let steer = a.running.http_addr.expect("HTTP listens");
+    for i in 0..12u32 {
+        let c = http_request(steer, "GET", "/rum/v1/config", &[], b"").await;
+        assert_eq!(c.status, 200, "{c}");
+        let c = c.json();
+        let jitter = f64::from(i % 4);
+        let body = serde_json::json!({
+            "nonce": c["nonce"], "token": c["token"],
+            "results": [
+                { "target": "cdn-a", "cold_ms": 15.0 + jitter, "warm_ms": 10.0 + jitter },
+                { "target": "cdn-b", "cold_ms": 180.0 + jitter, "warm_ms": 160.0 + jitter },
+            ]
+        });
+        let r = http_request(
+            steer,
+            "POST",
+            "/rum/v1/beacons",
+            &[("Content-Type", "text/plain;charset=UTF-8")],
+            body.to_string().as_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 204, "beacon {i}: {r}");
+    }
+    let posted = Instant::now();
+    assert_eq!(
+        b.running.rum.as_ref().expect("B collects").accepted(),
+        0,
+        "B accepted no beacon itself"
+    );
+    for n in [&b, &a] {
+        let got = wait_for_answer(
+            n.dns(),
+            RUM_NAME,
+            Some(de),
+            "cdn-a.example.net.",
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(got, "cdn-a.example.net.", "ranked from the shared buckets");
+    }
+    eprintln!("beacons to A steered B after {:?}", posted.elapsed());
+    let keys = redis_keys(&redis, "{rum}:rum:cdn-a|*");
+    assert!(
+        keys.iter().any(|k| k.contains("|n:DE:3320:")),
+        "per-minute network bucket in Redis: {keys:?}"
+    );
+    a.running.shutdown().await;
+    b.running.shutdown().await;
+}
+
+/// `KEYS pattern` through redis-cli (tests only).
+fn redis_keys(redis: &RedisServer, pattern: &str) -> Vec<String> {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "--raw", "KEYS", pattern])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run redis-cli ({e}): install the Debian package redis-tools")
+        });
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}

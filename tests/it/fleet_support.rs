@@ -252,7 +252,13 @@ impl Node {
 
 /// Start a fleet node on `redis` with key prefix `prefix` (rebuild interval 500 ms).
 pub async fn node(tag: &str, redis_url: &str, prefix: &str) -> Node {
+    node_with(tag, redis_url, prefix, "").await
+}
+
+/// [`node`] with more tables at the end of the config (`rum.secret` is written for `[rum]`).
+pub async fn node_with(tag: &str, redis_url: &str, prefix: &str, extra: &str) -> Node {
     let dir = TempDir::new(tag);
+    dir.write("rum.secret", &format!("{}\n", crate::rum_ingest::SECRET));
     let config = write_config_extra(
         &dir,
         DEMO_ZONE,
@@ -261,7 +267,7 @@ pub async fn node(tag: &str, redis_url: &str, prefix: &str) -> Node {
             "[health]\nup_after_successes = 1\ndown_after_failures = 2\nhold_down_ms = 500\n\
              stale_after_ms = 60000\n\n\
              [store]\nredis = {redis_url:?}\nprefix = {prefix:?}\nrefresh_ms = 500\n\
-             timeout_ms = 300\ncache_dir = \"cache\"\n"
+             timeout_ms = 300\ncache_dir = \"cache\"\n\n{extra}"
         ),
     );
     let running = start_file(&config).await;
