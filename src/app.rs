@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::{Config, RumConfig};
-use crate::control::{self, ConfigOrigin, Controller};
+use crate::control::{self, ConfigOrigin, Controller, Stores};
 use crate::dns::{self, DnsServer};
+use crate::fleet;
 use crate::health::tracker::Tracker;
 use crate::monitor::{self, Monitor};
 use crate::perf::Region;
@@ -22,6 +23,7 @@ use crate::rum::collector::Collector;
 use crate::rum::resolver_map::{Limits, ResolverSessions};
 use crate::rum::task::{self as rum_task, SharedSessions};
 use crate::snapshot::Published;
+use crate::store::redis::{RedisStore, StoreStatus};
 
 /// The environment variable that sets the admin token (wins over `[admin] token_file`).
 pub const TOKEN_ENV: &str = "STEERDNS_ADMIN_TOKEN";
@@ -46,6 +48,8 @@ pub struct Running {
     /// The RUM collector, when `[rum]` is set: the control loop reads
     /// [`crate::rum::collector::Collector::view`] and the resolver map reads its sessions.
     pub rum: Option<Arc<Collector>>,
+    /// Whether the fleet's Redis answers, in fleet mode.
+    pub store_status: Option<Arc<StoreStatus>>,
     dns: DnsServer,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -55,9 +59,31 @@ pub struct Running {
 pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Running> {
     let admin_token = admin_token(&config)?;
     let rum_secret = config.rum.as_ref().map(rum_secret).transpose()?;
+    let redis = match &config.store.redis {
+        Some(url) => {
+            let store = RedisStore::open(
+                url,
+                &config.store.prefix,
+                config.store.timeout,
+                config.store.refresh,
+                &config.store.cache_dir,
+            )
+            .map_err(|e| anyhow::anyhow!("store.redis: {e}"))?;
+            info!("fleet mode: sharing state through {}", store.describe());
+            Some(Arc::new(store))
+        }
+        None => None,
+    };
+    let stores = match &redis {
+        Some(r) => Stores {
+            policies: Some(r.clone()),
+            measurements: Some(r.clone()),
+        },
+        None => Stores::default(),
+    };
     let controller = {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || Controller::start(config, origin))
+        tokio::task::spawn_blocking(move || Controller::start_with(config, origin, stores))
             .await
             .context("loading the configuration")?
             .map_err(|errors| anyhow::anyhow!("{errors}"))?
@@ -82,12 +108,33 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
         .iter()
         .map(|(agent, country)| (agent.clone(), vec![Region::Country(*country)]))
         .collect();
-    let (monitor, task) = monitor::spawn(
+    let (tee, teed) = match &redis {
+        Some(_) => {
+            let (tee, rx) = fleet::tee();
+            (Some(tee), Some(rx))
+        }
+        None => (None, None),
+    };
+    let tee_dropped = tee.as_ref().map(|(_, d)| d.clone());
+    let (monitor, task) = monitor::spawn_with(
         Tracker::new(config.health.clone(), regions),
         controller.clone(),
         cancel.clone(),
+        tee,
     );
     tasks.push(task);
+    if let (Some(store), Some(rx), Some(dropped)) = (&redis, teed, tee_dropped) {
+        let node: [u8; 8] = random_bytes()?;
+        let node: String = node.iter().map(|b| format!("{b:02x}")).collect();
+        tasks.push(tokio::spawn(fleet::run(
+            store.clone(),
+            node,
+            rx,
+            dropped,
+            monitor.clone(),
+            cancel.clone(),
+        )));
+    }
     if let Some((dir, location)) = &config.probes {
         let agent = monitor::spawn_local_agent(dir, location, &monitor, cancel.clone())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -133,6 +180,7 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
                     published.clone(),
                     dns.udp_stats.clone(),
                     rum.map(|(api, _)| api),
+                    redis.as_ref().map(|r| r.status.clone()),
                 ),
                 &cancel,
                 &mut tasks,
@@ -187,7 +235,16 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
         watch,
         cancel.clone(),
     )));
-    if let (Some(collector), Some(rum)) = (&rum_collector, &config.rum) {
+    if let (Some(collector), Some(rum), Some(store)) = (&rum_collector, &config.rum, &redis) {
+        // Fleet mode: rank from the fleet's merged buckets.
+        tasks.push(tokio::spawn(fleet::run_rum(
+            store.clone(),
+            collector.clone(),
+            controller.clone(),
+            rum.max_failure_rate,
+            cancel.clone(),
+        )));
+    } else if let (Some(collector), Some(rum)) = (&rum_collector, &config.rum) {
         tasks.push(tokio::spawn(control::feed_rum(
             controller.clone(),
             collector.clone(),
@@ -206,6 +263,7 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
         monitor,
         resolver_sessions,
         rum: rum_collector,
+        store_status: redis.as_ref().map(|r| r.status.clone()),
         dns,
         cancel,
         tasks,

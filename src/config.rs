@@ -41,6 +41,19 @@ struct RawConfig {
     #[serde(default)]
     probes: RawProbes,
     rum: Option<RawRum>,
+    #[serde(default)]
+    store: RawStore,
+}
+
+/// `[store]`: where a fleet shares its state. Absent: the single-node stores.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    redis: Option<String>,
+    prefix: Option<String>,
+    refresh_ms: Option<u64>,
+    timeout_ms: Option<u64>,
+    cache_dir: Option<PathBuf>,
 }
 
 /// `[rum]`: real-user measurements (the beacon, its ingest, resolver mapping). Absent: off.
@@ -225,6 +238,33 @@ pub struct Config {
     pub probes: Option<(PathBuf, String)>,
     /// Real-user measurements; `None` (no `[rum]`): off.
     pub rum: Option<RumConfig>,
+    /// `[store]`: the fleet's shared store, if any.
+    pub store: StoreConfig,
+}
+
+/// `[store]`, validated (`crate::store::redis` documents the key schema).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// `redis://host:port/db` (or `redis+unix://`), or a Redis Cluster's seed nodes separated
+    /// by commas; `None`: the single-node stores.
+    pub redis: Option<String>,
+    /// Every key starts with `{prefix}:`, so several fleets can share one Redis (default
+    /// `steerdns`; letters, digits, `-`, `_`, `.`).
+    pub prefix: String,
+    /// How often every node rebuilds from the shared state even without a change notice
+    /// (default 2000 ms; notices can be lost).
+    pub refresh: Duration,
+    /// Our deadline for every Redis call (default 500 ms).
+    pub timeout: Duration,
+    /// The node's local copy of the fleet's policies, to start from while Redis is down
+    /// (default `steerdns-cache` next to the config file).
+    pub cache_dir: PathBuf,
+}
+
+impl StoreConfig {
+    pub const DEFAULT_PREFIX: &str = "steerdns";
+    pub const DEFAULT_REFRESH_MS: u64 = 2000;
+    pub const DEFAULT_TIMEOUT_MS: u64 = 500;
 }
 
 /// `[rum]`, validated. Field docs give the defaults.
@@ -316,6 +356,7 @@ impl Config {
             health,
             probes,
             rum,
+            store,
         } = raw;
         let RawDns {
             listen,
@@ -432,6 +473,8 @@ impl Config {
             .transpose()
             .map_err(|(f, r)| err(&format!("rum.{f}"), r))?;
 
+        let store = parse_store(store, &resolve).map_err(|(f, r)| err(&format!("store.{f}"), r))?;
+
         Ok(Config {
             source: file.to_owned(),
             dns_listen,
@@ -451,7 +494,78 @@ impl Config {
             agent_countries,
             probes,
             rum,
+            store,
         })
+    }
+}
+
+fn parse_store(
+    raw: RawStore,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<StoreConfig, FieldError> {
+    let RawStore {
+        redis,
+        prefix,
+        refresh_ms,
+        timeout_ms,
+        cache_dir,
+    } = raw;
+    if let Some(url) = &redis {
+        check_redis_url(url).map_err(|r| ("redis", r))?;
+    }
+    let prefix = prefix.unwrap_or_else(|| StoreConfig::DEFAULT_PREFIX.to_owned());
+    check_prefix(&prefix).map_err(|r| ("prefix", r))?;
+    let refresh_ms = refresh_ms.unwrap_or(StoreConfig::DEFAULT_REFRESH_MS);
+    if !(50..=60_000).contains(&refresh_ms) {
+        return Err(("refresh_ms", format!("{refresh_ms} is not in 50..=60000")));
+    }
+    let timeout_ms = timeout_ms.unwrap_or(StoreConfig::DEFAULT_TIMEOUT_MS);
+    if !(10..=10_000).contains(&timeout_ms) {
+        return Err(("timeout_ms", format!("{timeout_ms} is not in 10..=10000")));
+    }
+    Ok(StoreConfig {
+        redis,
+        prefix,
+        refresh: Duration::from_millis(refresh_ms),
+        timeout: Duration::from_millis(timeout_ms),
+        cache_dir: resolve(cache_dir.unwrap_or_else(|| PathBuf::from("steerdns-cache"))),
+    })
+}
+
+/// A Redis URL this build can connect to, or several separated by commas (the seed nodes of
+/// a Redis Cluster).
+pub fn check_redis_url(urls: &str) -> Result<(), String> {
+    for url in urls.split(',').map(str::trim) {
+        check_one_redis_url(url)?;
+    }
+    Ok(())
+}
+
+fn check_one_redis_url(url: &str) -> Result<(), String> {
+    let scheme = url.split("://").next().unwrap_or_default();
+    match scheme {
+        "redis" | "redis+unix" | "unix" => Ok(()),
+        "rediss" => Err(format!(
+            "{url:?}: TLS (rediss://) is not supported by this build yet; use redis:// over a \
+             private network or a TLS tunnel"
+        )),
+        _ => Err(format!("{url:?} is not a Redis URL (redis://host:port/db)")),
+    }
+}
+
+/// A key prefix: letters, digits, `-`, `_`, `.`; 1 to 64 characters (no braces, which would
+/// break the hash tag).
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&prefix.len())
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{prefix:?}: 1 to 64 letters, digits, '-', '_' or '.'"
+        ))
     }
 }
 

@@ -13,6 +13,7 @@ pub mod decision;
 pub mod demo;
 pub mod dns;
 pub mod explain;
+pub mod fleet;
 pub mod geo;
 pub mod health;
 pub mod monitor;

@@ -1,4 +1,5 @@
-//! The `steerdns` command line: `serve` and `check`.
+//! The `steerdns` command line: `serve`, `check`, `explain`, `probe`, `diff` and `policy`
+//! (export and import between a directory and a fleet's Redis).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +33,16 @@ enum Command {
         /// HTTP address (health, metrics), or "off". Overrides the config.
         #[arg(long = "http-listen", value_name = "ADDR:PORT|off")]
         http_listen: Option<String>,
+        /// Fleet mode: share policies, health overrides, ramp state and probe results with the
+        /// other nodes through this Redis (redis://host:port/db). Overrides `[store] redis`.
+        /// DNS starts and answers while Redis is down.
+        #[arg(long, value_name = "URL")]
+        redis: Option<String>,
+    },
+    /// Copy a fleet's policies between a directory and Redis (seed a fleet, back it up).
+    Policy {
+        #[command(subcommand)]
+        action: PolicyAction,
     },
     /// Validate a config file with its zones, policies and GeoIP databases, then exit.
     Check {
@@ -75,6 +86,34 @@ enum Command {
         /// Config whose GeoIP data to compare on. Default: the embedded demo.
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyAction {
+    /// Write every policy in Redis to DIR as <name>.toml (replaced files go to DIR/.history).
+    Export {
+        /// The fleet's Redis (redis://host:port/db).
+        #[arg(long, value_name = "URL")]
+        redis: String,
+        /// The fleet's key prefix ([store] prefix).
+        #[arg(long, default_value = "steerdns")]
+        prefix: String,
+        dir: PathBuf,
+    },
+    /// Store every DIR/*.toml in Redis. Each must parse; existing policies are kept unless
+    /// --replace is given. Every node of the fleet picks the change up within its refresh.
+    Import {
+        /// The fleet's Redis (redis://host:port/db).
+        #[arg(long, value_name = "URL")]
+        redis: String,
+        /// The fleet's key prefix ([store] prefix).
+        #[arg(long, default_value = "steerdns")]
+        prefix: String,
+        /// Replace policies that already exist (their old versions go to history).
+        #[arg(long)]
+        replace: bool,
+        dir: PathBuf,
     },
 }
 
@@ -158,9 +197,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             dns_listen,
             http_listen,
+            redis,
         } => {
             let origin = origin(config);
             let mut config = origin.load()?;
+            if let Some(url) = redis {
+                steerdns::config::check_redis_url(&url)
+                    .map_err(|e| anyhow::anyhow!("--redis: {e}"))?;
+                config.store.redis = Some(url);
+            }
             if !dns_listen.is_empty() {
                 config.dns_listen = dns_listen;
             }
@@ -174,7 +219,78 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             serve(config, origin)
         }
+        Command::Policy { action } => policy_command(action),
     }
+}
+
+fn policy_command(action: PolicyAction) -> anyhow::Result<()> {
+    use steerdns::store::redis::RedisStore;
+    use steerdns::store::{Expect, PolicyDir, PolicyStore};
+    let (url, prefix) = match &action {
+        PolicyAction::Export { redis, prefix, .. } | PolicyAction::Import { redis, prefix, .. } => {
+            (redis.clone(), prefix.clone())
+        }
+    };
+    steerdns::config::check_redis_url(&url).map_err(|e| anyhow::anyhow!("--redis: {e}"))?;
+    steerdns::config::check_prefix(&prefix).map_err(|e| anyhow::anyhow!("--prefix: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let timeout = std::time::Duration::from_secs(5);
+        let cache = std::env::temp_dir().join(format!("steerdns-policy-cli-{}", std::process::id()));
+        let store = std::sync::Arc::new(
+            RedisStore::open(&url, &prefix, timeout, timeout, &cache).map_err(anyhow::Error::msg)?,
+        );
+        match action {
+            PolicyAction::Export { dir, .. } => {
+                let policies = store.export().await.map_err(anyhow::Error::msg)?;
+                let target = PolicyDir::new(&dir);
+                for (key, text) in &policies {
+                    target.write(key, text)?;
+                }
+                println!("exported {} policies from {} to {}", policies.len(), store.describe(), dir.display());
+                Ok(())
+            }
+            PolicyAction::Import { dir, replace, .. } => {
+                let source = PolicyDir::new(&dir);
+                let mut texts = Vec::new();
+                for path in source.files()? {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+                    let policy = steerdns::policy::parse(&path.display().to_string(), &text)?;
+                    let key = control::policy_key(&policy.name.to_ascii())
+                        .map_err(|e| anyhow::anyhow!("{}: name: {e}", path.display()))?;
+                    texts.push((key, text));
+                }
+                let store2 = store.clone();
+                let (written, kept) = tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, usize)> {
+                    let (mut written, mut kept) = (0, 0);
+                    for (key, text) in texts {
+                        let expect = match store2.current(&key)? {
+                            Some(_) if !replace => {
+                                kept += 1;
+                                continue;
+                            }
+                            Some(cur) => Expect::Etag(steerdns::store::etag(&cur)),
+                            None => Expect::Absent,
+                        };
+                        store2.put_if(&key, &text, &expect)?;
+                        written += 1;
+                    }
+                    Ok((written, kept))
+                })
+                .await??;
+                println!(
+                    "imported {written} policies from {} into {}; {kept} already there kept (--replace to overwrite)",
+                    dir.display(),
+                    store.describe()
+                );
+                let _ = std::fs::remove_dir_all(&cache);
+                Ok(())
+            }
+        }
+    })
 }
 
 fn origin(config: Option<PathBuf>) -> ConfigOrigin {

@@ -5,6 +5,11 @@
 //! [`Controller`], which recompiles only the policies naming those targets. Many results
 //! therefore cost at most one rebuild per tick. Latency windows are refreshed less often, for
 //! the performance step. Depends on `health`, `control`.
+//!
+//! In a fleet, results received here are also handed to a tee (`crate::fleet` appends them
+//! to the shared stream), and results other nodes received come back in through
+//! [`Monitor::remote_sender`], which does not tee them again: every node's tracker sees every
+//! result once, so every node computes the same verdict from the same results.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -94,12 +99,18 @@ impl WireResult {
 #[derive(Clone)]
 pub struct Monitor {
     tx: mpsc::Sender<Observation>,
+    remote: mpsc::Sender<Observation>,
     tracker: Arc<Mutex<Tracker>>,
 }
 
 impl Monitor {
     pub fn sender(&self) -> mpsc::Sender<Observation> {
         self.tx.clone()
+    }
+
+    /// Where results other fleet nodes received go in (not teed back to the fleet).
+    pub fn remote_sender(&self) -> mpsc::Sender<Observation> {
+        self.remote.clone()
     }
 
     /// (target, agent, state, reason) per probed location.
@@ -114,18 +125,48 @@ pub fn spawn(
     controller: Arc<Controller>,
     cancel: CancellationToken,
 ) -> (Monitor, tokio::task::JoinHandle<()>) {
+    spawn_with(tracker, controller, cancel, None)
+}
+
+/// Where a fleet node copies the results it receives, and the count of copies dropped
+/// because it was full (ingest never waits for the fleet).
+pub type Tee = (mpsc::Sender<Observation>, Arc<std::sync::atomic::AtomicU64>);
+
+/// [`spawn`], handing every locally received result to `tee` as well (fleet mode).
+pub fn spawn_with(
+    tracker: Tracker,
+    controller: Arc<Controller>,
+    cancel: CancellationToken,
+    tee: Option<Tee>,
+) -> (Monitor, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE);
+    let (remote, remote_rx) = mpsc::channel(QUEUE);
     let tracker = Arc::new(Mutex::new(tracker));
     let monitor = Monitor {
         tx,
+        remote,
         tracker: tracker.clone(),
     };
-    let task = tokio::spawn(run(rx, tracker, controller, cancel));
+    let inputs = Inputs {
+        rx,
+        remote_rx,
+        // Keeps the remote channel open, so an idle fleet input never reads as closed.
+        _remote: monitor.remote.clone(),
+        tee,
+    };
+    let task = tokio::spawn(run(inputs, tracker, controller, cancel));
     (monitor, task)
 }
 
+struct Inputs {
+    rx: mpsc::Receiver<Observation>,
+    remote_rx: mpsc::Receiver<Observation>,
+    _remote: mpsc::Sender<Observation>,
+    tee: Option<Tee>,
+}
+
 async fn run(
-    mut rx: mpsc::Receiver<Observation>,
+    inputs: Inputs,
     tracker: Arc<Mutex<Tracker>>,
     controller: Arc<Controller>,
     cancel: CancellationToken,
@@ -133,7 +174,13 @@ async fn run(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_perf = SystemTime::now();
-    let mut batch = Vec::new();
+    let (mut batch, mut remote_batch) = (Vec::new(), Vec::new());
+    let Inputs {
+        mut rx,
+        mut remote_rx,
+        _remote,
+        tee,
+    } = inputs;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -142,8 +189,26 @@ async fn run(
                     return;
                 }
                 let now = SystemTime::now();
+                if let Some((tee, dropped)) = &tee {
+                    for o in &batch {
+                        if tee.try_send(o.clone()).is_err() {
+                            dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
                 if let Ok(mut t) = tracker.lock() {
                     for o in batch.drain(..) {
+                        t.ingest(&o, now);
+                    }
+                }
+            }
+            n = remote_rx.recv_many(&mut remote_batch, 4096) => {
+                if n == 0 {
+                    continue;
+                }
+                let now = SystemTime::now();
+                if let Ok(mut t) = tracker.lock() {
+                    for o in remote_batch.drain(..) {
                         t.ingest(&o, now);
                     }
                 }

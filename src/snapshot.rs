@@ -143,16 +143,15 @@ pub fn check_policy(policy: &Policy, zones: &Zones, geo: &GeoDb) -> Result<(), B
         source_name: policy.source.clone(),
         reason,
     };
-    if !geo.has_asn() {
-        if let Some(rule) = policy
+    if !geo.has_asn()
+        && let Some(rule) = policy
             .geo()
             .and_then(|g| g.rules.iter().find(|r| !r.matches.asn.is_empty()))
-        {
-            return Err(error(format!(
-                "rules[{}].match.asn: no ASN database is configured ([geoip] asn)",
-                rule.index
-            )));
-        }
+    {
+        return Err(error(format!(
+            "rules[{}].match.asn: no ASN database is configured ([geoip] asn)",
+            rule.index
+        )));
     }
     match zones.find(&LowerName::new(&policy.name)) {
         None => Err(error(format!(

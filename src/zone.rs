@@ -248,10 +248,10 @@ impl Zone {
         let Some(node) = self.nodes.get(name) else {
             return self.wildcard(name, rtype);
         };
-        if let Some(cname) = node.rrset(RecordType::CNAME).and_then(|r| r.first()) {
-            if rtype != RecordType::CNAME {
-                return Lookup::Cname(cname);
-            }
+        if let Some(cname) = node.rrset(RecordType::CNAME).and_then(|r| r.first())
+            && rtype != RecordType::CNAME
+        {
+            return Lookup::Cname(cname);
         }
         let rrset = if rtype == RecordType::ANY {
             node.rrsets.first().map(|(_, r)| r.as_slice())
@@ -282,10 +282,10 @@ impl Zone {
             r.name = owner.clone();
             r
         };
-        if let Some(cname) = node.rrset(RecordType::CNAME).and_then(|r| r.first()) {
-            if rtype != RecordType::CNAME {
-                return Lookup::SynthesizedCname(Box::new(renamed(cname)));
-            }
+        if let Some(cname) = node.rrset(RecordType::CNAME).and_then(|r| r.first())
+            && rtype != RecordType::CNAME
+        {
+            return Lookup::SynthesizedCname(Box::new(renamed(cname)));
         }
         let rrset = if rtype == RecordType::ANY {
             node.rrsets.first().map(|(_, r)| r.as_slice())

@@ -12,7 +12,7 @@
 //! | `POST /api/v1/policies/{name}/rollback?version=ID` | make a version current (`If-Match` required) |
 //! | `GET /api/v1/explain?name=…&client=<ip or subnet>` | the answer and why |
 //! | `GET /api/v1/health` | health of every reported target |
-//! | `PUT /api/v1/health/{target}` `{"state":"up"\|"down"}`, `DELETE` | operator override |
+//! | `PUT /api/v1/health/{target}` `{"state":"up"\|"down"}`, `DELETE` | operator override (stored first: 503 if the store cannot take it) |
 //! | `POST /api/v1/probe-results` | a JSON array of probe results from an agent |
 //! | `GET /api/v1/measurements` | RUM windows (target → region → samples, p50/p75/p95, failure rate), and what the serving snapshot uses: probe windows, RUM windows, each region's RUM choice, regional hold-outs |
 
@@ -129,10 +129,10 @@ impl IntoResponse for EditError {
             EditError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let mut response = error(status, self.to_string());
-        if let EditError::PreconditionFailed { current } = &self {
-            if let Ok(v) = HeaderValue::from_str(current) {
-                response.headers_mut().insert(header::ETAG, v);
-            }
+        if let EditError::PreconditionFailed { current } = &self
+            && let Ok(v) = HeaderValue::from_str(current)
+        {
+            response.headers_mut().insert(header::ETAG, v);
         }
         response
     }
@@ -222,10 +222,10 @@ async fn put_policy(
             };
             let etag = outcome.etag.clone().unwrap_or_default();
             let mut response = (status, Json(outcome)).into_response();
-            if !query.dry_run {
-                if let Ok(v) = HeaderValue::from_str(&etag) {
-                    response.headers_mut().insert(header::ETAG, v);
-                }
+            if !query.dry_run
+                && let Ok(v) = HeaderValue::from_str(&etag)
+            {
+                response.headers_mut().insert(header::ETAG, v);
             }
             response
         }
@@ -478,16 +478,24 @@ async fn health_put(
         }
     };
     let controller = admin.controller.clone();
-    match blocking(move || controller.set_health(&target, Some(body.state))).await {
-        Err(response) => response,
-        Ok(generation) => Json(json!({ "generation": generation })).into_response(),
-    }
+    json_or_error(
+        blocking(move || {
+            controller
+                .set_health(&target, Some(body.state))
+                .map(|generation| json!({ "generation": generation }))
+        })
+        .await,
+    )
 }
 
 async fn health_delete(State(admin): State<Admin>, Path(target): Path<String>) -> Response {
     let controller = admin.controller.clone();
-    match blocking(move || controller.set_health(&target, None)).await {
-        Err(response) => response,
-        Ok(generation) => Json(json!({ "generation": generation })).into_response(),
-    }
+    json_or_error(
+        blocking(move || {
+            controller
+                .set_health(&target, None)
+                .map(|generation| json!({ "generation": generation }))
+        })
+        .await,
+    )
 }

@@ -17,6 +17,7 @@ use crate::health;
 use crate::rum::beacon::Reject;
 use crate::rum::collector::Collector;
 use crate::snapshot::Published;
+use crate::store::redis::StoreStatus;
 
 /// What the public endpoints read.
 #[derive(Clone)]
@@ -24,10 +25,17 @@ struct Shared {
     published: Arc<Published>,
     udp: Arc<UdpStats>,
     rum: Option<Arc<Collector>>,
+    store: Option<Arc<StoreStatus>>,
 }
 
 /// The public router; `rum`: the RUM endpoints and their collector, when `[rum]` is set.
-pub fn router(published: Arc<Published>, udp: Arc<UdpStats>, rum: Option<Arc<Rum>>) -> Router {
+/// `store`: the fleet store's status, in fleet mode.
+pub fn router(
+    published: Arc<Published>,
+    udp: Arc<UdpStats>,
+    rum: Option<Arc<Rum>>,
+    store: Option<Arc<StoreStatus>>,
+) -> Router {
     let collector = rum.as_ref().map(|r| r.collector.clone());
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -37,6 +45,7 @@ pub fn router(published: Arc<Published>, udp: Arc<UdpStats>, rum: Option<Arc<Rum
             published,
             udp,
             rum: collector,
+            store,
         });
     match rum {
         Some(rum) => router.merge(super::rum::routes(rum)),
@@ -44,13 +53,23 @@ pub fn router(published: Arc<Published>, udp: Arc<UdpStats>, rum: Option<Arc<Rum
     }
 }
 
-async fn readyz(State(Shared { published, .. }): State<Shared>) -> (StatusCode, String) {
+async fn readyz(
+    State(Shared {
+        published, store, ..
+    }): State<Shared>,
+) -> (StatusCode, String) {
     let snapshot = published.load();
-    let stale = if published.is_stale() {
-        " (stale: the last reload failed, see the log)"
+    let mut stale = if published.is_stale() {
+        " (stale: the last reload failed, see the log)".to_owned()
     } else {
-        ""
+        String::new()
     };
+    if let Some(store) = store.as_ref().filter(|s| !s.is_up()) {
+        stale.push_str(&format!(
+            " (stale: the shared store is unreachable, serving the last table: {})",
+            store.last_error()
+        ));
+    }
     (
         StatusCode::OK,
         format!(
@@ -66,6 +85,7 @@ async fn metrics(
         published,
         udp,
         rum,
+        store,
     }): State<Shared>,
 ) -> String {
     let snapshot = published.load();
@@ -97,6 +117,32 @@ async fn metrics(
         snapshot.geo.locations().len(),
         snapshot.geo.classes().len(),
     );
+    if let Some(store) = &store {
+        let up = store.is_up();
+        let _ = writeln!(
+            out,
+            "# HELP steerdns_store_up 1 when the fleet's shared store (Redis) answered the last call.\n\
+             # TYPE steerdns_store_up gauge\n\
+             steerdns_store_up {}\n\
+             # HELP steerdns_store_stale 1 while the shared store is unreachable and the last table serves.\n\
+             # TYPE steerdns_store_stale gauge\n\
+             steerdns_store_stale {}\n\
+             # HELP steerdns_store_failures_total Shared store calls that failed or timed out.\n\
+             # TYPE steerdns_store_failures_total counter\n\
+             steerdns_store_failures_total {}\n\
+             # HELP steerdns_store_buffered_writes Probe results waiting for the shared store.\n\
+             # TYPE steerdns_store_buffered_writes gauge\n\
+             steerdns_store_buffered_writes {}\n\
+             # HELP steerdns_store_dropped_writes_total Probe results dropped because the buffer for the shared store was full.\n\
+             # TYPE steerdns_store_dropped_writes_total counter\n\
+             steerdns_store_dropped_writes_total {}",
+            u8::from(up),
+            u8::from(!up),
+            store.failures.load(Ordering::Relaxed),
+            store.buffered_writes.load(Ordering::Relaxed),
+            store.dropped_writes.load(Ordering::Relaxed),
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP steerdns_udp_replies_total UDP replies sent, by path: fast (pre-rendered) or full.\n\

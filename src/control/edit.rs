@@ -72,13 +72,16 @@ impl Controller {
         dry_run: bool,
     ) -> Result<EditOutcome, EditError> {
         let key = policy_key(name)?;
-        let mut state = self.lock();
+        // Edits on this node one at a time; the state lock is never held across a store
+        // call (a store on the network would stall every reader of the state meanwhile).
+        let _edit = self.edits.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
         // Say first that the demo cannot be edited at all, before asking for an ETag.
-        let store = Self::policy_store(&state)?;
-        let current = state.policies.get(&key).map(|e| e.steered.clone());
+        let store = Self::policy_store(&self.lock())?;
         // The store's version, not this node's copy: another writer may have changed it.
         let current_etag = store.current(&key).map_err(cas_error)?.as_deref().map(etag);
+        let mut state = self.lock();
+        let current = state.policies.get(&key).map(|e| e.steered.clone());
         // A preview changes nothing, so it needs no ETag (If-Match is still checked if sent).
         if !dry_run || pre.if_match.is_some() || pre.if_none_match {
             check_precondition(&key, current_etag.as_deref(), pre)?;
@@ -94,7 +97,8 @@ impl Controller {
         let (compiled, choices) = state.compile_noting(policy);
         let mut steered = Arc::new(compiled);
         let preview = preview::compare(current.as_deref(), &steered, &state.geo);
-        let created = current.is_none();
+        // Whether the store had it (this node's copy may not have caught up yet).
+        let created = current_etag.is_none();
         let new_etag = etag(text);
         if dry_run {
             return Ok(EditOutcome {
@@ -106,14 +110,17 @@ impl Controller {
             });
         }
         let compile_ms = ms(started);
+        drop(state);
         let writing = Instant::now();
         store
             .put_if(&key, text, &expect(pre, current_etag.as_deref()))
             .map_err(cas_error)?;
         let write_ms = ms(writing);
+        let mut state = self.lock();
         state.keep_choices(&steered.policy, choices);
         // Editing a policy is how an operator resumes a halted ramp.
-        if super::inputs::resume_ramps(self, &mut state, &steered.policy, &key) {
+        let resumed = super::inputs::resume_ramps(&mut state, &steered.policy, &key);
+        if !resumed.is_empty() {
             steered = Arc::new(state.compile(steered.policy.clone()));
         }
         state.policies.insert(
@@ -125,7 +132,10 @@ impl Controller {
             },
         );
         let publishing = Instant::now();
-        let generation = self.publish(&state).map_err(EditError::Invalid)?;
+        let generation = self.publish(&state).map_err(EditError::Invalid);
+        drop(state);
+        self.persist_resumed(&resumed);
+        let generation = generation?;
         info!(
             policy = %key,
             generation,
@@ -147,8 +157,8 @@ impl Controller {
 
     pub fn delete_policy(&self, name: &str, pre: &Precondition) -> Result<EditOutcome, EditError> {
         let key = policy_key(name)?;
-        let mut state = self.lock();
-        let store = Self::policy_store(&state)?;
+        let _edit = self.edits.lock().unwrap_or_else(|p| p.into_inner());
+        let store = Self::policy_store(&self.lock())?;
         let current = store
             .current(&key)
             .map_err(cas_error)?
@@ -159,6 +169,7 @@ impl Controller {
         store
             .delete_if(&key, &expect(pre, Some(&current)))
             .map_err(cas_error)?;
+        let mut state = self.lock();
         state.policies.remove(&key);
         let generation = self.publish(&state).map_err(EditError::Invalid)?;
         info!(policy = %key, generation, "policy deleted");
@@ -173,9 +184,7 @@ impl Controller {
 
     pub fn history(&self, name: &str) -> Result<Vec<Version>, EditError> {
         let key = policy_key(name)?;
-        let state = self.lock();
-        let store = Self::policy_store(&state)?;
-        drop(state);
+        let store = Self::policy_store(&self.lock())?;
         store
             .history(&key)
             .map_err(|e| EditError::Storage(e.to_string()))
@@ -190,8 +199,8 @@ impl Controller {
     ) -> Result<EditOutcome, EditError> {
         let key = policy_key(name)?;
         let text = {
-            let state = self.lock();
-            Self::policy_store(&state)?
+            let store = Self::policy_store(&self.lock())?;
+            store
                 .version(&key, version)
                 .map_err(|e| EditError::Storage(e.to_string()))?
                 .ok_or_else(|| EditError::NotFound(format!("{key} version {version}")))?

@@ -19,6 +19,38 @@ use crate::store::{Durable, StoredOverride};
 /// What the measurement store kept, as (measured, overrides): the views a starting
 /// controller compiles its first snapshot with.
 pub(super) fn restored(durable: &Durable) -> (HealthView, HealthView) {
+    let views = views_of(durable);
+    if !durable.overrides.is_empty() || !durable.halted_ramps.is_empty() {
+        info!(
+            overrides = durable.overrides.len(),
+            halted_ramps = durable.halted_ramps.len(),
+            "health overrides and halted ramps restored"
+        );
+    }
+    views
+}
+
+/// The state's overrides and halted ramps in their stored form.
+fn durable_of(state: &State) -> Durable {
+    Durable {
+        overrides: state
+            .overrides
+            .iter()
+            .map(|(t, h)| {
+                (
+                    t.to_owned(),
+                    StoredOverride {
+                        state: h.state.to_string(),
+                        since_ms: unix_ms(h.since),
+                    },
+                )
+            })
+            .collect(),
+        halted_ramps: state.measured.halted_ramps().map(str::to_owned).collect(),
+    }
+}
+
+fn views_of(durable: &Durable) -> (HealthView, HealthView) {
     let (mut measured, mut overrides) = (HealthView::default(), HealthView::default());
     for (target, o) in &durable.overrides {
         let Some(s) = parse_state(&o.state) else {
@@ -30,13 +62,6 @@ pub(super) fn restored(durable: &Durable) -> (HealthView, HealthView) {
     }
     for target in &durable.halted_ramps {
         measured.halt_ramp(target);
-    }
-    if !durable.overrides.is_empty() || !durable.halted_ramps.is_empty() {
-        info!(
-            overrides = durable.overrides.len(),
-            halted_ramps = durable.halted_ramps.len(),
-            "health overrides and halted ramps restored"
-        );
     }
     (measured, overrides)
 }
@@ -56,8 +81,54 @@ fn unix_ms(t: SystemTime) -> u64 {
 }
 
 impl Controller {
+    /// Take the measurement store's overrides and halted ramps (another fleet node may have
+    /// changed them): recompile the policies naming the targets that changed, publish.
+    /// Unchanged: nothing happens. A store that cannot be read changes nothing.
+    pub fn reload_measurements(&self) -> Result<u64, String> {
+        // Not between another writer's store write and its install here (see `edits`).
+        let _edit = self.edits.lock().unwrap_or_else(|p| p.into_inner());
+        let durable = self.measurements.load().map_err(|e| e.to_string())?;
+        let mut state = self.lock();
+        let current = durable_of(&state);
+        if current == durable {
+            return Ok(self.published.load().generation);
+        }
+        let mut changed: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        for t in current.overrides.keys().chain(durable.overrides.keys()) {
+            if current.overrides.get(t) != durable.overrides.get(t) {
+                changed.insert(t.clone());
+            }
+        }
+        changed.extend(
+            current
+                .halted_ramps
+                .symmetric_difference(&durable.halted_ramps)
+                .cloned(),
+        );
+        let (_, overrides) = views_of(&durable);
+        state.overrides = overrides;
+        for t in &current.halted_ramps {
+            state.measured.resume_ramp(t);
+        }
+        for t in &durable.halted_ramps {
+            state.measured.halt_ramp(t);
+        }
+        refresh_health(&mut state);
+        info!(targets = ?changed, "overrides or halted ramps changed in the store");
+        Ok(self.recompile(&mut state, |p| {
+            p.targets.iter().any(|t| changed.contains(&t.id))
+        }))
+    }
+
+    /// Record resumed ramps in the measurement store (after the state lock is released).
+    pub(super) fn persist_resumed(&self, targets: &[String]) {
+        for t in targets {
+            self.persist_halted(t, false);
+        }
+    }
+
     /// Record a ramp's halt (or resume) in the measurement store; a failure is logged, the
-    /// change still applies here.
+    /// change still applies here. Never called with the state lock held.
     fn persist_halted(&self, target: &str, halted: bool) {
         if let Err(e) = self.measurements.set_halted(target, halted) {
             error!(%e, target, halted, "could not store the ramp state; a restart may forget it");
@@ -65,30 +136,52 @@ impl Controller {
     }
 
     /// Set (or with `None`, clear) a target's health as an operator override, recompile the
-    /// policies that use it, publish. Returns the new generation.
-    pub fn set_health(&self, target: &str, state_now: Option<health::State>) -> u64 {
-        let mut state = self.lock();
-        match state_now {
-            Some(s) => state.overrides.set(target, s, true, SystemTime::now()),
-            None => state.overrides.clear(target),
-        }
-        let stored = state.overrides.get(target).map(|h| StoredOverride {
-            state: h.state.to_string(),
-            since_ms: unix_ms(h.since),
+    /// policies that use it, publish. Returns the new generation. The override is stored
+    /// first: if the measurement store cannot take it, nothing changes and the error says so
+    /// (an override that a restart, or the rest of the fleet, would not know is refused).
+    pub fn set_health(
+        &self,
+        target: &str,
+        state_now: Option<health::State>,
+    ) -> Result<u64, super::EditError> {
+        let _edit = self.edits.lock().unwrap_or_else(|p| p.into_inner());
+        let now = SystemTime::now();
+        // Stored first, without the state lock (the store may be on the network).
+        let since = self
+            .lock()
+            .overrides
+            .get(target)
+            .filter(|h| Some(h.state) == state_now)
+            .map_or(now, |h| h.since);
+        let stored = state_now.map(|s| StoredOverride {
+            state: s.to_string(),
+            since_ms: unix_ms(since),
         });
         if let Err(e) = self.measurements.set_override(target, stored) {
-            error!(%e, target, "could not store the health override; a restart may forget it");
+            error!(%e, target, "could not store the health override; nothing changed");
+            return Err(super::EditError::Unavailable(e.to_string()));
+        }
+        let mut state = self.lock();
+        match state_now {
+            Some(s) => state.overrides.set(target, s, true, now),
+            None => state.overrides.clear(target),
         }
         refresh_health(&mut state);
         info!(target, state = ?state_now, "health override");
-        self.recompile(&mut state, |p| p.targets.iter().any(|t| t.id == target))
+        Ok(self.recompile(&mut state, |p| p.targets.iter().any(|t| t.id == target)))
     }
 
     /// Apply measured health transitions (from the monitor): recompile the policies that name
     /// those targets, publish once.
     pub fn apply_measured(&self, transitions: &[crate::health::tracker::Transition]) -> u64 {
+        // A halt is stored after the install: keep a store reload from undoing it between.
+        let _edit = transitions
+            .iter()
+            .any(|t| t.to == health::State::Down)
+            .then(|| self.edits.lock().unwrap_or_else(|p| p.into_inner()));
         let mut state = self.lock();
         let now = SystemTime::now();
+        let mut halted = Vec::new();
         for t in transitions {
             state.measured.set(&t.target, t.to, false, now);
             let ramping = state
@@ -99,15 +192,20 @@ impl Controller {
             if t.to == health::State::Down && ramping {
                 warn!(target = %t.target, "target went down during its ramp: ramp halted at 0% until the policy is edited");
                 state.measured.halt_ramp(&t.target);
-                self.persist_halted(&t.target, true);
+                halted.push(t.target.clone());
             }
         }
         refresh_health(&mut state);
-        self.recompile(&mut state, |p| {
+        let generation = self.recompile(&mut state, |p| {
             p.targets
                 .iter()
                 .any(|x| transitions.iter().any(|t| t.target == x.id))
-        })
+        });
+        drop(state);
+        for t in &halted {
+            self.persist_halted(t, true);
+        }
+        generation
     }
 
     /// Replace the probe measurements (the RUM part stays) and recompile the policies with a
@@ -187,26 +285,20 @@ pub(super) fn refresh_health(state: &mut State) {
 }
 
 /// An edited policy resumes its halted ramps (editing is how an operator says "go on").
-/// Returns whether any was halted.
-pub(super) fn resume_ramps(
-    controller: &Controller,
-    state: &mut State,
-    policy: &Policy,
-    key: &str,
-) -> bool {
+/// Returns the targets resumed, for [`Controller::persist_resumed`] once the lock is released.
+pub(super) fn resume_ramps(state: &mut State, policy: &Policy, key: &str) -> Vec<String> {
     let halted: Vec<String> = ramps(policy)
         .map(|(id, _)| id.to_owned())
         .filter(|id| state.measured.ramp_halted(id))
         .collect();
     for id in &halted {
         state.measured.resume_ramp(id);
-        controller.persist_halted(id, false);
     }
     if !halted.is_empty() {
         refresh_health(state);
         info!(policy = %key, targets = ?halted, "halted ramps resumed by the edit");
     }
-    !halted.is_empty()
+    halted
 }
 
 /// The guarded ramps of a policy: (target id, ramp).

@@ -74,6 +74,19 @@ pub(super) fn load_state(
     nonce_log: Option<Arc<NonceLog>>,
     policy_store: Option<Arc<dyn PolicyStore>>,
 ) -> Result<State, LoadErrors> {
+    let listed = policy_store.as_ref().map(|s| s.list());
+    load_state_listed(config, health, perf, nonce_log, policy_store, listed)
+}
+
+/// [`load_state`] with the store's listing already taken (`None`: no store).
+pub(super) fn load_state_listed(
+    config: Config,
+    health: HealthView,
+    perf: PerfView,
+    nonce_log: Option<Arc<NonceLog>>,
+    policy_store: Option<Arc<dyn PolicyStore>>,
+    listed: Option<Result<Vec<crate::store::StoredPolicy>, crate::store::StoreError>>,
+) -> Result<State, LoadErrors> {
     let mut errors = Vec::new();
     let started = Instant::now();
     let geo = GeoDb::load(
@@ -103,7 +116,7 @@ pub(super) fn load_state(
             Err(reason) => errors.push(format!("{}: rum.zone: {reason}", config.source)),
         }
     }
-    let texts = policy_texts(&config.policies, policy_store.as_deref(), &mut errors);
+    let texts = policy_texts(&config.policies, listed, &mut errors);
     let (Some(geo), Some(zones)) = (geo, zones) else {
         return Err(LoadErrors(errors));
     };
@@ -246,14 +259,14 @@ fn load_zone(zone: &crate::config::ZoneConfig) -> Result<Zone, String> {
     Zone::parse(&zone.origin, &texts).map_err(|e| e.to_string())
 }
 
-/// (source name, text) of every policy: the store's, or the config's embedded ones.
+/// (source name, text) of every policy: the store's listing, or the config's embedded ones.
 fn policy_texts(
     source: &PolicySource,
-    store: Option<&dyn PolicyStore>,
+    listed: Option<Result<Vec<crate::store::StoredPolicy>, crate::store::StoreError>>,
     errors: &mut Vec<String>,
 ) -> Vec<(String, String)> {
-    if let Some(store) = store {
-        return match store.list() {
+    if let Some(listed) = listed {
+        return match listed {
             Ok(list) => list.into_iter().map(|p| (p.source, p.text)).collect(),
             Err(e) => {
                 errors.push(e.to_string());
@@ -286,15 +299,23 @@ fn read(path: &std::path::Path, errors: &mut Vec<String>) -> Option<(String, Str
 impl Controller {
     /// Reload config, zones, GeoIP and policies (SIGHUP). Health and measurements carry over.
     pub fn reload_all(&self) -> Result<u64, LoadErrors> {
-        let mut state = self.lock();
-        let loaded = self.origin.load().and_then(|config| {
+        let _edit = self.edits.lock().unwrap_or_else(|p| p.into_inner());
+        // The config and the policies are read before taking the state lock (the policy
+        // store may be on the network).
+        let read = self.origin.load().map(|config| {
             let store = self.stores.policies_for(&config);
-            let mut next = load_state(
+            let listed = store.as_ref().map(|s| s.list());
+            (config, store, listed)
+        });
+        let mut state = self.lock();
+        let loaded = read.and_then(|(config, store, listed)| {
+            let mut next = load_state_listed(
                 config,
                 state.health.clone(),
                 state.perf.clone(),
                 state.nonce_log.clone(),
                 store,
+                listed,
             )?;
             next.measured = state.measured.clone();
             next.overrides = state.overrides.clone();
@@ -322,12 +343,20 @@ impl Controller {
     /// Re-read the policy directory (file watch). Each file stands alone: an invalid file keeps
     /// its last good version serving and is reported; valid changes in others still apply.
     pub fn reload_policies(&self) -> Result<u64, LoadErrors> {
-        let mut state = self.lock();
-        let Some(store) = state.policy_store.clone() else {
+        // Not while an edit is between its store write and its install here: a listing
+        // taken before the write would undo it.
+        let _edit = self.edits.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(store) = self.lock().policy_store.clone() else {
             return Ok(self.published.load().generation);
         };
+        // Listed without the state lock (the store may be on the network). A store that
+        // cannot be listed (Redis away) changes nothing: what serves keeps serving, and the
+        // store's own status says it is unreachable.
+        let listed = store.list().map_err(|e| LoadErrors(vec![e.to_string()]))?;
+        let mut state = self.lock();
+        let mut resumed = Vec::new();
         let mut errors = Vec::new();
-        let texts = policy_texts(&state.config.policies, Some(&*store), &mut errors);
+        let texts: Vec<(String, String)> = listed.into_iter().map(|p| (p.source, p.text)).collect();
         let mut next: BTreeMap<String, Entry> = BTreeMap::new();
         let mut changed = false;
         // Which key each file served: one pass, not a search per file (1,000 names would make
@@ -342,19 +371,19 @@ impl Controller {
                 .get(&source)
                 .filter(|k| state.policies.contains_key(*k))
                 .cloned();
-            if let Some(key) = &existing {
-                if state.policies[key].text == text {
-                    if let Some(other) = next.get(key) {
-                        errors.push(format!(
-                            "{}: name: {key} is already defined in {source}",
-                            other.steered.policy.source
-                        ));
-                        // The file that was serving keeps serving.
-                    }
-                    let entry = state.policies.remove(key).expect("present");
-                    next.insert(key.clone(), entry);
-                    continue;
+            if let Some(key) = &existing
+                && state.policies[key].text == text
+            {
+                if let Some(other) = next.get(key) {
+                    errors.push(format!(
+                        "{}: name: {key} is already defined in {source}",
+                        other.steered.policy.source
+                    ));
+                    // The file that was serving keeps serving.
                 }
+                let entry = state.policies.remove(key).expect("present");
+                next.insert(key.clone(), entry);
+                continue;
             }
             match parse_checked(&source, &text, &state.zones, &state.geo) {
                 Ok((key, policy)) if next.contains_key(&key) => {
@@ -367,7 +396,7 @@ impl Controller {
                     }
                 }
                 Ok((key, policy)) => {
-                    super::inputs::resume_ramps(self, &mut state, &policy, &key);
+                    resumed.extend(super::inputs::resume_ramps(&mut state, &policy, &key));
                     let steered = Arc::new(state.compile(policy));
                     next.insert(
                         key,
@@ -381,10 +410,10 @@ impl Controller {
                 }
                 Err(e) => {
                     errors.push(e);
-                    if let Some(key) = existing {
-                        if let Some(old) = state.policies.remove(&key) {
-                            next.insert(key, old);
-                        }
+                    if let Some(key) = existing
+                        && let Some(old) = state.policies.remove(&key)
+                    {
+                        next.insert(key, old);
                     }
                 }
             }
@@ -405,6 +434,8 @@ impl Controller {
         } else {
             self.published.load().generation
         };
+        drop(state);
+        self.persist_resumed(&resumed);
         if errors.is_empty() {
             Ok(generation)
         } else {

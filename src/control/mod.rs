@@ -3,7 +3,9 @@
 //! expiry) by recompiling only what it touches.
 //!
 //! All writers go through one [`Controller`], which serialises them with a mutex that queries
-//! never see: queries read the published snapshot. A change that fails validation is refused
+//! never see: queries read the published snapshot. That mutex is never held across a store
+//! call: a store on the network (Redis) may stall, and the control loop takes the mutex on
+//! the runtime's threads, which the store's own I/O needs. A change that fails validation is refused
 //! with file, field and reason, and the last good snapshot keeps serving. What must outlive
 //! the process goes through the stores (`crate::store`): policies through a
 //! [`PolicyStore`], which also decides compare-and-set, and health overrides and halted ramps
@@ -198,6 +200,10 @@ pub struct Controller {
     rescheduled: tokio::sync::Notify,
     stores: Stores,
     measurements: Arc<dyn MeasurementStore>,
+    /// Serialises this node's store writes (edits, overrides, halts) with its store reloads,
+    /// without holding `state` across store calls: a reload's listing cannot predate a write
+    /// it then installs over. Always taken before `state`, never on a runtime thread.
+    edits: Mutex<()>,
 }
 
 impl State {
@@ -285,6 +291,7 @@ impl Controller {
             rescheduled: tokio::sync::Notify::new(),
             stores,
             measurements,
+            edits: Mutex::new(()),
         })
     }
 

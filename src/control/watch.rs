@@ -71,7 +71,11 @@ async fn run_loop(
                 // Editors write several events per save; let them settle.
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 while rx.try_recv().is_ok() {}
-                let _ = tokio::task::spawn_blocking(move || c.reload_policies()).await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    let _ = c.reload_policies();
+                    let _ = c.reload_measurements();
+                })
+                .await;
             }
             _ = sleep => {
                 let _ = tokio::task::spawn_blocking(move || c.recompile_due()).await;

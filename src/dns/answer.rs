@@ -104,13 +104,13 @@ pub fn resolve<'s>(
         return Reply::refused();
     };
     let mut reply = Reply::new(ResponseCode::NoError, true);
-    if snapshot.settings.explain_names {
-        if let Some(done) = explain_name(snapshot, qname, qtype, asker, &mut reply) {
-            if !done {
-                reply.authority.push(first_zone.negative_soa());
-            }
-            return reply;
+    if snapshot.settings.explain_names
+        && let Some(done) = explain_name(snapshot, qname, qtype, asker, &mut reply)
+    {
+        if !done {
+            reply.authority.push(first_zone.negative_soa());
         }
+        return reply;
     }
     let mut zone = first_zone;
     // Borrowed until a CNAME moves the lookup on: no copy of the question per query.

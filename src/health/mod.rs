@@ -95,6 +95,11 @@ impl HealthView {
         self.halted_ramps.insert(target.to_owned());
     }
 
+    /// Targets whose ramp is halted.
+    pub fn halted_ramps(&self) -> impl Iterator<Item = &str> {
+        self.halted_ramps.iter().map(String::as_str)
+    }
+
     pub fn resume_ramp(&mut self, target: &str) {
         self.halted_ramps.remove(target);
     }

@@ -204,13 +204,13 @@ impl Location {
                     t.window.as_secs()
                 ));
             }
-            if let (Some(p95), Some(baseline)) = (self.window_p95(), self.baseline_p95()) {
-                if p95 > t.p95_factor * baseline {
-                    return Some(format!(
-                        "p95 {p95:.1} ms > {} × baseline {baseline:.1} ms",
-                        t.p95_factor
-                    ));
-                }
+            if let (Some(p95), Some(baseline)) = (self.window_p95(), self.baseline_p95())
+                && p95 > t.p95_factor * baseline
+            {
+                return Some(format!(
+                    "p95 {p95:.1} ms > {} × baseline {baseline:.1} ms",
+                    t.p95_factor
+                ));
             }
         }
         // Error rate per recent full minute, from the samples still in the window.

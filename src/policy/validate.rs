@@ -102,20 +102,19 @@ impl Validator<'_> {
                 format!("{answers} is out of range 1..={MAX_ANSWERS}"),
             ));
         }
-        if answers > 1 {
-            if let Some(t) = self
+        if answers > 1
+            && let Some(t) = self
                 .targets
                 .iter()
                 .find(|t| matches!(t.answer, TargetAnswer::Cname(_)))
-            {
-                return Err(self.err(
-                    "answers",
-                    format!(
-                        "multi-value answers need address targets, but {} is a cname",
-                        t.id
-                    ),
-                ));
-            }
+        {
+            return Err(self.err(
+                "answers",
+                format!(
+                    "multi-value answers need address targets, but {} is a cname",
+                    t.id
+                ),
+            ));
         }
         let last_resort = match last_resort.as_str() {
             "all" => LastResort::All,

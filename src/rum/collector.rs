@@ -68,7 +68,13 @@ pub struct Collector {
     window_minutes: u64,
     inner: Mutex<Inner>,
     pub counters: Counters,
+    /// Fleet mode: what was recorded since the last [`Collector::take_outbox`], per
+    /// (series, minute), for the shared buckets. `None`: not shared.
+    outbox: Mutex<Option<Outbox>>,
 }
+
+/// (target, region) and minute → bucket: results recorded here, not yet shared.
+pub type Outbox = HashMap<((String, Region), u64), Bucket>;
 
 #[derive(Debug)]
 struct Inner {
@@ -97,7 +103,20 @@ impl Collector {
                 next_seq: 0,
             }),
             counters: Counters::default(),
+            outbox: Mutex::new(None),
         }
+    }
+
+    /// Keep what is recorded from now on for [`Collector::take_outbox`] (fleet mode).
+    pub fn share(&self) {
+        let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+        outbox.get_or_insert_with(HashMap::new);
+    }
+
+    /// What was recorded since the last call (empty when not shared).
+    pub fn take_outbox(&self) -> Outbox {
+        let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+        outbox.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     pub fn window_minutes(&self) -> u64 {
@@ -143,6 +162,22 @@ impl Collector {
         let secs = unix_secs(at);
         let minute = secs / 60;
         let regions = Self::regions(country, continent, asn);
+        if let Some(outbox) = self
+            .outbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            for result in &results {
+                let timing = result.timing();
+                for region in &regions {
+                    outbox
+                        .entry(((result.target.clone(), region.clone()), minute))
+                        .or_default()
+                        .record(timing);
+                }
+            }
+        }
         {
             let mut inner = self.lock();
             for result in &results {

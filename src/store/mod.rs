@@ -9,9 +9,13 @@
 //!   overrides and halted ramps. [`StateFile`] implements it for one node (memory, written
 //!   through to a small JSON file next to the policies).
 //!
+//! [`redis::RedisStore`] implements both for a fleet, and shares probe results between nodes
+//! (its module documents the key schema).
+//!
 //! May depend on nothing else in the crate; does file I/O, never on the query path.
 
 pub mod policy_dir;
+pub mod redis;
 pub mod state_file;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -100,7 +100,11 @@ impl Drop for Server {
 
 /// A distinct ~50 KB version: GB to cdn-c or cdn-a, padded with comments.
 fn version(i: usize) -> String {
-    let target = if i % 2 == 0 { "cdn-c" } else { "cdn-a" };
+    let target = if i.is_multiple_of(2) {
+        "cdn-c"
+    } else {
+        "cdn-a"
+    };
     let mut text = WWW_POLICY.replace(
         "{ match = { country = \"GB\" }, targets = [\"cdn-d\", \"cdn-c\"] }",
         &format!("{{ match = {{ country = \"GB\" }}, targets = [\"{target}\"] }}"),

@@ -137,7 +137,7 @@ async fn send_beacon(running: &Running, client: &str, nonce: &str, token: &str) 
 /// (DE, AS3320), then 4 from FR: 20 of 24 (83%) in DE/AS3320.
 fn client_of(i: usize) -> String {
     match i {
-        0..20 if i % 7 == 0 => format!("127.1.1.{}", 10 + i),
+        0..20 if i.is_multiple_of(7) => format!("127.1.1.{}", 10 + i),
         0..20 => format!("127.1.0.{}", 10 + i),
         _ => format!("127.2.0.{}", 10 + i),
     }

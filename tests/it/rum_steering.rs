@@ -339,10 +339,10 @@ async fn chromium_moves_the_dns_answer_of_its_network() {
             break got;
         }
         let s = steps(&admin.explain(NAME, DE_NET).await);
-        if let Some((_, line)) = rum_line(&s, "network DE/AS3320") {
-            if line.contains("kept over cdn-b") {
-                kept = Some(line);
-            }
+        if let Some((_, line)) = rum_line(&s, "network DE/AS3320")
+            && line.contains("kept over cdn-b")
+        {
+            kept = Some(line);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
