@@ -5,6 +5,8 @@
 use std::time::{Duration, Instant};
 
 use crate::fleet_support::*;
+// The RUM-steered name of the Chromium steering test, with the same fallback.
+use super::rum_steering::POLICY as RUM_POLICY;
 use crate::support::*;
 
 /// A policy edit through A is answered by B and C; probe results posted to B take pop-a
@@ -297,28 +299,6 @@ async fn three_nodes_agree_on_a_redis_cluster() {
 }
 
 const RUM_NAME: &str = "rum.example.com";
-const RUM_POLICY: &str = r#"name = "rum.example.com"
-ttl_s = 30
-
-[targets.cdn-a]
-cname = "cdn-a.example.net."
-
-[targets.cdn-b]
-cname = "cdn-b.example.net."
-
-[[chain]]
-kind = "performance"
-source = "rum"
-min_samples = 5
-confidence = 0.95
-margin_ratio = 0.10
-margin_ms = 5.0
-
-# Where RUM is not conclusive: almost always cdn-b, so that a move to cdn-a is RUM's doing.
-[[chain]]
-kind = "weighted"
-weights = { cdn-a = 1, cdn-b = 1000 }
-"#;
 
 /// RUM beacons accepted by node A only are added to the shared per-minute buckets; node B
 /// ranks from them and answers the beacons' network with the faster CDN.

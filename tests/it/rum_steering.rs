@@ -51,7 +51,7 @@ const FR_CLIENT: &str = "198.51.100.7";
 /// The proxy the server trusts; Chromium (127.0.0.1) is not it.
 const PROXY: &str = "127.0.0.2";
 
-const POLICY: &str = r#"name = "rum.example.com"
+pub const POLICY: &str = r#"name = "rum.example.com"
 ttl_s = 30
 
 [targets.cdn-a]
