@@ -352,7 +352,13 @@ impl Controller {
         // Listed without the state lock (the store may be on the network). A store that
         // cannot be listed (Redis away) changes nothing: what serves keeps serving, and the
         // store's own status says it is unreachable.
-        let listed = store.list().map_err(|e| LoadErrors(vec![e.to_string()]))?;
+        let listed = store.list().map_err(|e| {
+            let errors = LoadErrors(vec![e.to_string()]);
+            // Unreachable or lost data: the last good policies keep serving, flagged stale.
+            self.published.mark_stale();
+            error!(%errors, "policy store: cannot list; the last good policies keep serving");
+            errors
+        })?;
         let mut state = self.lock();
         let mut resumed = Vec::new();
         let mut errors = Vec::new();

@@ -13,6 +13,7 @@
 //! |---|---|---|
 //! | `{P}:policies` | hash | policy key (`www.example.com`) → policy TOML |
 //! | `{P}:etags` | hash | policy key → its ETag (FNV-1a of the text, as every node computes it) |
+//! | `{P}:seeded` | string | set while the fleet has had policies: with no policies and no marker, Redis lost its data, and nodes keep what they serve |
 //! | `{P}:history:<key>` | list | replaced versions, newest first: `<unix ms>\n<TOML>`; at most [`HISTORY_CAP`] |
 //! | `{P}:overrides` | hash | target → `{"state":"down","since_ms":…}` (operator overrides) |
 //! | `{P}:halted` | set | targets whose guarded ramp is halted until their policy is edited |
@@ -215,6 +216,12 @@ impl Keys {
     }
     pub fn changes(&self) -> String {
         self.key("changes")
+    }
+    /// Set while the fleet has had policies: a Redis that lost its data (restarted without
+    /// persistence, flushed, replaced) has no marker, which tells it apart from a fleet whose
+    /// policies were all deleted on purpose.
+    pub fn seeded(&self) -> String {
+        self.key("seeded")
     }
 }
 
@@ -440,6 +447,40 @@ impl RedisStore {
         } else {
             Err(CasError::PreconditionFailed { current: tag })
         }
+    }
+
+    /// Whether an empty listing means lost data: this node has served policies from the
+    /// store, and the store has no seeded marker.
+    fn lost_data(&self) -> bool {
+        let served = self
+            .cached
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|c| !c.is_empty());
+        if !served {
+            return false;
+        }
+        let mut conn = self.conn();
+        let marker = self.block(
+            "EXISTS seeded",
+            redis::cmd("EXISTS")
+                .arg(self.keys.seeded())
+                .query_async::<u64>(&mut conn),
+        );
+        // Unreachable is not "lost": the caller's next read reports that itself.
+        matches!(marker, Ok(0))
+    }
+
+    fn mark_seeded(&self) {
+        let mut conn = self.conn();
+        let _ = self.block(
+            "SET seeded",
+            redis::cmd("SET")
+                .arg(self.keys.seeded())
+                .arg(1)
+                .query_async::<()>(&mut conn),
+        );
     }
 
     /// Mirror a listing to the local copy (atomically per file; files no longer listed go).
@@ -694,7 +735,19 @@ impl PolicyStore for RedisStore {
                 .query_async::<BTreeMap<String, String>>(&mut conn),
         );
         match listed {
+            Ok(policies) if policies.is_empty() && self.lost_data() => Err(store_error(
+                &self.describe(),
+                format!(
+                    "Redis holds no policies and no {} marker, but this node served some: the \
+                     store lost its data (restarted without persistence?). Keeping the last good \
+                     policies; seed the fleet again with `steerdns policy import`",
+                    self.keys.seeded()
+                ),
+            )),
             Ok(policies) => {
+                if !policies.is_empty() {
+                    self.mark_seeded();
+                }
                 self.listed.store(true, Ordering::Release);
                 self.write_cache(&policies);
                 Ok(policies

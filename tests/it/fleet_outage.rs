@@ -291,3 +291,71 @@ async fn a_node_starting_while_redis_is_down_serves_its_local_copy() {
     let err = format!("{err:#}");
     assert!(err.contains("no local copy"), "{err}");
 }
+
+/// A Redis that loses its data (here: `FLUSHALL`; in life a restart without persistence)
+/// must not empty the fleet: nodes keep their policies and say the store is stale; seeding
+/// it again (an import, here a re-create) brings it back. Deleting every policy on purpose
+/// still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_lost_its_data_does_not_empty_the_fleet() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = node("fleet-lost-a", &url, "lost").await;
+    let b = node("fleet-lost-b", &url, "lost").await;
+    let r = a.admin.put_policy(NAME, "", None, &failover("pop-a")).await;
+    assert_eq!(r.status, 201, "{r}");
+    for n in [&a, &b] {
+        assert_eq!(
+            wait_for_answer(n.dns(), NAME, None, A_IP, Duration::from_secs(3)).await,
+            A_IP
+        );
+    }
+    assert_eq!(redis.cli(&["FLUSHALL"]).trim(), "OK");
+    // Several refreshes later both still answer, and say why their view is stale.
+    for n in [&a, &b] {
+        eventually(
+            "stale after the data loss",
+            Duration::from_secs(8),
+            async || {
+                let body = readyz(n).await;
+                if body.contains("stale") {
+                    Ok(())
+                } else {
+                    Err(body)
+                }
+            },
+        )
+        .await;
+        holds(
+            "still answering",
+            Duration::from_millis(500),
+            async || match answer_of(n.dns(), NAME, None).await.as_str() {
+                A_IP => Ok(()),
+                other => Err(other.to_owned()),
+            },
+        )
+        .await;
+    }
+    // Seeded again through A: served, and no longer stale.
+    let r = a.admin.put_policy(NAME, "", None, &failover("pop-c")).await;
+    assert_eq!(r.status, 201, "{r}");
+    for n in [&a, &b] {
+        assert_eq!(
+            wait_for_answer(n.dns(), NAME, None, C_IP, Duration::from_secs(5)).await,
+            C_IP
+        );
+    }
+    // Deleting the last policy on purpose empties the fleet (the marker says it was seeded).
+    let (_, etag) = a.admin.policy(NAME).await;
+    let r = a.admin.delete_policy(NAME, Some(&etag)).await;
+    assert!(r.status == 200 || r.status == 204, "{r}");
+    for n in [&a, &b] {
+        assert_eq!(
+            wait_for_answer(n.dns(), NAME, None, "NXDOMAIN", Duration::from_secs(5)).await,
+            "NXDOMAIN"
+        );
+    }
+    for n in [a, b] {
+        n.running.shutdown().await;
+    }
+}
