@@ -1030,34 +1030,28 @@ mod tests {
             let e = Config::parse("x.toml", &text, Path::new(".")).unwrap_err();
             assert_eq!(e.field, field, "{line}: {e}");
         }
-        let twice = format!("{zone}{RUM}[[rum.target]]\nid = \"cdn-a\"\nsmall = \"https://x/\"\n");
-        assert_eq!(
-            Config::parse("x.toml", &twice, Path::new("."))
-                .unwrap_err()
-                .field,
-            "rum.target[1].id"
-        );
-        let bad_url = format!("{zone}{}", RUM.replace("https://cdn-a", "cdn-a"));
-        assert_eq!(
-            Config::parse("x.toml", &bad_url, Path::new("."))
-                .unwrap_err()
-                .field,
-            "rum.target[0].small"
-        );
-        let no_target = format!("{zone}[rum]\nzone = \"rum.example.com\"\n");
-        assert_eq!(
-            Config::parse("x.toml", &no_target, Path::new("."))
-                .unwrap_err()
-                .field,
-            "rum.target"
-        );
-        let bad_zone = format!("{zone}{}", RUM.replace("RUM.example.com.", "-x..com"));
-        assert_eq!(
-            Config::parse("x.toml", &bad_zone, Path::new("."))
-                .unwrap_err()
-                .field,
-            "rum.zone"
-        );
+        let cases = [
+            (
+                format!("{zone}{RUM}[[rum.target]]\nid = \"cdn-a\"\nsmall = \"https://x/\"\n"),
+                "rum.target[1].id",
+            ),
+            (
+                format!("{zone}{}", RUM.replace("https://cdn-a", "cdn-a")),
+                "rum.target[0].small",
+            ),
+            (
+                format!("{zone}[rum]\nzone = \"rum.example.com\"\n"),
+                "rum.target",
+            ),
+            (
+                format!("{zone}{}", RUM.replace("RUM.example.com.", "-x..com")),
+                "rum.zone",
+            ),
+        ];
+        for (text, field) in cases {
+            let e = Config::parse("x.toml", &text, Path::new(".")).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
         let unknown = format!(
             "{zone}{}",
             RUM.replace("[[rum.target]]", "colour = 1\n[[rum.target]]")
