@@ -292,29 +292,16 @@ async fn beacon_js(headers: HeaderMap) -> Response {
     if matches {
         return (StatusCode::NOT_MODIFIED, common).into_response();
     }
+    let js = (
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/javascript; charset=utf-8"),
+    );
     if gzip {
-        return (
-            common,
-            [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/javascript; charset=utf-8"),
-                ),
-                (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
-            ],
-            BEACON_GZ.0.clone(),
-        )
-            .into_response();
+        let gz = (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        (common, [js, gz], BEACON_GZ.0.clone()).into_response()
+    } else {
+        (common, [js], BEACON_JS).into_response()
     }
-    (
-        common,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/javascript; charset=utf-8"),
-        )],
-        BEACON_JS,
-    )
-        .into_response()
 }
 
 async fn config(

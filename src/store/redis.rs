@@ -721,6 +721,30 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// A policy's replaced versions, newest first: (id, text); malformed entries skipped.
+    fn versions(&self, key: &str) -> Result<Vec<(u64, String)>, StoreError> {
+        let mut conn = self.conn();
+        let entries: Vec<String> = self
+            .block(
+                "LRANGE history",
+                redis::cmd("LRANGE")
+                    .arg(self.keys.history(key))
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut conn),
+            )
+            .map_err(|e| store_error(key, e))?;
+        Ok(entries
+            .iter()
+            .filter_map(|e| {
+                let (id, text) = e.split_once('\n')?;
+                Some((id.parse().ok()?, text.to_owned()))
+            })
+            .collect())
+    }
+}
+
 impl PolicyStore for RedisStore {
     fn source_of(&self, key: &str) -> String {
         format!("redis {}/{key}", self.keys.policies())
@@ -809,45 +833,21 @@ impl PolicyStore for RedisStore {
     }
 
     fn history(&self, key: &str) -> Result<Vec<Version>, StoreError> {
-        let mut conn = self.conn();
-        let entries: Vec<String> = self
-            .block(
-                "LRANGE history",
-                redis::cmd("LRANGE")
-                    .arg(self.keys.history(key))
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(&mut conn),
-            )
-            .map_err(|e| store_error(key, e))?;
-        Ok(entries
-            .iter()
-            .filter_map(|e| {
-                let (id, text) = e.split_once('\n')?;
-                Some(Version {
-                    id: id.parse().ok()?,
-                    etag: etag(text),
-                })
+        Ok(self
+            .versions(key)?
+            .into_iter()
+            .map(|(id, text)| Version {
+                id,
+                etag: etag(&text),
             })
             .collect())
     }
 
     fn version(&self, key: &str, id: u64) -> Result<Option<String>, StoreError> {
-        let mut conn = self.conn();
-        let entries: Vec<String> = self
-            .block(
-                "LRANGE history",
-                redis::cmd("LRANGE")
-                    .arg(self.keys.history(key))
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(&mut conn),
-            )
-            .map_err(|e| store_error(key, e))?;
-        Ok(entries.iter().find_map(|e| {
-            let (i, text) = e.split_once('\n')?;
-            (i.parse::<u64>().ok()? == id).then(|| text.to_owned())
-        }))
+        Ok(self
+            .versions(key)?
+            .into_iter()
+            .find_map(|(i, text)| (i == id).then_some(text)))
     }
 
     fn watch(&self, tx: tokio::sync::mpsc::Sender<()>) -> Option<FeedGuard> {
