@@ -23,7 +23,7 @@ use crate::rum::collector::Collector;
 use crate::rum::resolver_map::{Limits, ResolverSessions};
 use crate::rum::task::{self as rum_task, SharedSessions};
 use crate::snapshot::Published;
-use crate::store::redis::{RedisStore, StoreStatus};
+use crate::store::redis::{RedisOptions, RedisStore, StoreStatus};
 
 /// The environment variable that sets the admin token (wins over `[admin] token_file`).
 pub const TOKEN_ENV: &str = "STEERDNS_ADMIN_TOKEN";
@@ -61,13 +61,14 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
     let rum_secret = config.rum.as_ref().map(rum_secret).transpose()?;
     let redis = match &config.store.redis {
         Some(url) => {
-            let store = RedisStore::open(
-                url,
-                &config.store.prefix,
-                config.store.timeout,
-                config.store.refresh,
-                &config.store.cache_dir,
-            )
+            let store = RedisStore::open(&RedisOptions {
+                url: url.clone(),
+                prefix: config.store.prefix.clone(),
+                timeout: config.store.timeout,
+                refresh: config.store.refresh,
+                cache_dir: config.store.cache_dir.clone(),
+                tls: config.store.tls.clone(),
+            })
             .map_err(|e| anyhow::anyhow!("store.redis: {e}"))?;
             info!("fleet mode: sharing state through {}", store.describe());
             Some(Arc::new(store))

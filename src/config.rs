@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::geo::{DbSource, Location, Override, iso};
 use crate::health::tracker::Thresholds;
+use crate::store::redis::{Endpoint, TlsFiles};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}: {field}{sep}{reason}", sep = if field.is_empty() { "" } else { ": " })]
@@ -54,6 +55,9 @@ struct RawStore {
     refresh_ms: Option<u64>,
     timeout_ms: Option<u64>,
     cache_dir: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// `[rum]`: real-user measurements (the beacon, its ingest, resolver mapping). Absent: off.
@@ -245,8 +249,9 @@ pub struct Config {
 /// `[store]`, validated (`crate::store::redis` documents the key schema).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
-    /// `redis://host:port/db` (or `redis+unix://`), or a Redis Cluster's seed nodes separated
-    /// by commas; `None`: the single-node stores.
+    /// `redis://host:port/db` (`rediss://` for TLS, `redis+unix://`), a Redis Cluster's seed
+    /// nodes separated by commas, or `redis+sentinel://host:port/<primary name>`; `None`: the
+    /// single-node stores.
     pub redis: Option<String>,
     /// Every key starts with `{prefix}:`, so several fleets can share one Redis (default
     /// `steerdns`; letters, digits, `-`, `_`, `.`).
@@ -259,6 +264,8 @@ pub struct StoreConfig {
     /// The node's local copy of the fleet's policies, to start from while Redis is down
     /// (default `steerdns-cache` next to the config file).
     pub cache_dir: PathBuf,
+    /// `tls_ca`, `tls_cert`, `tls_key` (PEM; relative to the config file).
+    pub tls: TlsFiles,
 }
 
 impl StoreConfig {
@@ -509,6 +516,9 @@ fn parse_store(
         refresh_ms,
         timeout_ms,
         cache_dir,
+        tls_ca,
+        tls_cert,
+        tls_key,
     } = raw;
     if let Some(url) = &redis {
         check_redis_url(url).map_err(|r| ("redis", r))?;
@@ -523,33 +533,63 @@ fn parse_store(
     if !(10..=10_000).contains(&timeout_ms) {
         return Err(("timeout_ms", format!("{timeout_ms} is not in 10..=10000")));
     }
+    if tls_cert.is_some() != tls_key.is_some() {
+        let missing = if tls_cert.is_some() {
+            "tls_key"
+        } else {
+            "tls_cert"
+        };
+        return Err((missing, "tls_cert and tls_key go together".to_owned()));
+    }
+    let tls = TlsFiles {
+        ca: tls_ca.map(resolve),
+        cert: tls_cert.map(resolve),
+        key: tls_key.map(resolve),
+    };
+    for (field, path) in [
+        ("tls_ca", &tls.ca),
+        ("tls_cert", &tls.cert),
+        ("tls_key", &tls.key),
+    ] {
+        if let Some(path) = path {
+            check_pem(path).map_err(|r| (field, r))?;
+        }
+    }
+    if !tls.is_empty()
+        && let Some(url) = &redis
+        && !Endpoint::parse(url).is_ok_and(|e| e.uses_tls())
+    {
+        return Err((
+            "redis",
+            format!("{url:?}: tls_ca, tls_cert and tls_key need a TLS URL (rediss://)"),
+        ));
+    }
     Ok(StoreConfig {
         redis,
         prefix,
         refresh: Duration::from_millis(refresh_ms),
         timeout: Duration::from_millis(timeout_ms),
         cache_dir: resolve(cache_dir.unwrap_or_else(|| PathBuf::from("steerdns-cache"))),
+        tls,
     })
 }
 
-/// A Redis URL this build can connect to, or several separated by commas (the seed nodes of
-/// a Redis Cluster).
+/// A Redis URL this build can connect to: one server, a Redis Cluster's seed nodes separated
+/// by commas, or Sentinel (`crate::store::redis::Endpoint` has the forms).
 pub fn check_redis_url(urls: &str) -> Result<(), String> {
-    for url in urls.split(',').map(str::trim) {
-        check_one_redis_url(url)?;
-    }
-    Ok(())
+    Endpoint::parse(urls).map(drop)
 }
 
-fn check_one_redis_url(url: &str) -> Result<(), String> {
-    let scheme = url.split("://").next().unwrap_or_default();
-    match scheme {
-        "redis" | "redis+unix" | "unix" => Ok(()),
-        "rediss" => Err(format!(
-            "{url:?}: TLS (rediss://) is not supported by this build yet; use redis:// over a \
-             private network or a TLS tunnel"
-        )),
-        _ => Err(format!("{url:?} is not a Redis URL (redis://host:port/db)")),
+/// A readable PEM file (certificate or key).
+fn check_pem(path: &Path) -> Result<(), String> {
+    let text = std::fs::read(path).map_err(|e| format!("{}: cannot read ({e})", path.display()))?;
+    if text.windows(11).any(|w| w == b"-----BEGIN ") {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: not a PEM file (no -----BEGIN line)",
+            path.display()
+        ))
     }
 }
 

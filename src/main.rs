@@ -34,7 +34,9 @@ enum Command {
         #[arg(long = "http-listen", value_name = "ADDR:PORT|off")]
         http_listen: Option<String>,
         /// Fleet mode: share policies, health overrides, ramp state and probe results with the
-        /// other nodes through this Redis (redis://host:port/db). Overrides `[store] redis`.
+        /// other nodes through this Redis (redis://host:port/db; rediss:// for TLS, comma-
+        /// separated seeds for a Cluster, redis+sentinel://host:26379/<primary>). Overrides
+        /// `[store] redis`.
         /// DNS starts and answers while Redis is down.
         #[arg(long, value_name = "URL")]
         redis: Option<String>,
@@ -89,27 +91,40 @@ enum Command {
     },
 }
 
+/// How `steerdns policy` reaches the fleet's Redis (as `[store]` does for `serve`).
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// The fleet's Redis: redis://host:port/db, rediss://… for TLS, several URLs separated by
+    /// commas for a Redis Cluster, or redis+sentinel://host:26379/<primary name>.
+    #[arg(long, value_name = "URL")]
+    redis: String,
+    /// The fleet's key prefix ([store] prefix).
+    #[arg(long, default_value = "steerdns")]
+    prefix: String,
+    /// PEM CA for rediss:// (default: the system's roots).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// PEM client certificate, for a Redis that requires one (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM client key (with --tls-cert).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum PolicyAction {
     /// Write every policy in Redis to DIR as <name>.toml (replaced files go to DIR/.history).
     Export {
-        /// The fleet's Redis (redis://host:port/db).
-        #[arg(long, value_name = "URL")]
-        redis: String,
-        /// The fleet's key prefix ([store] prefix).
-        #[arg(long, default_value = "steerdns")]
-        prefix: String,
+        #[command(flatten)]
+        store: StoreArgs,
         dir: PathBuf,
     },
     /// Store every DIR/*.toml in Redis. Each must parse; existing policies are kept unless
     /// --replace is given. Every node of the fleet picks the change up within its refresh.
     Import {
-        /// The fleet's Redis (redis://host:port/db).
-        #[arg(long, value_name = "URL")]
-        redis: String,
-        /// The fleet's key prefix ([store] prefix).
-        #[arg(long, default_value = "steerdns")]
-        prefix: String,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Replace policies that already exist (their old versions go to history).
         #[arg(long)]
         replace: bool,
@@ -224,24 +239,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn policy_command(action: PolicyAction) -> anyhow::Result<()> {
-    use steerdns::store::redis::RedisStore;
+    use steerdns::store::redis::{RedisOptions, RedisStore, TlsFiles};
     use steerdns::store::{Expect, PolicyDir, PolicyStore};
-    let (url, prefix) = match &action {
-        PolicyAction::Export { redis, prefix, .. } | PolicyAction::Import { redis, prefix, .. } => {
-            (redis.clone(), prefix.clone())
-        }
+    let (PolicyAction::Export { store, .. } | PolicyAction::Import { store, .. }) = &action;
+    steerdns::config::check_redis_url(&store.redis).map_err(|e| anyhow::anyhow!("--redis: {e}"))?;
+    steerdns::config::check_prefix(&store.prefix).map_err(|e| anyhow::anyhow!("--prefix: {e}"))?;
+    let timeout = std::time::Duration::from_secs(5);
+    let options = RedisOptions {
+        url: store.redis.clone(),
+        prefix: store.prefix.clone(),
+        timeout,
+        refresh: timeout,
+        cache_dir: std::env::temp_dir().join(format!("steerdns-policy-cli-{}", std::process::id())),
+        tls: TlsFiles {
+            ca: store.tls_ca.clone(),
+            cert: store.tls_cert.clone(),
+            key: store.tls_key.clone(),
+        },
     };
-    steerdns::config::check_redis_url(&url).map_err(|e| anyhow::anyhow!("--redis: {e}"))?;
-    steerdns::config::check_prefix(&prefix).map_err(|e| anyhow::anyhow!("--prefix: {e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let cache_dir = options.cache_dir.clone();
     runtime.block_on(async move {
-        let timeout = std::time::Duration::from_secs(5);
-        let cache = std::env::temp_dir().join(format!("steerdns-policy-cli-{}", std::process::id()));
-        let store = std::sync::Arc::new(
-            RedisStore::open(&url, &prefix, timeout, timeout, &cache).map_err(anyhow::Error::msg)?,
-        );
+        let store = std::sync::Arc::new(RedisStore::open(&options).map_err(anyhow::Error::msg)?);
         match action {
             PolicyAction::Export { dir, .. } => {
                 let policies = store.export().await.map_err(anyhow::Error::msg)?;
@@ -286,7 +307,7 @@ fn policy_command(action: PolicyAction) -> anyhow::Result<()> {
                     dir.display(),
                     store.describe()
                 );
-                let _ = std::fs::remove_dir_all(&cache);
+                let _ = std::fs::remove_dir_all(&cache_dir);
                 Ok(())
             }
         }

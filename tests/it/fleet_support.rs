@@ -17,8 +17,10 @@ pub struct RedisServer {
     child: Option<Child>,
     /// `Some`: append-only file in this directory (survives `kill -9` and a restart).
     dir: Option<PathBuf>,
-    /// Extra arguments (cluster mode).
+    /// Extra arguments (cluster mode, TLS, replication).
     extra: Vec<String>,
+    /// `Some`: run as a Sentinel with this config file (Sentinel rewrites it).
+    sentinel_conf: Option<PathBuf>,
 }
 
 fn free_port() -> u16 {
@@ -39,11 +41,43 @@ impl RedisServer {
     }
 
     fn start_on(port: u16, dir: Option<PathBuf>) -> Self {
+        Self::start_full(port, dir, Vec::new(), None)
+    }
+
+    /// No persistence, with these extra arguments (e.g. `--replicaof`, `--tls-port`).
+    pub fn start_args(extra: &[String]) -> Self {
+        Self::start_full(free_port(), None, extra.to_vec(), None)
+    }
+
+    /// A Sentinel watching `primary` as `service` with a quorum of one, quick to fail over.
+    pub fn start_sentinel(dir: &std::path::Path, service: &str, primary: u16) -> Self {
+        let port = free_port();
+        let conf = dir.join(format!("sentinel-{port}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "sentinel monitor {service} 127.0.0.1 {primary} 1\n\
+                 sentinel down-after-milliseconds {service} 1000\n\
+                 sentinel failover-timeout {service} 10000\n\
+                 sentinel parallel-syncs {service} 1\n"
+            ),
+        )
+        .unwrap();
+        Self::start_full(port, None, Vec::new(), Some(conf))
+    }
+
+    fn start_full(
+        port: u16,
+        dir: Option<PathBuf>,
+        extra: Vec<String>,
+        sentinel_conf: Option<PathBuf>,
+    ) -> Self {
         let mut server = Self {
             port,
             child: None,
             dir,
-            extra: Vec::new(),
+            extra,
+            sentinel_conf,
         };
         server.spawn();
         server
@@ -51,17 +85,26 @@ impl RedisServer {
 
     fn spawn(&mut self) {
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", ""]);
-        match &self.dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir).unwrap();
-                cmd.arg("--dir")
-                    .arg(dir)
-                    .args(["--appendonly", "yes", "--appendfsync", "always"]);
-            }
-            None => {
-                cmd.args(["--appendonly", "no"]);
+        if let Some(conf) = &self.sentinel_conf {
+            cmd.arg(conf).arg("--sentinel");
+        }
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"]);
+        // A Sentinel keeps no data; a server keeps none either, unless given a directory.
+        if self.sentinel_conf.is_none() {
+            cmd.args(["--save", ""]);
+            match &self.dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(dir).unwrap();
+                    cmd.arg("--dir").arg(dir).args([
+                        "--appendonly",
+                        "yes",
+                        "--appendfsync",
+                        "always",
+                    ]);
+                }
+                None => {
+                    cmd.args(["--appendonly", "no"]);
+                }
             }
         }
         cmd.args(&self.extra);
@@ -157,6 +200,7 @@ impl RedisCluster {
                     port,
                     child: None,
                     dir: None,
+                    sentinel_conf: None,
                     extra: vec![
                         "--cluster-enabled".into(),
                         "yes".into(),

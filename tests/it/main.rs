@@ -14,6 +14,7 @@ mod file_watch;
 mod fleet;
 mod fleet_outage;
 mod fleet_support;
+mod fleet_tls_sentinel;
 mod health;
 mod metrics;
 mod policies;

@@ -43,231 +43,46 @@
 //!   has none.
 //! - A Redis Cluster is given as several seed URLs separated by commas; commands are routed
 //!   by the cluster connection, and since every key shares one hash tag, nothing crosses a
-//!   slot.
+//!   slot. Sentinel (`redis+sentinel://`) and TLS (`rediss://`) are [`conn`]'s business:
+//!   the rest of the store sees one connection whatever is behind it.
+//!
+//! Files: [`conn`] (reaching Redis), [`keys`] (names and limits), [`measurements`] (probe
+//! results, RUM buckets, overrides and halted ramps), [`status`] (up or down); this file has
+//! the policies and the change feed.
 //! - Change notices come from a dedicated pub/sub connection that reconnects by itself
 //!   (in a Cluster, to the first seed: `PUBLISH` is forwarded to every node);
 //!   notices can be lost (pub/sub is fire-and-forget), so the feed also ticks every
-//!   `[store] refresh_ms` and every node rebuilds on either.
 
-use std::collections::{BTreeMap, HashMap};
+mod conn;
+mod keys;
+mod measurements;
+mod status;
+
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::runtime::Handle;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::policy_dir::write_atomic;
 use super::{
-    CasError, Durable, Expect, FeedGuard, MeasurementStore, PolicyStore, StoreError,
-    StoredOverride, StoredPolicy, Version, etag,
+    CasError, Durable, Expect, FeedGuard, PolicyStore, StoreError, StoredPolicy, Version, etag,
 };
-
-/// Replaced versions kept per policy.
-pub const HISTORY_CAP: usize = 100;
-/// Probe results kept in the shared stream (approximately: `XADD MAXLEN ~`).
-pub const PROBE_STREAM_LEN: usize = 100_000;
-/// The probe stream expires this long after its last write.
-pub const PROBE_TTL: Duration = Duration::from_secs(900);
-
-/// The compare-and-set: KEYS = policies, etags, history; ARGV = key, expectation (`absent`,
-/// `present`, `etag`), wanted ETag, new text, new ETag, now (ms), op (`put`, `delete`),
-/// notice channel, history cap. Returns `{1, new etag}` or `{0, current etag or ""}`.
-pub const PUT_IF: &str = r#"
-local cur = redis.call('HGET', KEYS[2], ARGV[1])
-if not cur then cur = nil end
-local ok
-if ARGV[2] == 'absent' then ok = (cur == nil)
-elseif ARGV[2] == 'present' then ok = (cur ~= nil)
-else ok = (cur == ARGV[3]) end
-if not ok then return {0, cur or ''} end
-if ARGV[7] == 'delete' and cur == nil then return {0, ''} end
-if cur ~= nil then
-  local old = redis.call('HGET', KEYS[1], ARGV[1]) or ''
-  local id = tonumber(ARGV[6])
-  local head = redis.call('LINDEX', KEYS[3], 0)
-  if head then
-    local hid = tonumber(string.match(head, '^(%d+)'))
-    if hid and hid >= id then id = hid + 1 end
-  end
-  redis.call('LPUSH', KEYS[3], string.format('%d', id) .. '\n' .. old)
-  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[9]) - 1)
-end
-if ARGV[7] == 'put' then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
-else
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('HDEL', KEYS[2], ARGV[1])
-end
-redis.call('PUBLISH', ARGV[8], 'policy ' .. ARGV[1])
-return {1, ARGV[5]}
-"#;
-
-/// Whether the shared store answers, for `/readyz` and the metrics.
-#[derive(Debug, Default)]
-pub struct StoreStatus {
-    up: AtomicBool,
-    /// Calls that failed or timed out.
-    pub failures: AtomicU64,
-    /// Buffered writes (probe results) dropped because the buffer was full.
-    pub dropped_writes: AtomicU64,
-    /// Writes waiting in the buffer for Redis to come back.
-    pub buffered_writes: AtomicU64,
-    last_error: Mutex<String>,
-}
-
-impl StoreStatus {
-    pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Acquire)
-    }
-
-    pub fn last_error(&self) -> String {
-        self.last_error
-            .lock()
-            .map(|e| e.clone())
-            .unwrap_or_default()
-    }
-
-    fn ok(&self) {
-        if !self.up.swap(true, Ordering::AcqRel) {
-            info!("the shared store (Redis) is reachable");
-        }
-    }
-
-    fn failed(&self, reason: &str) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut e) = self.last_error.lock() {
-            reason.clone_into(&mut e);
-        }
-        if self.up.swap(false, Ordering::AcqRel) {
-            warn!(
-                reason,
-                "the shared store (Redis) is unreachable: DNS keeps answering from the last table; edits fail with 503"
-            );
-        }
-    }
-}
-
-/// RUM keys expire this long after their first write (`EXPIRE … NX`): a window is at most
-/// 60 minutes, usually 5; 15 minutes covers the default window with room for clock skew.
-pub const RUM_TTL_S: u64 = 900;
-
-/// One RUM series' results in one minute, as added to the shared buckets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RumDelta {
-    /// `<target>|<region>`.
-    pub series: String,
-    pub minute: u64,
-    /// (bucket index, count), nonzero only.
-    pub counts: Vec<(usize, u64)>,
-    pub attempts: u64,
-    pub failures: u64,
-}
-
-/// One probe result as it travels between nodes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SharedProbe {
-    /// The node that received it (so it does not ingest its own result twice).
-    pub node: String,
-    pub target: String,
-    pub agent: String,
-    pub at_ms: u64,
-    pub ok: bool,
-    pub latency_ms: f64,
-}
-
-/// Key names of one fleet.
-#[derive(Debug, Clone)]
-pub struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    pub fn new(prefix: &str) -> Self {
-        Self {
-            prefix: prefix.to_owned(),
-        }
-    }
-    pub fn key(&self, rest: &str) -> String {
-        format!("{{{}}}:{rest}", self.prefix)
-    }
-    pub fn policies(&self) -> String {
-        self.key("policies")
-    }
-    pub fn etags(&self) -> String {
-        self.key("etags")
-    }
-    pub fn history(&self, key: &str) -> String {
-        self.key(&format!("history:{key}"))
-    }
-    pub fn overrides(&self) -> String {
-        self.key("overrides")
-    }
-    pub fn halted(&self) -> String {
-        self.key("halted")
-    }
-    pub fn probes(&self) -> String {
-        self.key("probes")
-    }
-    pub fn changes(&self) -> String {
-        self.key("changes")
-    }
-    /// Set while the fleet has had policies: a Redis that lost its data (restarted without
-    /// persistence, flushed, replaced) has no marker, which tells it apart from a fleet whose
-    /// policies were all deleted on purpose.
-    pub fn seeded(&self) -> String {
-        self.key("seeded")
-    }
-}
-
-/// One Redis, or a Redis Cluster (several seed URLs).
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(redis::cluster_async::ClusterConnection),
-}
-
-impl redis::aio::ConnectionLike for Conn {
-    fn req_packed_command<'a>(
-        &'a mut self,
-        cmd: &'a redis::Cmd,
-    ) -> redis::RedisFuture<'a, redis::Value> {
-        match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
-        match self {
-            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
-        }
-    }
-}
+use conn::{Conn, Notices};
+pub use conn::{Endpoint, TlsFiles};
+pub use keys::{HISTORY_CAP, Keys, PROBE_STREAM_LEN, PROBE_TTL, PUT_IF, RUM_TTL_S};
+pub use measurements::{RumDelta, SharedProbe};
+pub use status::StoreStatus;
 
 pub struct RedisStore {
     url: String,
-    /// For the change feed's pub/sub connection: the (first seed) node. In a Cluster,
-    /// `PUBLISH` reaches every node, so subscribing on one is enough.
-    client: redis::Client,
+    /// Where the change feed subscribes.
+    notices: Notices,
     conn: Conn,
     keys: Keys,
     timeout: Duration,
@@ -299,58 +114,35 @@ fn store_error(what: &str, reason: impl std::fmt::Display) -> StoreError {
     }
 }
 
+/// How to reach the fleet's Redis and how to behave towards it (`[store]`).
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// See [`Endpoint`]: one URL, a Cluster's seeds separated by commas, or Sentinel.
+    pub url: String,
+    pub prefix: String,
+    /// Our deadline for every call.
+    pub timeout: Duration,
+    /// Rebuild at least this often even without a change notice.
+    pub refresh: Duration,
+    /// The node's local copy, to start from while Redis is down.
+    pub cache_dir: PathBuf,
+    pub tls: TlsFiles,
+}
+
 impl RedisStore {
     /// Connect lazily (nothing is sent until the first call). Call inside the runtime.
-    /// `url`: one `redis://` URL, or several separated by commas: the seed nodes of a Redis
-    /// Cluster.
-    pub fn open(
-        url: &str,
-        prefix: &str,
-        timeout: Duration,
-        refresh: Duration,
-        cache_dir: &Path,
-    ) -> Result<Self, String> {
-        let seeds: Vec<&str> = url
-            .split(',')
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .collect();
-        let first = seeds
-            .first()
-            .ok_or_else(|| format!("{url:?}: no Redis URL"))?;
-        let client = redis::Client::open(*first).map_err(|e| format!("{first:?}: {e}"))?;
-        let conn = if seeds.len() > 1 {
-            let cluster = redis::cluster::ClusterClient::builder(seeds.iter().copied())
-                .connection_timeout(timeout)
-                .response_timeout(timeout)
-                .retries(2)
-                .build()
-                .map_err(|e| format!("{url:?}: {e}"))?;
-            Conn::Cluster(
-                cluster
-                    .get_pending_async_connection_with_config(redis::cluster::ClusterConfig::new()),
-            )
-        } else {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout))
-                .set_number_of_retries(2)
-                .set_min_delay(Duration::from_millis(50))
-                .set_max_delay(Duration::from_millis(500));
-            Conn::Single(
-                ConnectionManager::new_lazy_with_config(client.clone(), config)
-                    .map_err(|e| format!("{url:?}: {e}"))?,
-            )
-        };
+    pub fn open(options: &RedisOptions) -> Result<Self, String> {
+        let endpoint = Endpoint::parse(&options.url)?;
+        let (conn, notices) = conn::connect(&endpoint, &options.tls, options.timeout)?;
         Ok(Self {
-            url: url.to_owned(),
-            client,
+            url: options.url.clone(),
+            notices,
             conn,
-            keys: Keys::new(prefix),
-            timeout,
-            refresh,
+            keys: Keys::new(&options.prefix),
+            timeout: options.timeout,
+            refresh: options.refresh,
             handle: Handle::current(),
-            cache_dir: cache_dir.to_owned(),
+            cache_dir: options.cache_dir.clone(),
             listed: AtomicBool::new(false),
             cached: Mutex::new(None),
             loaded: AtomicBool::new(false),
@@ -372,7 +164,7 @@ impl RedisStore {
             }
             None => self.url.clone(),
         };
-        format!("{url} prefix {}", self.keys.prefix)
+        format!("{url} prefix {}", self.keys.prefix())
     }
 
     /// Run a Redis call under our deadline, async.
@@ -392,6 +184,7 @@ impl RedisStore {
                 Err(reason)
             }
             Err(_) => {
+                self.conn.timed_out();
                 let reason = format!("redis {what}: no answer within {:?}", self.timeout);
                 self.status.failed(&reason);
                 Err(reason)
@@ -532,167 +325,6 @@ impl RedisStore {
             });
         }
         Ok(out)
-    }
-
-    /// Append probe results received by this node to the shared stream, in one pipeline.
-    pub async fn append_probes(&self, batch: &[SharedProbe]) -> Result<(), String> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let key = self.keys.probes();
-        let mut pipe = redis::pipe();
-        for p in batch {
-            pipe.cmd("XADD")
-                .arg(&key)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(PROBE_STREAM_LEN)
-                .arg("*")
-                .arg("node")
-                .arg(&p.node)
-                .arg("target")
-                .arg(&p.target)
-                .arg("agent")
-                .arg(&p.agent)
-                .arg("at")
-                .arg(p.at_ms)
-                .arg("ok")
-                .arg(u8::from(p.ok))
-                .arg("ms")
-                .arg(p.latency_ms)
-                .ignore();
-        }
-        pipe.cmd("PEXPIRE")
-            .arg(&key)
-            .arg(u64::try_from(PROBE_TTL.as_millis()).unwrap_or(u64::MAX))
-            .ignore();
-        let mut conn = self.conn();
-        self.call("XADD probes", pipe.query_async::<()>(&mut conn))
-            .await
-    }
-
-    /// Probe results after stream id `after` (`"<ms>-0"` for "since then"), at most `count`;
-    /// returns them with the id to continue from. Malformed entries are skipped.
-    pub async fn read_probes(
-        &self,
-        after: &str,
-        count: usize,
-    ) -> Result<(Vec<SharedProbe>, String), String> {
-        let mut conn = self.conn();
-        let reply: redis::streams::StreamReadReply = self
-            .call(
-                "XREAD probes",
-                redis::cmd("XREAD")
-                    .arg("COUNT")
-                    .arg(count)
-                    .arg("STREAMS")
-                    .arg(self.keys.probes())
-                    .arg(after)
-                    .query_async(&mut conn),
-            )
-            .await?;
-        let mut last = after.to_owned();
-        let mut out = Vec::new();
-        for stream in reply.keys {
-            for entry in stream.ids {
-                last.clone_from(&entry.id);
-                let get = |f: &str| entry.get::<String>(f);
-                let probe = (|| {
-                    Some(SharedProbe {
-                        node: get("node")?,
-                        target: get("target")?,
-                        agent: get("agent")?,
-                        at_ms: get("at")?.parse().ok()?,
-                        ok: get("ok")? == "1",
-                        latency_ms: get("ms")?.parse().ok()?,
-                    })
-                })();
-                out.extend(probe);
-            }
-        }
-        Ok((out, last))
-    }
-
-    /// Add RUM results to the shared per-minute buckets, in one pipeline.
-    pub async fn add_rum(&self, deltas: &[RumDelta]) -> Result<(), String> {
-        if deltas.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        for d in deltas {
-            let key = self.keys.key(&format!("rum:{}:{}", d.series, d.minute));
-            let index = self.keys.key(&format!("rum:index:{}", d.minute));
-            for (i, n) in &d.counts {
-                pipe.cmd("HINCRBY")
-                    .arg(&key)
-                    .arg(format!("b{i}"))
-                    .arg(*n)
-                    .ignore();
-            }
-            pipe.cmd("HINCRBY")
-                .arg(&key)
-                .arg("n")
-                .arg(d.attempts)
-                .ignore();
-            pipe.cmd("HINCRBY")
-                .arg(&key)
-                .arg("f")
-                .arg(d.failures)
-                .ignore();
-            pipe.cmd("EXPIRE")
-                .arg(&key)
-                .arg(RUM_TTL_S)
-                .arg("NX")
-                .ignore();
-            pipe.cmd("SADD").arg(&index).arg(&d.series).ignore();
-            pipe.cmd("EXPIRE")
-                .arg(&index)
-                .arg(RUM_TTL_S)
-                .arg("NX")
-                .ignore();
-        }
-        let mut conn = self.conn();
-        self.call("HINCRBY rum", pipe.query_async::<()>(&mut conn))
-            .await
-    }
-
-    /// Every series' buckets for the minutes `from..=to`: (series, minute, fields).
-    pub async fn read_rum(
-        &self,
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<(String, u64, HashMap<String, u64>)>, String> {
-        let minutes: Vec<u64> = (from..=to).collect();
-        let mut pipe = redis::pipe();
-        for m in &minutes {
-            pipe.cmd("SMEMBERS")
-                .arg(self.keys.key(&format!("rum:index:{m}")));
-        }
-        let mut conn = self.conn();
-        let indexes: Vec<Vec<String>> = self
-            .call("SMEMBERS rum index", pipe.query_async(&mut conn))
-            .await?;
-        let wanted: Vec<(String, u64)> = minutes
-            .iter()
-            .zip(indexes)
-            .flat_map(|(m, series)| series.into_iter().map(move |s| (s, *m)))
-            .collect();
-        if wanted.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for (series, m) in &wanted {
-            pipe.cmd("HGETALL")
-                .arg(self.keys.key(&format!("rum:{series}:{m}")));
-        }
-        let fields: Vec<HashMap<String, u64>> = self
-            .call("HGETALL rum", pipe.query_async(&mut conn))
-            .await?;
-        Ok(wanted
-            .into_iter()
-            .zip(fields)
-            .map(|((series, m), f)| (series, m, f))
-            .collect())
     }
 
     /// Every policy as (key → text), straight from Redis (for `policy export`).
@@ -851,7 +483,7 @@ impl PolicyStore for RedisStore {
     }
 
     fn watch(&self, tx: tokio::sync::mpsc::Sender<()>) -> Option<FeedGuard> {
-        let client = self.client.clone();
+        let notices = self.notices.clone();
         let channel = self.keys.changes();
         let (refresh, timeout) = (self.refresh, self.timeout);
         let task = self.handle.spawn(async move {
@@ -861,7 +493,7 @@ impl PolicyStore for RedisStore {
                 // A dedicated connection for pub/sub; when it drops (Redis restarted), open
                 // another. Between notices, and while disconnected, the tick rebuilds.
                 let pubsub = tokio::time::timeout(timeout, async {
-                    let mut p = client.get_async_pubsub().await?;
+                    let mut p = notices.client().await?.get_async_pubsub().await?;
                     p.subscribe(&channel).await?;
                     redis::RedisResult::Ok(p)
                 })
@@ -902,106 +534,5 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-impl MeasurementStore for RedisStore {
-    fn load(&self) -> Result<Durable, StoreError> {
-        let mut conn = self.conn();
-        let loaded: Result<(HashMap<String, String>, Vec<String>), String> = self.block(
-            "HGETALL overrides",
-            redis::pipe()
-                .cmd("HGETALL")
-                .arg(self.keys.overrides())
-                .cmd("SMEMBERS")
-                .arg(self.keys.halted())
-                .query_async(&mut conn),
-        );
-        let path = self.cache_dir.join(".state.json");
-        let (overrides, halted) = match loaded {
-            Ok(v) => {
-                self.loaded.store(true, Ordering::Release);
-                v
-            }
-            // At start, with Redis away: the local copy (none: no overrides).
-            Err(reason) if !self.loaded.swap(true, Ordering::AcqRel) => {
-                warn!(%reason, "Redis is unreachable at start: health overrides and halted ramps from the local copy");
-                return match std::fs::read_to_string(&path) {
-                    Ok(text) => serde_json::from_str(&text)
-                        .map_err(|e| store_error(&path.display().to_string(), e)),
-                    Err(_) => Ok(Durable::default()),
-                };
-            }
-            Err(reason) => return Err(store_error(&self.describe(), reason)),
-        };
-        let overrides = overrides
-            .into_iter()
-            .filter_map(|(target, json)| {
-                serde_json::from_str::<StoredOverride>(&json)
-                    .map_err(|e| warn!(target, %e, "ignoring a malformed override in Redis"))
-                    .ok()
-                    .map(|o| (target, o))
-            })
-            .collect();
-        let durable = Durable {
-            overrides,
-            halted_ramps: halted.into_iter().collect(),
-        };
-        let mut cached = self
-            .cached_durable
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if cached.as_ref() != Some(&durable) {
-            let written = std::fs::create_dir_all(&self.cache_dir)
-                .map_err(|e| store_error(&self.cache_dir.display().to_string(), e))
-                .and_then(|()| {
-                    let json = serde_json::to_vec_pretty(&durable)
-                        .map_err(|e| store_error(&path.display().to_string(), e))?;
-                    write_atomic(&path, &json)
-                });
-            match written {
-                Ok(()) => *cached = Some(durable.clone()),
-                Err(e) => warn!(%e, "could not update the local copy of overrides"),
-            }
-        }
-        Ok(durable)
-    }
-
-    fn set_override(&self, target: &str, value: Option<StoredOverride>) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let cmd = match &value {
-            Some(v) => {
-                let json = serde_json::to_string(v).map_err(|e| store_error(target, e))?;
-                let mut c = redis::cmd("HSET");
-                c.arg(self.keys.overrides()).arg(target).arg(json);
-                c
-            }
-            None => {
-                let mut c = redis::cmd("HDEL");
-                c.arg(self.keys.overrides()).arg(target);
-                c
-            }
-        };
-        self.block("HSET override", cmd.query_async::<()>(&mut conn))
-            .map_err(|e| store_error(&self.describe(), e))?;
-        self.handle
-            .block_on(self.publish(&format!("override {target}")));
-        Ok(())
-    }
-
-    fn set_halted(&self, target: &str, halted: bool) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let op = if halted { "SADD" } else { "SREM" };
-        self.block(
-            op,
-            redis::cmd(op)
-                .arg(self.keys.halted())
-                .arg(target)
-                .query_async::<()>(&mut conn),
-        )
-        .map_err(|e| store_error(&self.describe(), e))?;
-        self.handle
-            .block_on(self.publish(&format!("halted {target}")));
-        Ok(())
     }
 }
