@@ -117,6 +117,11 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
         None => (None, None),
     };
     let tee_dropped = tee.as_ref().map(|(_, d)| d.clone());
+    // This node's name in the fleet's shared streams, so it skips its own entries.
+    let node_id: String = random_bytes::<8>()?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let (monitor, task) = monitor::spawn_with(
         Tracker::new(config.health.clone(), regions),
         controller.clone(),
@@ -125,11 +130,9 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
     );
     tasks.push(task);
     if let (Some(store), Some(rx), Some(dropped)) = (&redis, teed, tee_dropped) {
-        let node: [u8; 8] = random_bytes()?;
-        let node: String = node.iter().map(|b| format!("{b:02x}")).collect();
         tasks.push(tokio::spawn(fleet::run(
             store.clone(),
-            node,
+            node_id.clone(),
             rx,
             dropped,
             monitor.clone(),
@@ -218,10 +221,16 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
     };
     let resolver_sessions: SharedSessions =
         Arc::new(std::sync::Mutex::new(ResolverSessions::new(limits)));
+    // Fleet mode: the join takes every node's inputs.
+    let exchange = redis.as_ref().map(|store| {
+        Arc::new(fleet::JoinExchange::new(store.clone(), node_id.clone()))
+            as Arc<dyn rum_task::Exchange>
+    });
     tasks.push(rum_task::spawn(
         controller.clone(),
         resolver_sessions.clone(),
         rum_collector.clone(),
+        exchange,
         cancel.clone(),
     ));
 

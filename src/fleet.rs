@@ -12,11 +12,17 @@
 //! RUM beacons likewise: each node adds the results it accepted to the shared per-minute
 //! buckets and every node ranks from the merged buckets ([`run_rum`]), the same window math
 //! as in memory (minutes are wall-clock `unix_secs / 60`, buckets merge by addition).
+//!
+//! The resolver map's join inputs likewise ([`JoinExchange`]): a page view's resolver may ask
+//! one node and its beacon reach another, so each node appends the DNS sightings and
+//! sessions it received to a shared stream and joins the other nodes' with its own; every
+//! node builds the same map from the same inputs. (A node that starts late catches up the
+//! stream's last [`CATCH_UP`]; older sessions only it misses, until they leave the window.)
 //! Depends on `store::redis`, `monitor`, `health`, `rum`, `perf`, `control`.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
@@ -28,8 +34,11 @@ use crate::monitor::{Monitor, Tee};
 use crate::perf::{Region, RumView};
 use crate::rum::collector::{Collector, MergedWindows, Outbox};
 use crate::rum::histogram::Histogram;
+use crate::rum::nonce::Nonce;
+use crate::rum::nonce_log::DnsSighting;
+use crate::rum::task::{Exchange, Inputs, SessionSeen};
 use crate::rum::window::Bucket;
-use crate::store::redis::{RedisStore, RumDelta, SharedProbe};
+use crate::store::redis::{JoinSide, RedisStore, RumDelta, SharedJoin, SharedProbe};
 
 /// Results waiting for Redis, at most.
 pub const BUFFER: usize = 100_000;
@@ -39,6 +48,13 @@ const EVERY: Duration = Duration::from_millis(100);
 const CATCH_UP: Duration = Duration::from_secs(300);
 /// Results appended per pipeline.
 const BATCH: usize = 2048;
+
+fn catch_up_from() -> String {
+    let since = SystemTime::now()
+        .checked_sub(CATCH_UP)
+        .unwrap_or(UNIX_EPOCH);
+    format!("{}-0", unix_ms(since))
+}
 
 /// The tee the monitor copies local results into, and its drop counter.
 pub fn tee() -> (Tee, mpsc::Receiver<Observation>) {
@@ -61,10 +77,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let mut buffer: VecDeque<SharedProbe> = VecDeque::new();
-    let since = SystemTime::now()
-        .checked_sub(CATCH_UP)
-        .unwrap_or(UNIX_EPOCH);
-    let mut after = format!("{}-0", unix_ms(since));
+    let mut after = catch_up_from();
     let remote = monitor.remote_sender();
     let status = store.status.clone();
     let mut tick = tokio::time::interval(EVERY);
@@ -254,5 +267,120 @@ pub async fn run_rum(
             controller.set_rum(rum, crate::control::RUM_MIN_ATTEMPTS)
         })
         .await;
+    }
+}
+
+/// Join inputs not yet in Redis, at most (the oldest are dropped first, and counted).
+pub const JOIN_PENDING: usize = 100_000;
+
+/// The resolver map's [`Exchange`] through Redis.
+pub struct JoinExchange {
+    store: Arc<RedisStore>,
+    node: String,
+    state: Mutex<JoinState>,
+}
+
+struct JoinState {
+    pending: VecDeque<SharedJoin>,
+    /// The stream id read up to.
+    after: String,
+}
+
+impl JoinExchange {
+    pub fn new(store: Arc<RedisStore>, node: String) -> Self {
+        Self {
+            store,
+            node,
+            state: Mutex::new(JoinState {
+                pending: VecDeque::new(),
+                after: catch_up_from(),
+            }),
+        }
+    }
+
+    fn shared(&self, local: &Inputs) -> impl Iterator<Item = SharedJoin> {
+        let dns = local.sightings.iter().map(|s| SharedJoin {
+            node: self.node.clone(),
+            nonce: s.nonce.to_string(),
+            at_s: unix_ms(s.at) / 1000,
+            side: JoinSide::Dns {
+                resolver: s.resolver,
+                ecs: s.ecs,
+            },
+        });
+        let sessions = local.sessions.iter().map(|s| SharedJoin {
+            node: self.node.clone(),
+            nonce: s.nonce.clone(),
+            at_s: unix_ms(s.at) / 1000,
+            side: JoinSide::Session {
+                net: s.net,
+                country: s.country,
+                asn: s.asn,
+            },
+        });
+        dns.chain(sessions)
+    }
+}
+
+impl Exchange for JoinExchange {
+    fn exchange(&self, local: &Inputs) -> Inputs {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let JoinState { pending, after } = &mut *state;
+        for j in self.shared(local) {
+            if pending.len() >= JOIN_PENDING {
+                pending.pop_front();
+                self.store
+                    .status
+                    .dropped_writes
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            pending.push_back(j);
+        }
+        let mut remote = Inputs::default();
+        tokio::runtime::Handle::current().block_on(async {
+            while !pending.is_empty() {
+                let n = pending.len().min(BATCH);
+                let batch: Vec<SharedJoin> = pending.range(..n).cloned().collect();
+                if self.store.append_joins(&batch).await.is_err() {
+                    break;
+                }
+                pending.drain(..n);
+            }
+            loop {
+                let Ok((joins, next)) = self.store.read_joins(after, BATCH).await else {
+                    break;
+                };
+                let done = joins.len() < BATCH;
+                *after = next;
+                for j in joins.into_iter().filter(|j| j.node != self.node) {
+                    let at = UNIX_EPOCH + Duration::from_secs(j.at_s);
+                    match j.side {
+                        JoinSide::Dns { resolver, ecs } => {
+                            if let Some(nonce) = Nonce::parse(&j.nonce) {
+                                remote.sightings.push(DnsSighting {
+                                    nonce,
+                                    resolver,
+                                    ecs,
+                                    at,
+                                });
+                            }
+                        }
+                        JoinSide::Session { net, country, asn } => {
+                            remote.sessions.push(SessionSeen {
+                                nonce: j.nonce,
+                                net,
+                                country,
+                                asn,
+                                at,
+                            });
+                        }
+                    }
+                }
+                if done {
+                    break;
+                }
+            }
+        });
+        remote
     }
 }

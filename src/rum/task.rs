@@ -4,8 +4,13 @@
 //!
 //! A new map is published at once when it steers some resolver differently; when only its
 //! numbers moved (shares, session counts: what explain shows), at most once a minute, so a
-//! steady stream of sessions does not make a new snapshot generation every second. Depends
-//! on `control` (the `Controller`) and the rest of `rum`.
+//! steady stream of sessions does not make a new snapshot generation every second.
+//!
+//! In a fleet the two sides of a page view often reach different nodes (its resolver asks
+//! one NS, its beacon posts to another), so each round also hands this node's inputs to an
+//! [`Exchange`] and feeds in the other nodes' (`fleet::JoinExchange`, through Redis): every
+//! node joins every node's inputs and builds the same map from them. Depends on `control`
+//! (the `Controller`) and the rest of `rum`.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -16,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use ipnet::IpNet;
 
 use super::collector::{Collector, SESSION_LOG};
-use super::nonce_log::NonceLog;
+use super::nonce_log::{DnsSighting, NonceLog};
 use super::resolver_map::{ResolverMapConfig, ResolverSessions};
 use crate::control::Controller;
 
@@ -28,12 +33,39 @@ pub const NUMBERS_EVERY: Duration = Duration::from_secs(60);
 /// The join both sides feed (shared so that `/metrics` and tests can read its counters).
 pub type SharedSessions = Arc<Mutex<ResolverSessions>>;
 
+/// One round's inputs to the join.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inputs {
+    /// Resolvers asking for nonces (the DNS side).
+    pub sightings: Vec<DnsSighting>,
+    /// Accepted beacons' sessions (the HTTP side).
+    pub sessions: Vec<SessionSeen>,
+}
+
+/// A beacon's session as the join takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSeen {
+    pub nonce: String,
+    pub net: IpNet,
+    pub country: Option<[u8; 2]>,
+    pub asn: Option<u32>,
+    pub at: SystemTime,
+}
+
+/// Fleet mode: share this node's inputs with the other nodes and take theirs.
+pub trait Exchange: Send + Sync {
+    /// Called from a blocking thread once a round with this node's new inputs; returns the
+    /// other nodes' inputs not seen before (nothing, while the shared store is away).
+    fn exchange(&self, local: &Inputs) -> Inputs;
+}
+
 /// Run the loop until `cancel`. `collector`: where accepted beacons' sessions come from
 /// (`None`: no beacon side, so nothing ever joins).
 pub fn spawn(
     controller: Arc<Controller>,
     sessions: SharedSessions,
     collector: Option<Arc<Collector>>,
+    exchange: Option<Arc<dyn Exchange>>,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -50,6 +82,7 @@ pub fn spawn(
                 continue;
             };
             let (c, s, from) = (controller.clone(), sessions.clone(), collector.clone());
+            let exchange = exchange.clone();
             let done = tokio::task::spawn_blocking(move || {
                 let round = Round {
                     controller: &c,
@@ -57,6 +90,7 @@ pub fn spawn(
                     collector: from.as_deref(),
                     sessions: &s,
                     config: &config,
+                    exchange: exchange.as_deref(),
                 };
                 let numbers_due = numbers_at.elapsed() >= NUMBERS_EVERY;
                 round.run(next_session, numbers_due, SystemTime::now())
@@ -79,6 +113,8 @@ pub struct Round<'a> {
     pub collector: Option<&'a Collector>,
     pub sessions: &'a Mutex<ResolverSessions>,
     pub config: &'a ResolverMapConfig,
+    /// Fleet mode: where the other nodes' inputs come from.
+    pub exchange: Option<&'a dyn Exchange>,
 }
 
 impl Round<'_> {
@@ -106,17 +142,31 @@ impl Round<'_> {
             Some(c) => c.sessions_since(next_session, SESSION_LOG),
             None => (Vec::new(), next_session),
         };
+        let mut local = Inputs::default();
+        self.log.drain(|sighting| local.sightings.push(sighting));
+        local.sessions = new
+            .into_iter()
+            .map(|s| SessionSeen {
+                nonce: s.nonce.to_string(),
+                net: IpNet::new(s.net.addr(), s.net.prefix_len())
+                    .unwrap_or_else(|_| IpNet::from(s.net.addr())),
+                country: s.country,
+                asn: s.asn,
+                at: SystemTime::UNIX_EPOCH + Duration::from_secs(s.unix_secs),
+            })
+            .collect();
+        let remote = self
+            .exchange
+            .map(|e| e.exchange(&local))
+            .unwrap_or_default();
         let config = self.config;
         let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         // DNS first: a beacon follows its init fetch, so its nonce is usually in the log.
-        self.log.drain(|sighting| {
+        for sighting in local.sightings.into_iter().chain(remote.sightings) {
             sessions.record_sighting(sighting);
-        });
-        for s in new {
-            let net = IpNet::new(s.net.addr(), s.net.prefix_len())
-                .unwrap_or_else(|_| IpNet::from(s.net.addr()));
-            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(s.unix_secs);
-            sessions.record_session(&s.nonce.to_string(), net, s.country, s.asn, at);
+        }
+        for s in local.sessions.into_iter().chain(remote.sessions) {
+            sessions.record_session(&s.nonce, s.net, s.country, s.asn, s.at);
         }
         sessions.prune(now, config);
         (next, sessions.build(now, config))
@@ -163,6 +213,7 @@ mod tests {
             collector: None,
             sessions: &sessions,
             config: &config,
+            exchange: None,
         };
         let now = SystemTime::now();
         let g0 = generation();

@@ -390,3 +390,81 @@ fn redis_keys(redis: &RedisServer, pattern: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// The resolver map across the fleet: each page view's init name is resolved through node B
+/// (its resolver asked that NS) while its config and beacon go to node A. Neither node sees
+/// both halves, yet both join them through Redis and map the resolver alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resolver_map_joins_halves_that_reached_different_nodes() {
+    use crate::rum_resolver::{PLACES, RESOLVER, client_of, dig_from, page_view, send_beacon};
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = node_with("fleet-rmap-a", &url, "rmap", PLACES).await;
+    let b = node_with("fleet-rmap-b", &url, "rmap", PLACES).await;
+    let r = a
+        .admin
+        .put_policy("pop.example.com", "", None, POP_POLICY)
+        .await;
+    assert_eq!(r.status, 201, "{r}");
+    let pop = async |n: &Node| {
+        dig_from(n.dns(), RESOLVER, &["pop.example.com", "A", "+norec"])
+            .await
+            .answer_data("A")
+    };
+    for n in [&a, &b] {
+        let got = wait_for_answer(
+            n.dns(),
+            "pop.example.com",
+            None,
+            "192.0.2.1",
+            Duration::from_secs(3),
+        )
+        .await;
+        assert_eq!(got, "192.0.2.1");
+        // The resolver's own place (North America) before any mapping.
+        assert_eq!(pop(n).await, ["192.0.2.1"]);
+    }
+
+    for i in 0..24 {
+        let client = client_of(i);
+        let (nonce, token, host) = page_view(&a.running, &client).await;
+        let d = dig_from(b.dns(), RESOLVER, &[&host, "A"]).await;
+        assert_eq!(d.status, "NOERROR", "{}", d.text);
+        send_beacon(&a.running, &client, &nonce, &token).await;
+    }
+    let resolver: std::net::IpAddr = RESOLVER.parse().unwrap();
+    for n in [&a, &b] {
+        // Every session joined on both nodes, though each node received only one half.
+        eventually(
+            "both nodes join all 24 page views",
+            Duration::from_secs(10),
+            async || {
+                let stats = n.running.resolver_sessions.lock().unwrap().stats();
+                if stats.joined == 24 {
+                    Ok(())
+                } else {
+                    Err(format!("{stats:?}"))
+                }
+            },
+        )
+        .await;
+        // A new mapping is published at once (later numbers at most once a minute).
+        eventually(
+            "both nodes map the resolver",
+            Duration::from_secs(5),
+            async || match n.running.published.load().resolver_map.get(&resolver) {
+                Some(m) if m.sessions >= 20 => Ok(()),
+                other => Err(format!("{:?}", other.map(|m| m.sessions))),
+            },
+        )
+        .await;
+        // Located as its users (Europe): pop-fra.
+        assert_eq!(pop(n).await, ["192.0.2.2"]);
+    }
+    let steer = |n: &Node| {
+        let m = n.running.published.load_full();
+        m.resolver_map.get(&resolver).map(|m| m.steer_as)
+    };
+    assert_eq!(steer(&a), steer(&b), "the same mapping on both nodes");
+    assert_eq!(steer(&a), Some("127.1.0.0".parse().unwrap()));
+}

@@ -17,12 +17,12 @@ use steerdns::app::Running;
 
 use crate::support::*;
 
-const RESOLVER: &str = "127.0.0.53";
+pub const RESOLVER: &str = "127.0.0.53";
 const OTHER_RESOLVER: &str = "127.0.0.54";
 /// Sends ECS with its nonce queries: recorded, never mapped.
 const ECS_RESOLVER: &str = "127.0.0.55";
 
-const PLACES: &str = r#"
+pub const PLACES: &str = r#"
 [[geoip.override]]
 cidr = "127.0.0.0/24"
 continent = "NA"
@@ -70,7 +70,7 @@ async fn start(dir: &TempDir) -> Running {
 }
 
 /// `dig -b <from> ... <args>`, from a given source address.
-async fn dig_from(server: SocketAddr, from: &str, args: &[&str]) -> Dig {
+pub async fn dig_from(server: SocketAddr, from: &str, args: &[&str]) -> Dig {
     let mut all = vec!["-b", from];
     all.extend_from_slice(args);
     dig(server, &all).await
@@ -86,7 +86,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 /// A page view's start: `/rum/v1/config` as `client`. Returns (nonce, token, init name).
-async fn page_view(running: &Running, client: &str) -> (String, String, String) {
+pub async fn page_view(running: &Running, client: &str) -> (String, String, String) {
     let r = http_request(
         running.http_addr.unwrap(),
         "GET",
@@ -112,7 +112,7 @@ async fn page_view(running: &Running, client: &str) -> (String, String, String) 
 }
 
 /// The page view's end: its beacon, from the same client.
-async fn send_beacon(running: &Running, client: &str, nonce: &str, token: &str) {
+pub async fn send_beacon(running: &Running, client: &str, nonce: &str, token: &str) {
     let body = json!({
         "nonce": nonce,
         "token": token,
@@ -135,7 +135,7 @@ async fn send_beacon(running: &Running, client: &str, nonce: &str, token: &str) 
 
 /// The client of page view `i` via RESOLVER: 17 from 127.1.0.0/24 and 3 from 127.1.1.0/24
 /// (DE, AS3320), then 4 from FR: 20 of 24 (83%) in DE/AS3320.
-fn client_of(i: usize) -> String {
+pub fn client_of(i: usize) -> String {
     match i {
         0..20 if i.is_multiple_of(7) => format!("127.1.1.{}", 10 + i),
         0..20 => format!("127.1.0.{}", 10 + i),

@@ -9,6 +9,11 @@ pub const HISTORY_CAP: usize = 100;
 pub const PROBE_STREAM_LEN: usize = 100_000;
 /// The probe stream expires this long after its last write.
 pub const PROBE_TTL: Duration = Duration::from_secs(900);
+/// Resolver-map join inputs kept in the shared stream (approximately).
+pub const JOIN_STREAM_LEN: usize = 200_000;
+/// The join stream expires this long after its last write. A nonce waits for its other
+/// half for minutes, not longer, so older inputs could not join anyway.
+pub const JOIN_TTL: Duration = Duration::from_secs(900);
 
 /// The compare-and-set: KEYS = policies, etags, history; ARGV = key, expectation (`absent`,
 /// `present`, `etag`), wanted ETag, new text, new ETag, now (ms), op (`put`, `delete`),
@@ -83,6 +88,9 @@ impl Keys {
     }
     pub fn probes(&self) -> String {
         self.key("probes")
+    }
+    pub fn joins(&self) -> String {
+        self.key("resolver-joins")
     }
     pub fn changes(&self) -> String {
         self.key("changes")

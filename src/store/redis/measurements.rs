@@ -1,12 +1,17 @@
-//! The measurement side of the fleet store: probe results in a shared stream, RUM results in
-//! per-minute buckets that merge by addition, and the durable overrides and halted ramps.
+//! The measurement side of the fleet store: probe results and the resolver map's join inputs
+//! in shared streams, RUM results in per-minute buckets that merge by addition, and the
+//! durable overrides and halted ramps.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
+use ipnet::IpNet;
+use redis::streams::StreamId;
 use tracing::warn;
 
-use super::keys::{PROBE_STREAM_LEN, PROBE_TTL, RUM_TTL_S};
+use super::keys::{JOIN_STREAM_LEN, JOIN_TTL, PROBE_STREAM_LEN, PROBE_TTL, RUM_TTL_S};
 use super::{RedisStore, store_error};
 use crate::store::policy_dir::write_atomic;
 use crate::store::{Durable, MeasurementStore, StoreError, StoredOverride};
@@ -21,6 +26,78 @@ pub struct RumDelta {
     pub counts: Vec<(usize, u64)>,
     pub attempts: u64,
     pub failures: u64,
+}
+
+/// One input of the resolver map's join as it travels between nodes: the DNS side (a
+/// resolver asked for a nonce) and the HTTP side (a beacon carried it) often reach different
+/// nodes, so they meet in the shared stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedJoin {
+    /// The node that received it (so it does not ingest its own input twice).
+    pub node: String,
+    pub nonce: String,
+    pub at_s: u64,
+    pub side: JoinSide,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinSide {
+    /// A resolver asked for the nonce: its address and the ECS subnet it sent, if any.
+    Dns {
+        resolver: IpAddr,
+        ecs: Option<IpNet>,
+    },
+    /// An accepted beacon carried it: the client's network and where that network is.
+    Session {
+        net: IpNet,
+        country: Option<[u8; 2]>,
+        asn: Option<u32>,
+    },
+}
+
+fn parse_join(entry: &StreamId) -> Option<SharedJoin> {
+    let get = |f: &str| entry.get::<String>(f);
+    let maybe = |f: &str| get(f).filter(|v| !v.is_empty());
+    let side = match get("k")?.as_str() {
+        "d" => JoinSide::Dns {
+            resolver: get("r")?.parse().ok()?,
+            ecs: match maybe("e") {
+                Some(e) => Some(e.parse().ok()?),
+                None => None,
+            },
+        },
+        "s" => JoinSide::Session {
+            net: get("net")?.parse().ok()?,
+            country: match maybe("cc") {
+                Some(c) => Some(<[u8; 2]>::try_from(c.as_bytes()).ok()?),
+                None => None,
+            },
+            asn: match maybe("asn") {
+                Some(a) => Some(a.parse().ok()?),
+                None => None,
+            },
+        },
+        _ => return None,
+    };
+    Some(SharedJoin {
+        node: get("node")?,
+        nonce: get("n")?,
+        at_s: get("t")?.parse().ok()?,
+        side,
+    })
+}
+
+/// A shared stream: its key, its approximate length cap, its expiry after the last write.
+struct Stream {
+    key: String,
+    max_len: usize,
+    ttl: Duration,
+}
+
+impl Stream {
+    fn new(key: String, max_len: usize, ttl: Duration) -> Self {
+        Self { key, max_len, ttl }
+    }
 }
 
 /// One probe result as it travels between nodes.
@@ -38,39 +115,18 @@ pub struct SharedProbe {
 impl RedisStore {
     /// Append probe results received by this node to the shared stream, in one pipeline.
     pub async fn append_probes(&self, batch: &[SharedProbe]) -> Result<(), String> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let key = self.keys.probes();
-        let mut pipe = redis::pipe();
-        for p in batch {
-            pipe.cmd("XADD")
-                .arg(&key)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(PROBE_STREAM_LEN)
-                .arg("*")
-                .arg("node")
-                .arg(&p.node)
-                .arg("target")
-                .arg(&p.target)
-                .arg("agent")
-                .arg(&p.agent)
-                .arg("at")
-                .arg(p.at_ms)
-                .arg("ok")
-                .arg(u8::from(p.ok))
-                .arg("ms")
-                .arg(p.latency_ms)
-                .ignore();
-        }
-        pipe.cmd("PEXPIRE")
-            .arg(&key)
-            .arg(u64::try_from(PROBE_TTL.as_millis()).unwrap_or(u64::MAX))
-            .ignore();
-        let mut conn = self.conn();
-        self.call("XADD probes", pipe.query_async::<()>(&mut conn))
-            .await
+        let entries = batch.iter().map(|p| {
+            vec![
+                ("node", p.node.clone()),
+                ("target", p.target.clone()),
+                ("agent", p.agent.clone()),
+                ("at", p.at_ms.to_string()),
+                ("ok", u8::from(p.ok).to_string()),
+                ("ms", p.latency_ms.to_string()),
+            ]
+        });
+        let stream = Stream::new(self.keys.probes(), PROBE_STREAM_LEN, PROBE_TTL);
+        self.append(&stream, entries).await
     }
 
     /// Probe results after stream id `after` (`"<ms>-0"` for "since then"), at most `count`;
@@ -80,15 +136,113 @@ impl RedisStore {
         after: &str,
         count: usize,
     ) -> Result<(Vec<SharedProbe>, String), String> {
+        self.read(&self.keys.probes(), after, count, |entry| {
+            let get = |f: &str| entry.get::<String>(f);
+            Some(SharedProbe {
+                node: get("node")?,
+                target: get("target")?,
+                agent: get("agent")?,
+                at_ms: get("at")?.parse().ok()?,
+                ok: get("ok")? == "1",
+                latency_ms: get("ms")?.parse().ok()?,
+            })
+        })
+        .await
+    }
+
+    /// Append resolver-map join inputs received by this node to the shared stream.
+    pub async fn append_joins(&self, batch: &[SharedJoin]) -> Result<(), String> {
+        let opt = |v: Option<String>| v.unwrap_or_default();
+        let entries = batch.iter().map(|j| {
+            let mut fields = vec![
+                ("node", j.node.clone()),
+                ("n", j.nonce.clone()),
+                ("t", j.at_s.to_string()),
+            ];
+            match &j.side {
+                JoinSide::Dns { resolver, ecs } => fields.extend([
+                    ("k", "d".to_owned()),
+                    ("r", resolver.to_string()),
+                    ("e", opt(ecs.map(|e| e.to_string()))),
+                ]),
+                JoinSide::Session { net, country, asn } => fields.extend([
+                    ("k", "s".to_owned()),
+                    ("net", net.to_string()),
+                    (
+                        "cc",
+                        opt(country.map(|c| String::from_utf8_lossy(&c).into_owned())),
+                    ),
+                    ("asn", opt(asn.map(|a| a.to_string()))),
+                ]),
+            }
+            fields
+        });
+        let stream = Stream::new(self.keys.joins(), JOIN_STREAM_LEN, JOIN_TTL);
+        self.append(&stream, entries).await
+    }
+
+    /// Join inputs after stream id `after`, at most `count`, with the id to continue from.
+    /// Malformed entries are skipped.
+    pub async fn read_joins(
+        &self,
+        after: &str,
+        count: usize,
+    ) -> Result<(Vec<SharedJoin>, String), String> {
+        self.read(&self.keys.joins(), after, count, parse_join)
+            .await
+    }
+
+    /// Append `entries` to `stream` in one pipeline, trimmed and with its expiry renewed.
+    async fn append(
+        &self,
+        stream: &Stream,
+        entries: impl Iterator<Item = Vec<(&'static str, String)>>,
+    ) -> Result<(), String> {
+        let mut pipe = redis::pipe();
+        let mut any = false;
+        for fields in entries {
+            any = true;
+            let cmd = pipe
+                .cmd("XADD")
+                .arg(&stream.key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(stream.max_len)
+                .arg("*");
+            for (field, value) in fields {
+                cmd.arg(field).arg(value);
+            }
+            cmd.ignore();
+        }
+        if !any {
+            return Ok(());
+        }
+        pipe.cmd("PEXPIRE")
+            .arg(&stream.key)
+            .arg(u64::try_from(stream.ttl.as_millis()).unwrap_or(u64::MAX))
+            .ignore();
+        let mut conn = self.conn();
+        self.call("XADD", pipe.query_async::<()>(&mut conn)).await
+    }
+
+    /// Entries of stream `key` after id `after`, at most `count`, through `parse` (`None`:
+    /// skipped), and the id to continue from.
+    async fn read<T>(
+        &self,
+        key: &str,
+        after: &str,
+        count: usize,
+        parse: impl Fn(&StreamId) -> Option<T>,
+    ) -> Result<(Vec<T>, String), String> {
         let mut conn = self.conn();
         let reply: redis::streams::StreamReadReply = self
             .call(
-                "XREAD probes",
+                "XREAD",
                 redis::cmd("XREAD")
                     .arg("COUNT")
                     .arg(count)
                     .arg("STREAMS")
-                    .arg(self.keys.probes())
+                    .arg(key)
                     .arg(after)
                     .query_async(&mut conn),
             )
@@ -97,19 +251,8 @@ impl RedisStore {
         let mut out = Vec::new();
         for stream in reply.keys {
             for entry in stream.ids {
-                last.clone_from(&entry.id);
-                let get = |f: &str| entry.get::<String>(f);
-                let probe = (|| {
-                    Some(SharedProbe {
-                        node: get("node")?,
-                        target: get("target")?,
-                        agent: get("agent")?,
-                        at_ms: get("at")?.parse().ok()?,
-                        ok: get("ok")? == "1",
-                        latency_ms: get("ms")?.parse().ok()?,
-                    })
-                })();
-                out.extend(probe);
+                out.extend(parse(&entry));
+                last = entry.id;
             }
         }
         Ok((out, last))

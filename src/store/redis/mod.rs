@@ -18,6 +18,7 @@
 //! | `{P}:overrides` | hash | target → `{"state":"down","since_ms":…}` (operator overrides) |
 //! | `{P}:halted` | set | targets whose guarded ramp is halted until their policy is edited |
 //! | `{P}:probes` | stream | probe results as received by any node: fields `node target agent at ok ms`; trimmed to about [`PROBE_STREAM_LEN`] entries and to [`PROBE_TTL`] |
+//! | `{P}:resolver-joins` | stream | the resolver map's inputs as received by any node: a resolver asking for a nonce (`node n t k=d r e`: nonce, unix secs, resolver address, ECS subnet or empty) or a beacon carrying it (`node n t k=s net cc asn`: the client network and where it is); trimmed to about [`JOIN_STREAM_LEN`] entries and to [`JOIN_TTL`] |
 //! | `{P}:rum:<target>\|<region>:<minute>` | hash | one RUM series' results in one wall-clock minute (`unix_secs / 60`): `b<i>` histogram bucket counts, `n` attempts, `f` failures; `HINCRBY` from every node, so buckets merge by addition; `EXPIRE 900 NX` |
 //! | `{P}:rum:index:<minute>` | set | the series keys written in that minute (to read a window without `SCAN`); `EXPIRE 900 NX` |
 //! | `{P}:changes` | pub/sub channel | `policy <key>`, `override <target>`, `halted <target>`: a hint to rebuild now |
@@ -75,8 +76,10 @@ use super::{
 };
 use conn::{Conn, Notices};
 pub use conn::{Endpoint, TlsFiles};
-pub use keys::{HISTORY_CAP, Keys, PROBE_STREAM_LEN, PROBE_TTL, PUT_IF, RUM_TTL_S};
-pub use measurements::{RumDelta, SharedProbe};
+pub use keys::{
+    HISTORY_CAP, JOIN_STREAM_LEN, JOIN_TTL, Keys, PROBE_STREAM_LEN, PROBE_TTL, PUT_IF, RUM_TTL_S,
+};
+pub use measurements::{JoinSide, RumDelta, SharedJoin, SharedProbe};
 pub use status::StoreStatus;
 
 pub struct RedisStore {
