@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::api::admin::Tokens;
 use crate::config::{Config, RumConfig};
 use crate::control::{self, ConfigOrigin, Controller, Stores};
 use crate::dns::{self, DnsServer};
@@ -27,6 +28,10 @@ use crate::store::redis::{RedisOptions, RedisStore, StoreStatus};
 
 /// The environment variable that sets the admin token (wins over `[admin] token_file`).
 pub const TOKEN_ENV: &str = "STEERDNS_ADMIN_TOKEN";
+/// Overrides `[admin] probe_token_file`.
+pub const PROBE_TOKEN_ENV: &str = "STEERDNS_PROBE_TOKEN";
+/// Overrides `[admin] read_token_file`.
+pub const READ_TOKEN_ENV: &str = "STEERDNS_READ_TOKEN";
 /// The environment variable that sets the RUM token secret (wins over `[rum] secret_file`).
 pub const RUM_SECRET_ENV: &str = "STEERDNS_RUM_SECRET";
 
@@ -57,7 +62,8 @@ pub struct Running {
 
 /// Build the first snapshot, bind the listeners and start serving.
 pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Running> {
-    let admin_token = admin_token(&config)?;
+    let tokens = tokens(&config)?;
+    let admin_token = tokens.admin.clone();
     let rum_secret = config.rum.as_ref().map(rum_secret).transpose()?;
     let redis = match &config.store.redis {
         Some(url) => {
@@ -204,7 +210,7 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
             let router = crate::api::admin::router(
                 controller.clone(),
                 monitor.clone(),
-                admin_token.clone(),
+                tokens,
                 rum_collector.clone(),
             );
             Some(serve_http(addr, router, &cancel, &mut tasks, "admin API").await?)
@@ -337,33 +343,62 @@ fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
     Ok(bytes)
 }
 
-/// The admin token: from the environment, from the token file, or generated and logged.
-fn admin_token(config: &Config) -> anyhow::Result<Arc<str>> {
-    if let Ok(token) = std::env::var(TOKEN_ENV) {
-        if token.trim().len() < 16 {
-            anyhow::bail!("{TOKEN_ENV}: the admin token must be at least 16 characters");
+/// The admin API's tokens: the admin token from the environment, its file, or generated
+/// and logged; the probe and read-only tokens from theirs, if set.
+fn tokens(config: &Config) -> anyhow::Result<Tokens> {
+    let admin = match read_token(TOKEN_ENV, config.admin_token_file.as_deref(), "token_file")? {
+        Some(token) => token,
+        None => {
+            let bytes: [u8; 16] = random_bytes().context("generating an admin token")?;
+            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            if config.admin_listen.is_some() {
+                info!(
+                    "admin API token (generated for this run; set {TOKEN_ENV} or admin.token_file to choose one): {token}"
+                );
+            }
+            token.into()
         }
-        return Ok(token.trim().into());
-    }
-    if let Some(path) = &config.admin_token_file {
-        let token = std::fs::read_to_string(path)
-            .with_context(|| format!("admin.token_file {}", path.display()))?;
-        if token.trim().len() < 16 {
+    };
+    let probe = read_token(
+        PROBE_TOKEN_ENV,
+        config.probe_token_file.as_deref(),
+        "probe_token_file",
+    )?;
+    let read = read_token(
+        READ_TOKEN_ENV,
+        config.read_token_file.as_deref(),
+        "read_token_file",
+    )?;
+    let tokens = [Some(&admin), probe.as_ref(), read.as_ref()];
+    for (i, t) in tokens.iter().enumerate() {
+        if t.is_some() && tokens[..i].contains(t) {
             anyhow::bail!(
-                "{}: admin.token_file: the token must be at least 16 characters",
-                path.display()
+                "admin: the admin, probe and read tokens must differ (a token's scope is how it is told apart)"
             );
         }
-        return Ok(token.trim().into());
     }
-    let bytes: [u8; 16] = random_bytes().context("generating an admin token")?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    if config.admin_listen.is_some() {
-        info!(
-            "admin API token (generated for this run; set {TOKEN_ENV} or admin.token_file to choose one): {token}"
-        );
+    Ok(Tokens { admin, probe, read })
+}
+
+/// A token from `env` (which wins) or `file` (`admin.<field>`): at least 16 characters.
+fn read_token(
+    env: &str,
+    file: Option<&std::path::Path>,
+    field: &str,
+) -> anyhow::Result<Option<Arc<str>>> {
+    let (token, from) = if let Ok(token) = std::env::var(env) {
+        (token, env.to_owned())
+    } else if let Some(path) = file {
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("admin.{field} {}", path.display()))?;
+        (token, format!("{}: admin.{field}", path.display()))
+    } else {
+        return Ok(None);
+    };
+    if token.trim().len() < 16 {
+        anyhow::bail!("{from}: the token must be at least 16 characters");
     }
-    Ok(token.into())
+    Ok(Some(token.trim().into()))
 }
 
 impl Running {

@@ -146,6 +146,8 @@ struct RawDns {
 struct RawAdmin {
     listen: Option<String>,
     token_file: Option<PathBuf>,
+    probe_token_file: Option<PathBuf>,
+    read_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -230,6 +232,12 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// File holding the admin bearer token (`STEERDNS_ADMIN_TOKEN` wins over it).
     pub admin_token_file: Option<PathBuf>,
+    /// File holding the token probe agents carry: it may only post probe results
+    /// (`STEERDNS_PROBE_TOKEN` wins over it). `None`: agents need the admin token.
+    pub probe_token_file: Option<PathBuf>,
+    /// File holding a read-only token (every `GET` of the admin API, nothing else;
+    /// `STEERDNS_READ_TOKEN` wins over it).
+    pub read_token_file: Option<PathBuf>,
     pub geoip_city: DbSource,
     pub geoip_asn: Option<DbSource>,
     pub geoip_overrides: Vec<Override>,
@@ -411,7 +419,12 @@ impl Config {
         };
         let http_listen =
             optional_listen("http.listen", http.listen.as_deref(), DEFAULT_HTTP_LISTEN)?;
-        let RawAdmin { listen, token_file } = admin;
+        let RawAdmin {
+            listen,
+            token_file,
+            probe_token_file,
+            read_token_file,
+        } = admin;
         let admin_listen =
             optional_listen("admin.listen", listen.as_deref(), DEFAULT_ADMIN_LISTEN)?;
 
@@ -492,6 +505,8 @@ impl Config {
             http_listen,
             admin_listen,
             admin_token_file: token_file.map(resolve),
+            probe_token_file: probe_token_file.map(resolve),
+            read_token_file: read_token_file.map(resolve),
             geoip_city,
             geoip_asn,
             geoip_overrides,

@@ -72,7 +72,8 @@ enum Command {
         /// The server's admin API base URL.
         #[arg(long, default_value = "http://127.0.0.1:8081")]
         report_to: String,
-        /// File with the admin token ($STEERDNS_ADMIN_TOKEN wins).
+        /// File with the server's probe token ([admin] probe_token_file), or its admin token.
+        /// $STEERDNS_PROBE_TOKEN, then $STEERDNS_ADMIN_TOKEN, win over it.
         #[arg(long)]
         token_file: Option<PathBuf>,
         /// Most results kept while the server is unreachable.
@@ -345,14 +346,16 @@ fn probe(
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("{}", lines.join("\n"))
     })?;
-    let token = match std::env::var(steerdns::app::TOKEN_ENV) {
+    use steerdns::app::{PROBE_TOKEN_ENV, TOKEN_ENV};
+    let from_env = std::env::var(PROBE_TOKEN_ENV).or_else(|_| std::env::var(TOKEN_ENV));
+    let token = match from_env {
         Ok(t) => t.trim().to_owned(),
         Err(_) => match &token_file {
             Some(path) => std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", path.display()))?
                 .trim()
                 .to_owned(),
-            None => anyhow::bail!("no token: set {} or --token-file", steerdns::app::TOKEN_ENV),
+            None => anyhow::bail!("no token: set {PROBE_TOKEN_ENV} or --token-file"),
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

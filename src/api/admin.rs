@@ -1,4 +1,9 @@
-//! The admin API under `/api/v1`. Every request needs `Authorization: Bearer <token>`.
+//! The admin API under `/api/v1`. Every request needs `Authorization: Bearer <token>`, and
+//! what it may do depends on the token: the admin token may do everything; the probe token
+//! (`[admin] probe_token_file`) only `POST /api/v1/probe-results`, so that agents on remote
+//! vantage points cannot edit policies; the read token (`[admin] read_token_file`) only
+//! `GET`s, for dashboards and monitoring. An unknown token gets 401, a known token outside
+//! its scope 403. Tokens are compared in constant time, every one of them on every request.
 //! Bodies are bounded (64 KiB). Policy bodies are the TOML of the policy file itself, so
 //! what the API stores is exactly what a reviewer sees in git.
 //!
@@ -23,7 +28,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -45,8 +50,63 @@ const INGEST_LIMIT: usize = 2 * 1024 * 1024;
 struct Admin {
     controller: Arc<Controller>,
     monitor: Monitor,
-    token: Arc<str>,
+    tokens: Arc<Tokens>,
     rum: Option<Arc<Collector>>,
+}
+
+/// The admin API's bearer tokens; they must differ (the app checks).
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    /// May do everything.
+    pub admin: Arc<str>,
+    /// May only post probe results.
+    pub probe: Option<Arc<str>>,
+    /// May only read.
+    pub read: Option<Arc<str>>,
+}
+
+impl Tokens {
+    /// Which token `given` is. Every token is compared in full, so the time taken does not
+    /// say which one (or how much of one) matched.
+    fn scope_of(&self, given: &str) -> Option<Scope> {
+        let is = |t: Option<&Arc<str>>| {
+            t.is_some_and(|t| constant_time_eq(given.as_bytes(), t.as_bytes()))
+        };
+        let (admin, probe, read) = (
+            is(Some(&self.admin)),
+            is(self.probe.as_ref()),
+            is(self.read.as_ref()),
+        );
+        if admin {
+            Some(Scope::Admin)
+        } else if probe {
+            Some(Scope::Probe)
+        } else if read {
+            Some(Scope::Read)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Admin,
+    Probe,
+    Read,
+}
+
+impl Scope {
+    /// Why a request is outside this scope, if it is.
+    fn refuses(self, method: &Method, path: &str) -> Option<&'static str> {
+        match self {
+            Scope::Admin => None,
+            Scope::Probe if method == Method::POST && path == "/api/v1/probe-results" => None,
+            Scope::Probe => Some("the probe token may only POST /api/v1/probe-results"),
+            Scope::Read if method == Method::GET || method == Method::HEAD => None,
+            Scope::Read => Some("the read token may only read (GET)"),
+        }
+    }
 }
 
 /// Probe results per ingest request, at most (agents batch far fewer).
@@ -56,13 +116,13 @@ const MAX_RESULTS: usize = 10_000;
 pub fn router(
     controller: Arc<Controller>,
     monitor: Monitor,
-    token: Arc<str>,
+    tokens: Tokens,
     rum: Option<Arc<Collector>>,
 ) -> Router {
     let admin = Admin {
         controller,
         monitor,
-        token,
+        tokens: Arc::new(tokens),
         rum,
     };
     Router::new()
@@ -98,12 +158,15 @@ async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> 
         // The scheme name is case-insensitive (RFC 9110 §11.1).
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map_or("", |(_, token)| token.trim());
-    if !constant_time_eq(given.as_bytes(), admin.token.as_bytes()) {
+    let Some(scope) = admin.tokens.scope_of(given) else {
         let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return response;
+    };
+    if let Some(why) = scope.refuses(request.method(), request.uri().path()) {
+        return error(StatusCode::FORBIDDEN, why);
     }
     next.run(request).await
 }

@@ -881,3 +881,127 @@ async fn health_overrides_validate_their_body() {
     );
     running.shutdown().await;
 }
+
+const PROBE_TOKEN: &str = "probe-token-0123456789";
+const READ_TOKEN: &str = "read-token-0123456789ab";
+
+/// A server with the probe and read tokens set (besides its admin token).
+async fn scoped(tag: &str, probe: &str, read: &str) -> anyhow::Result<steerdns::app::Running> {
+    let dir = TempDir::new(tag);
+    let path = write_config(&dir, DEMO_ZONE, &demo_policies());
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[admin]\nlisten = \"off\"\n",
+        "[admin]\nlisten = \"off\"\nprobe_token_file = \"probe.token\"\n\
+         read_token_file = \"read.token\"\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    dir.write("probe.token", &format!("{probe}\n"));
+    dir.write("read.token", &format!("{read}\n"));
+    let mut config = steerdns::config::Config::load(&path).expect("valid");
+    loopback(&mut config);
+    let running = steerdns::app::start(config, steerdns::control::ConfigOrigin::File(path)).await;
+    // Keep the directory for the server's lifetime.
+    std::mem::forget(dir);
+    running
+}
+
+/// Probe agents carry a token that may only post results; dashboards one that may only
+/// read. Outside its scope a token gets 403 and changes nothing; an unknown one 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_and_read_tokens_may_do_only_their_part() {
+    let running = scoped("admin-scopes", PROBE_TOKEN, READ_TOKEN)
+        .await
+        .expect("starts");
+    let admin = AdminClient::of(&running);
+    let as_token = |token: &str| AdminClient {
+        token: token.to_owned(),
+        ..admin.clone()
+    };
+    let (probe, read) = (as_token(PROBE_TOKEN), as_token(READ_TOKEN));
+    let results =
+        serde_json::to_vec(&[crate::fleet_support::result("pop-iad", "ams", true)]).unwrap();
+    let post_results = async |c: &AdminClient| {
+        c.request(
+            "POST",
+            "/api/v1/probe-results",
+            &[("Content-Type", "application/json")],
+            &results,
+        )
+        .await
+    };
+    let (www, www_etag) = admin.policy("www.example.com").await;
+    let generation = running.published.load().generation;
+
+    // The probe token: results, and nothing else.
+    assert_eq!(post_results(&probe).await.status, 200);
+    for (method, path) in [
+        ("GET", "/api/v1/policies"),
+        ("GET", "/api/v1/health"),
+        (
+            "GET",
+            "/api/v1/explain?name=www.example.com&client=192.0.2.1",
+        ),
+        ("DELETE", "/api/v1/health/pop-iad"),
+    ] {
+        let r = probe.request(method, path, &[], b"").await;
+        assert_eq!(r.status, 403, "probe token {method} {path}: {r}");
+        assert!(r.error().contains("probe token"), "{r}");
+    }
+    let r = probe
+        .put_policy("www.example.com", "", Some(&www_etag), POP_POLICY)
+        .await;
+    assert_eq!(r.status, 403, "{r}");
+
+    // The read token: every GET, no write.
+    for path in [
+        "/api/v1/policies",
+        "/api/v1/policies/www.example.com",
+        "/api/v1/policies/www.example.com/history",
+        "/api/v1/health",
+        "/api/v1/measurements",
+        "/api/v1/explain?name=www.example.com&client=192.0.2.1",
+    ] {
+        let r = read.get(path).await;
+        assert_eq!(r.status, 200, "read token GET {path}: {r}");
+    }
+    assert_eq!(read.policy("www.example.com").await.0, www);
+    assert_eq!(post_results(&read).await.status, 403);
+    let r = read
+        .put_policy("www.example.com", "", Some(&www_etag), POP_POLICY)
+        .await;
+    assert_eq!(r.status, 403, "{r}");
+    assert!(r.error().contains("read token"), "{r}");
+    let r = read
+        .request(
+            "PUT",
+            "/api/v1/health/pop-iad",
+            &[("Content-Type", "application/json")],
+            br#"{"state":"down"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 403, "{r}");
+    let r = read.delete_policy("www.example.com", Some(&www_etag)).await;
+    assert_eq!(r.status, 403, "{r}");
+
+    // Nothing changed; the admin token still does everything; others are unknown.
+    assert_eq!(admin.policy("www.example.com").await, (www, www_etag));
+    assert_eq!(running.published.load().generation, generation);
+    assert_eq!(post_results(&admin).await.status, 200);
+    let unknown = as_token("probe-token-0123456789x");
+    assert_eq!(post_results(&unknown).await.status, 401);
+    running.shutdown().await;
+}
+
+/// Scoped tokens must be long enough and differ from each other and from the admin token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoped_tokens_that_are_short_or_shared_are_refused() {
+    let short = scoped("admin-scopes-short", "short", READ_TOKEN).await;
+    let err = format!("{:#}", short.err().expect("refused"));
+    assert!(
+        err.contains("probe_token_file") && err.contains("at least 16"),
+        "{err}"
+    );
+    let shared = scoped("admin-scopes-shared", READ_TOKEN, READ_TOKEN).await;
+    let err = format!("{:#}", shared.err().expect("refused"));
+    assert!(err.contains("must differ"), "{err}");
+}
