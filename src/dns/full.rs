@@ -7,7 +7,7 @@
 //! encoding (the reply's EDNS payload size, or 512, as the limit; TC past it), so a datagram
 //! gets the same reply from here as from hickory-server's own UDP loop.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -21,11 +21,12 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
 use tracing::debug;
 
-use super::{Handler, PLAIN_UDP_LIMIT};
+use super::{Handler, PLAIN_UDP_LIMIT, source};
 
 /// The reply to one UDP datagram, or `None` when it gets none.
 pub fn respond(handler: &Handler, raw: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
-    if !answerable(src) {
+    // The fast path's rule too: one function for both.
+    if !source::answerable(src) {
         return None;
     }
     let mut decoder = BinDecoder::new(raw);
@@ -57,15 +58,6 @@ pub fn respond(handler: &Handler, raw: &[u8], src: SocketAddr) -> Option<Vec<u8>
         Poll::Ready(_) => capture.take(),
         Poll::Pending => None,
     }
-}
-
-/// hickory-server's rule: no replies to port 0, unspecified or broadcast addresses.
-fn answerable(src: SocketAddr) -> bool {
-    src.port() != 0
-        && match src.ip() {
-            IpAddr::V4(v4) => !v4.is_unspecified() && !v4.is_broadcast(),
-            IpAddr::V6(v6) => !v6.is_unspecified(),
-        }
 }
 
 /// Encode for UDP: limited to the reply's EDNS payload size, or 512 without EDNS; what does not

@@ -8,6 +8,7 @@
 //! - [`handler`] is the `RequestHandler` seam: protocol checks (opcode, EDNS, class, ECS), then
 //!   [`answer`] turns the current snapshot into a response. It is the reference behaviour; the
 //!   fast path only answers where it gives the same reply.
+//! - [`source`]: the one rule for which source addresses get a reply, on every path.
 //! - [`ecs`] reads and writes the EDNS Client Subnet option (RFC 7871).
 //! - `init` answers the RUM zone's nonce names and logs who asked (full path only: they are
 //!   never in the fast path's tables).
@@ -24,6 +25,7 @@ pub mod full;
 pub mod handler;
 mod init;
 pub mod listen;
+pub mod source;
 pub mod udp;
 
 pub use handler::Handler;

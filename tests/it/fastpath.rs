@@ -198,6 +198,32 @@ async fn fast_path_answers_exactly_as_the_full_path() {
             );
         }
     }
+    // Sources no reply may go to get none from either path (one rule, `dns::source`).
+    let common = encode(&ecs_query(
+        "www.example.com.",
+        RecordType::A,
+        "81.2.69.0/24",
+    ));
+    for refused in [
+        "0.0.0.0:0",
+        "0.0.0.0:53",
+        "127.0.0.1:0",
+        "255.255.255.255:53",
+        "224.0.0.1:53",
+        "[::]:53",
+        "[ff02::1]:53",
+        "[::ffff:255.255.255.255]:53",
+    ] {
+        let from: SocketAddr = refused.parse().unwrap();
+        assert_eq!(
+            fast::answer(&snapshot, &common, from, &mut buf),
+            None,
+            "{from}"
+        );
+        assert_eq!(full::respond(&handler, &common, from), None, "{from}");
+    }
+    assert!(fast::answer(&snapshot, &common, sources[0], &mut buf).is_some());
+
     // The map is in effect on the fast path: without ECS, the mapped resolvers get their
     // users' answers (DE: cdn-c; US, AS721: cdn-b), the others the default (cdn-a).
     let plain = encode(&query("www.example.com.", RecordType::A));

@@ -15,6 +15,7 @@ mod fleet;
 mod fleet_outage;
 mod fleet_support;
 mod health;
+mod malformed;
 mod metrics;
 mod policies;
 mod protocol;
