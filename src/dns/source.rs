@@ -1,4 +1,4 @@
-//! Which source addresses get a reply: one rule for the fast path and the full path.
+//! Which source addresses get a reply: one rule for the fast path, the full path and TCP.
 //!
 //! A reply to port 0, to an unspecified, broadcast or multicast address cannot reach a real
 //! client; such a source is spoofed or broken, and answering it only reflects traffic at

@@ -9,8 +9,9 @@
 //!
 //! Anything else returns `None` and goes to the full path (`handler` on hickory-proto), which
 //! is the reference: CNAME chains, negative answers, referrals, wildcards, explain names, ANY,
-//! errors of every kind, and replies too large for the client's buffer (which get TC there).
-//! A source the shared rule refuses ([`super::source::answerable`]) gets `None`, and
+//! errors of every kind (a question with a compression pointer among them: FORMERR there),
+//! responses (dropped there), and replies too large for the client's buffer (which get TC
+//! there). A source the shared rule refuses ([`super::source::answerable`]) gets `None`, and
 //! the full path gives it nothing either.
 //! `tests/it/fastpath.rs` checks that both paths give the same answers.
 
