@@ -1,137 +1,95 @@
-//! The full path for a UDP datagram the fast path passed on: hickory-proto's parser and our
-//! [`Handler`], run as hickory-server runs them for UDP, with the reply captured in a buffer
-//! instead of sent from a task.
+//! The full path: any message in, its reply (or none) out, for a UDP datagram the fast path
+//! passed on and for every message over TCP. hickory-proto's parser, the rules of
+//! [`Handler`], and our [`encode`](super::encode).
 //!
-//! It mirrors hickory-server's request handling step by step (drop what is not worth an
-//! answer, FORMERR for what does not parse, drop responses, then the handler) and its UDP
-//! encoding (the reply's EDNS payload size, or 512, as the limit; TC past it), so a datagram
-//! gets the same reply from here as from hickory-server's own UDP loop.
+//! What gets no reply at all, on either transport: a source no reply may go to
+//! ([`super::source::answerable`], the rule the fast path applies too), anything shorter than
+//! a header, and any message with QR set, whether it parses or not: a response is never
+//! answered, so two servers cannot be made to bounce messages between them (as Knot and BIND
+//! do). What does not parse gets FORMERR without a question; the rest gets the handler's
+//! reply, limited to the reply's EDNS payload size (or 512) over UDP and to 65,535 bytes over
+//! TCP, cut at a record boundary with TC set past it.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::net::SocketAddr;
 
-use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::Record;
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
-use hickory_server::net::NetError;
-use hickory_server::net::runtime::TokioTime;
+use hickory_proto::op::{Header, Metadata, Query, ResponseCode};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
+use hickory_server::server::Request;
 use tracing::debug;
 
-use super::{Handler, PLAIN_UDP_LIMIT};
+use super::handler::Response;
+use super::{Handler, PLAIN_UDP_LIMIT, encode, source};
+
+/// The transport a message came by: it sets the size limit of the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
 
 /// The reply to one UDP datagram, or `None` when it gets none.
 pub fn respond(handler: &Handler, raw: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
-    if !answerable(src) {
+    reply(handler, raw, src, Transport::Udp)
+}
+
+/// The reply to one message that came by `transport`, or `None` when it gets none.
+pub fn reply(
+    handler: &Handler,
+    raw: &[u8],
+    src: SocketAddr,
+    transport: Transport,
+) -> Option<Vec<u8>> {
+    if !source::answerable(src) {
         return None;
     }
-    let mut decoder = BinDecoder::new(raw);
     // Shorter than a header: not a DNS message, no reply.
-    let header = Header::read(&mut decoder).ok()?;
-    let request = match Request::from_bytes(raw.to_vec(), src, Protocol::Udp) {
+    let header = Header::read(&mut BinDecoder::new(raw)).ok()?;
+    if header.metadata.message_type == hickory_proto::op::MessageType::Response {
+        return None;
+    }
+    let protocol = match transport {
+        Transport::Udp => Protocol::Udp,
+        Transport::Tcp => Protocol::Tcp,
+    };
+    let request = match Request::from_bytes(raw.to_vec(), src, protocol) {
         Ok(request) => request,
         Err(error) => {
             debug!(%error, %src, "unparseable query: FORMERR");
-            let queries = Queries::read(&mut BinDecoder::new(&[]), 0).ok()?;
-            let reply = MessageResponseBuilder::new(&queries, None)
-                .error_msg(&header, ResponseCode::FormErr);
-            return encode(reply).ok();
+            let mut metadata = Metadata::response_from_request(&header.metadata);
+            metadata.response_code = ResponseCode::FormErr;
+            let response = Response {
+                metadata,
+                edns: None,
+                reply: None,
+            };
+            return Some(encode::encode(&[], &response, PLAIN_UDP_LIMIT));
         }
     };
-    // Never answer a response: that would let anyone bounce traffic between servers.
-    if request.metadata.message_type == MessageType::Response {
-        return None;
-    }
-    let capture = Capture::default();
-    let future = handler.handle_request::<_, TokioTime>(&request, capture.clone());
-    // The handler never waits on anything but `Capture`, which is ready at once: one poll
-    // finishes it, without a runtime.
-    let mut future = std::pin::pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(_) => capture.take(),
-        Poll::Pending => None,
-    }
+    let snapshot = handler.snapshot();
+    let response = handler.respond(&snapshot, &request);
+    let limit = match transport {
+        Transport::Udp => response
+            .edns
+            .as_ref()
+            .map_or(PLAIN_UDP_LIMIT, |e| e.max_payload()),
+        Transport::Tcp => u16::MAX,
+    };
+    Some(encode::encode(
+        &questions(raw, header.counts.queries),
+        &response,
+        limit,
+    ))
 }
 
-/// hickory-server's rule: no replies to port 0, unspecified or broadcast addresses.
-fn answerable(src: SocketAddr) -> bool {
-    src.port() != 0
-        && match src.ip() {
-            IpAddr::V4(v4) => !v4.is_unspecified() && !v4.is_broadcast(),
-            IpAddr::V6(v6) => !v6.is_unspecified(),
-        }
-}
-
-/// Encode for UDP: limited to the reply's EDNS payload size, or 512 without EDNS; what does not
-/// fit is cut with TC set by the encoder. Should encoding fail, a bare SERVFAIL.
-fn encode<'a>(
-    reply: MessageResponse<
-        '_,
-        'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-    >,
-) -> Result<Vec<u8>, hickory_proto::ProtoError> {
-    let id = reply.metadata().id;
-    let mut bytes = Vec::with_capacity(512);
-    let mut encoder = BinEncoder::new(&mut bytes);
-    encoder.set_max_size(reply.edns().map_or(PLAIN_UDP_LIMIT, |e| e.max_payload()));
-    if reply.destructive_emit(&mut encoder).is_ok() {
-        return Ok(bytes);
+/// The questions as the client spelled them (hickory's request keeps them lower-cased), names
+/// expanded where they held pointers. The request parsed, so they do too.
+fn questions(raw: &[u8], count: u16) -> Vec<Query> {
+    let mut decoder = BinDecoder::new(raw);
+    if decoder.read_slice(12).is_err() {
+        return Vec::new();
     }
-    bytes.clear();
-    let mut encoder = BinEncoder::new(&mut bytes);
-    encoder.set_max_size(PLAIN_UDP_LIMIT);
-    let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
-    metadata.response_code = ResponseCode::ServFail;
-    hickory_proto::serialize::binary::BinEncodable::emit(
-        &Header {
-            metadata,
-            counts: HeaderCounts::default(),
-        },
-        &mut encoder,
-    )?;
-    Ok(bytes)
-}
-
-/// A `ResponseHandler` that keeps the encoded reply.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Option<Vec<u8>>>>);
-
-impl Capture {
-    fn take(&self) -> Option<Vec<u8>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
-    }
-}
-
-#[async_trait::async_trait]
-impl ResponseHandler for Capture {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let metadata = *response.metadata();
-        let bytes = encode(response)?;
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(bytes);
-        // Nobody reads the counts of a captured reply.
-        Ok(ResponseInfo::from(Header {
-            metadata,
-            counts: HeaderCounts::default(),
-        }))
-    }
+    (0..count)
+        .map_while(|_| Query::read(&mut decoder).ok())
+        .collect()
 }

@@ -1,43 +1,46 @@
-//! The `RequestHandler`: protocol rules around [`answer::resolve`].
+//! The protocol rules around [`answer::resolve`], for a parsed query on either transport.
 //!
-//! hickory-server has already parsed the message (unparseable headers are dropped, other parse
-//! failures answered FORMERR) and dropped responses. Here: opcode, EDNS version, question
-//! count and class, ECS validation, then the answer, then encoding with the client's buffer
-//! size (capped by ours) so oversized UDP answers go out truncated with TC set.
+//! [`super::full`] has already dropped what gets no reply (unanswerable sources, messages
+//! with QR set, headers that do not parse) and answered FORMERR for what does not parse. Here:
+//! opcode, EDNS version, question count, class and name, ECS validation, then the answer.
+//! [`super::encode`] writes the result, truncated to the client's buffer size (capped by ours)
+//! over UDP.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
-use hickory_server::net::runtime::Time;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
-use tracing::debug;
+use hickory_server::server::Request;
 
 use super::answer::{self, Asker, Reply};
 use super::ecs;
-use crate::snapshot::Published;
+use crate::snapshot::{Published, Snapshot};
 
 /// Answers queries from the current snapshot.
 pub struct Handler {
     published: Arc<Published>,
 }
 
+/// A reply before encoding: its header, our OPT record and, unless it is an error, the records.
+pub struct Response<'s> {
+    pub metadata: Metadata,
+    pub edns: Option<Edns>,
+    pub reply: Option<Reply<'s>>,
+}
+
 impl Handler {
     pub fn new(published: Arc<Published>) -> Self {
         Self { published }
     }
-}
 
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        mut response_handle: R,
-    ) -> ResponseInfo {
-        let snapshot = self.published.load();
+    /// The current snapshot: load it once, then [`Handler::respond`] borrows from it.
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.published.load()
+    }
+
+    /// The reply to `request`, from `snapshot`.
+    pub fn respond<'s>(&self, snapshot: &'s Snapshot, request: &Request) -> Response<'s> {
         let mut metadata = Metadata::response_from_request(&request.metadata);
 
         // Our OPT record: version 0, DO echoed, unknown flags cleared, and the buffer size we
@@ -64,12 +67,11 @@ impl RequestHandler for Handler {
                 }
                 Ok(subnet) => {
                     let asker = Asker::new(
-                        &snapshot,
+                        snapshot,
                         canonical(request.src().ip()),
                         subnet.map(|s| (s.address, s.source_prefix)),
                     );
-                    let reply =
-                        answer::resolve(&snapshot, query.name(), query.query_type(), &asker);
+                    let reply = answer::resolve(snapshot, query.name(), query.query_type(), &asker);
                     metadata.response_code = reply.rcode;
                     metadata.authoritative = reply.authoritative;
                     if let (Some(subnet), Some(edns)) = (subnet, edns.as_mut()) {
@@ -80,40 +82,10 @@ impl RequestHandler for Handler {
                 }
             },
         };
-
-        let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
-        let sent = match &reply {
-            Some(Reply {
-                answers,
-                authority,
-                additionals,
-                ..
-            }) => {
-                let response = builder.build(
-                    metadata,
-                    answers.iter().map(AsRef::as_ref),
-                    authority.iter().copied(),
-                    std::iter::empty(),
-                    additionals.iter().copied(),
-                );
-                response_handle.send_response(response).await
-            }
-            None => {
-                let response = builder.build_no_records(metadata);
-                response_handle.send_response(response).await
-            }
-        };
-        match sent {
-            Ok(info) => info,
-            Err(error) => {
-                debug!(%error, src = %request.src(), "could not send response");
-                let mut failed = metadata;
-                failed.response_code = ResponseCode::ServFail;
-                ResponseInfo::from(Header {
-                    metadata: failed,
-                    counts: HeaderCounts::default(),
-                })
-            }
+        Response {
+            metadata,
+            edns,
+            reply,
         }
     }
 }
@@ -130,6 +102,12 @@ fn check(request: &Request) -> Result<&hickory_proto::op::LowerQuery, ResponseCo
     let [query] = request.queries.queries() else {
         return Err(ResponseCode::FormErr);
     };
+    // A query has no earlier name for a pointer in its question to point at: it points into
+    // the header, and the question means nothing (as Knot judges it). The reply echoes the
+    // question written out in full (see `encode`), so it parses.
+    if has_pointer(request.queries.as_bytes()) {
+        return Err(ResponseCode::FormErr);
+    }
     if query.query_class() != DNSClass::IN {
         return Err(ResponseCode::Refused);
     }
@@ -139,6 +117,21 @@ fn check(request: &Request) -> Result<&hickory_proto::op::LowerQuery, ResponseCo
         RecordType::OPT => Err(ResponseCode::FormErr),
         _ => Ok(query),
     }
+}
+
+/// Whether the first name in `wire` holds a compression pointer (or a reserved label type).
+fn has_pointer(wire: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(&len) = wire.get(at) {
+        if len & 0xc0 != 0 {
+            return true;
+        }
+        if len == 0 {
+            return false;
+        }
+        at += 1 + usize::from(len);
+    }
+    false
 }
 
 /// A dual-stack socket reports IPv4 clients as `::ffff:a.b.c.d`; GeoIP wants the IPv4 form.

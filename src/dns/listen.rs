@@ -1,24 +1,24 @@
-//! Binding DNS sockets: UDP to our own batched workers, TCP to hickory-server.
+//! Binding DNS sockets: UDP to our own batched workers ([`udp`]), TCP to our own tasks
+//! ([`tcp`]).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_server::Server;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-use super::Handler;
 use super::udp::{self, UdpStats, UdpWorkers};
+use super::{Handler, tcp};
 use crate::snapshot::Published;
-
-/// Largest TCP response buffer (a DNS message over TCP is at most 64 KiB).
-const TCP_RESPONSE_BUFFER: usize = 65_535;
 
 /// A running DNS server and the addresses it really bound (port 0 becomes a real port).
 pub struct DnsServer {
-    server: Server<Handler>,
+    tcp: JoinSet<()>,
+    stop_tcp: CancellationToken,
     udp: UdpWorkers,
     pub addrs: Vec<SocketAddr>,
     /// UDP replies by path, for `/metrics`.
@@ -28,7 +28,8 @@ pub struct DnsServer {
 impl DnsServer {
     /// Stop accepting and wait for the sockets' tasks and threads to end.
     pub async fn shutdown(mut self) {
-        let _ = self.server.shutdown_gracefully().await;
+        self.stop_tcp.cancel();
+        while self.tcp.join_next().await.is_some() {}
         let udp = self.udp;
         let _ = tokio::task::spawn_blocking(move || udp.stop()).await;
     }
@@ -46,7 +47,9 @@ pub fn bind(
     let threads = udp_threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
-    let mut server = Server::new(Handler::new(published.clone()));
+    let handler = Arc::new(Handler::new(published.clone()));
+    let stop_tcp = CancellationToken::new();
+    let mut tcp_tasks = JoinSet::new();
     let mut bound = Vec::with_capacity(addrs.len());
     let mut all_udp = Vec::new();
     for addr in addrs {
@@ -58,12 +61,18 @@ pub fn bind(
         let (udp, tcp) = bind_pair(*addr, threads, v6_only)?;
         bound.push(tcp.local_addr()?);
         all_udp.extend(udp);
-        server.register_listener(tcp, tcp_idle_timeout, TCP_RESPONSE_BUFFER);
+        tcp_tasks.spawn(tcp::serve(
+            tcp,
+            handler.clone(),
+            tcp_idle_timeout,
+            stop_tcp.clone(),
+        ));
     }
     let udp_stats = Arc::new(UdpStats::default());
     let udp = UdpWorkers::spawn(all_udp, &published, &udp_stats)?;
     Ok(DnsServer {
-        server,
+        tcp: tcp_tasks,
+        stop_tcp,
         udp,
         addrs: bound,
         udp_stats,

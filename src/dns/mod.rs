@@ -1,13 +1,17 @@
 //! The DNS data plane: sockets, wire format and protocol rules. The only module that names
-//! hickory-server types.
+//! hickory-server types (its query parser).
 //!
-//! - [`listen`] binds the sockets: UDP to our own workers ([`udp`]), TCP to hickory-server.
+//! - [`listen`] binds the sockets: UDP to our own workers ([`udp`]), TCP to our own tasks
+//!   ([`tcp`]).
 //! - [`udp`] receives and replies in batches ([`batch`]); each datagram goes to the [`fast`]
 //!   path (pre-rendered answers for the common queries, no allocation) or, when that declines,
-//!   the [`full`] path, which runs the same [`handler`] hickory-server runs for TCP.
-//! - [`handler`] is the `RequestHandler` seam: protocol checks (opcode, EDNS, class, ECS), then
-//!   [`answer`] turns the current snapshot into a response. It is the reference behaviour; the
-//!   fast path only answers where it gives the same reply.
+//!   the [`full`] path, which also takes every TCP message.
+//! - [`full`] drops what gets no reply (QR set, a refused [`source`]), parses, and runs the
+//!   [`handler`]: protocol checks (opcode, EDNS, class, question, ECS), then [`answer`] turns
+//!   the current snapshot into a response, which [`encode`] writes, truncated at a record
+//!   boundary over UDP. It is the reference behaviour; the fast path only answers where it
+//!   gives the same reply.
+//! - [`source`]: the one rule for which source addresses get a reply, on every path.
 //! - [`ecs`] reads and writes the EDNS Client Subnet option (RFC 7871).
 //! - `init` answers the RUM zone's nonce names and logs who asked (full path only: they are
 //!   never in the fast path's tables).
@@ -19,11 +23,14 @@
 pub mod answer;
 pub mod batch;
 pub mod ecs;
+pub mod encode;
 pub mod fast;
 pub mod full;
 pub mod handler;
 mod init;
 pub mod listen;
+pub mod source;
+pub mod tcp;
 pub mod udp;
 
 pub use handler::Handler;

@@ -2,9 +2,10 @@
 //! (the kernel spreads clients over them by address hash), receiving and replying in batches
 //! of up to [`BATCH`] datagrams per system call.
 //!
-//! Each datagram goes to the fast path, and to the full path when the fast path declines.
-//! Plain threads, not tokio tasks: a worker only ever waits in `recvmmsg`, and hickory-server's
-//! task per datagram was a large share of the cost (bench/RESULTS.md). The snapshot is loaded
+//! Each datagram goes to the fast path, and to the full path when the fast path declines;
+//! both refuse the same sources ([`super::source`]). Plain threads, not tokio tasks: a worker
+//! only ever waits in `recvmmsg`, and hickory-server's task per datagram was a large share of
+//! the cost (bench/RESULTS.md). The snapshot is loaded
 //! once per batch; a batch never mixes two generations.
 
 use std::io;

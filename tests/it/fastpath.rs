@@ -198,6 +198,32 @@ async fn fast_path_answers_exactly_as_the_full_path() {
             );
         }
     }
+    // Sources no reply may go to get none from either path (one rule, `dns::source`).
+    let common = encode(&ecs_query(
+        "www.example.com.",
+        RecordType::A,
+        "81.2.69.0/24",
+    ));
+    for refused in [
+        "0.0.0.0:0",
+        "0.0.0.0:53",
+        "127.0.0.1:0",
+        "255.255.255.255:53",
+        "224.0.0.1:53",
+        "[::]:53",
+        "[ff02::1]:53",
+        "[::ffff:255.255.255.255]:53",
+    ] {
+        let from: SocketAddr = refused.parse().unwrap();
+        assert_eq!(
+            fast::answer(&snapshot, &common, from, &mut buf),
+            None,
+            "{from}"
+        );
+        assert_eq!(full::respond(&handler, &common, from), None, "{from}");
+    }
+    assert!(fast::answer(&snapshot, &common, sources[0], &mut buf).is_some());
+
     // The map is in effect on the fast path: without ECS, the mapped resolvers get their
     // users' answers (DE: cdn-c; US, AS721: cdn-b), the others the default (cdn-a).
     let plain = encode(&query("www.example.com.", RecordType::A));
@@ -283,5 +309,118 @@ async fn common_queries_take_the_fast_path_over_udp() {
     );
     let (fast2, full2) = counts().await;
     assert_eq!((fast2 - fast1, full2 - full1), (0, 1));
+    running.shutdown().await;
+}
+
+/// TXT RRsets sized so that truncation falls at different points: (owner, records, string
+/// length). `duo` is the case of the bug report: two 221-byte strings fill exactly 512 bytes
+/// with EDNS when the owners are pointers to the question.
+const TRUNCATION_RRSETS: &[(&str, usize, usize)] = &[
+    ("duo", 2, 221),
+    ("trio", 3, 150),
+    ("five", 5, 100),
+    ("quad", 4, 250),
+    ("eight", 8, 60),
+    ("a-much-longer-owner-name", 3, 120),
+];
+
+fn truncation_zone() -> String {
+    let mut zone = DEMO_ZONE.to_owned();
+    for (owner, records, len) in TRUNCATION_RRSETS {
+        for i in 0..*records {
+            let text: String = std::iter::once(char::from(b'a' + i as u8))
+                .chain(std::iter::repeat_n('x', len - 1))
+                .collect();
+            zone.push_str(&format!("{owner} 300 IN TXT \"{text}\"\n"));
+        }
+    }
+    zone
+}
+
+/// The fast path only answers what fits whole; the full path truncates. Where the fast path
+/// answers, the full path must give the same reply, never a truncated one (it used to write
+/// owners in full instead of pointing at the question, so it cut records the fast path fit).
+/// Where the fast path declines, the full path's reply fits the limit and parses exactly.
+/// Over many sizes, with and without EDNS, with ECS and DO, in 0x20 case.
+#[tokio::test]
+async fn fast_and_full_paths_agree_on_truncation() {
+    let dir = TempDir::new("fast-trunc");
+    let config = write_config(&dir, &truncation_zone(), &demo_policies());
+    let running = start_file(&config).await;
+    let snapshot = running.published.load_full();
+    let handler = Handler::new(running.published.clone());
+    let from: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let payloads = [
+        None,
+        Some(100),
+        Some(512),
+        Some(513),
+        Some(530),
+        Some(600),
+        Some(700),
+        Some(800),
+        Some(1000),
+        Some(1232),
+        Some(4096),
+    ];
+    let mut buf = [0u8; 4096];
+    let (mut fast_answers, mut truncated) = (0, 0);
+    for (n, (owner, _, _)) in TRUNCATION_RRSETS.iter().enumerate() {
+        for (p, payload) in payloads.iter().enumerate() {
+            for variant in 0..4 {
+                let name = mixed_case(&format!("{owner}.example.com."), n + p + variant);
+                let mut message = match (payload, variant % 2) {
+                    (None, _) => query(&name, RecordType::TXT),
+                    (Some(_), 0) => query(&name, RecordType::TXT),
+                    (Some(_), _) => ecs_query(&name, RecordType::TXT, "81.2.69.0/24"),
+                };
+                if let Some(payload) = payload {
+                    if message.edns.is_none() {
+                        message = with_edns(message, *payload);
+                    }
+                    let edns = message.edns.as_mut().unwrap();
+                    edns.set_max_payload(*payload);
+                    edns.set_dnssec_ok(variant >= 2);
+                }
+                let raw = encode(&message);
+                let limit = payload.map_or(512, |p| usize::from(p).clamp(512, 1232));
+                let reference = full::respond(&handler, &raw, from).expect("full path reply");
+                let ctx = format!("{name} payload {payload:?} variant {variant}");
+                assert!(reference.len() <= limit, "{ctx}: {} bytes", reference.len());
+                let mut decoder = hickory_proto::serialize::binary::BinDecoder::new(&reference);
+                let full_reply =
+                    <Message as hickory_proto::serialize::binary::BinDecodable>::read(&mut decoder)
+                        .unwrap_or_else(|e| panic!("{ctx}: {e}"));
+                assert!(decoder.is_empty(), "{ctx}: bytes after the last record");
+                truncated += usize::from(full_reply.metadata.truncation);
+                if let Some(len) = fast::answer(&snapshot, &raw, from, &mut buf) {
+                    fast_answers += 1;
+                    assert_eq!(meaning(&decode(&buf[..len])), meaning(&full_reply), "{ctx}");
+                    assert_eq!(len, reference.len(), "{ctx}: sizes");
+                }
+            }
+        }
+    }
+    // Both outcomes occur, so the comparison has teeth.
+    assert!(
+        fast_answers > 50 && truncated > 50,
+        "{fast_answers} {truncated}"
+    );
+
+    // The report's case over real UDP: the fast path, and the full path (forced by NSID),
+    // both send the two records in 512 bytes, TC clear.
+    let server = v4(&running);
+    let plain = with_edns(query("duo.example.com.", RecordType::TXT), 512);
+    let mut nsid = plain.clone();
+    nsid.edns.as_mut().unwrap().options_mut().insert(
+        hickory_proto::rr::rdata::opt::EdnsOption::Unknown(3, Vec::new()),
+    );
+    for (path, q) in [("fast", plain), ("full", nsid)] {
+        let bytes = udp_raw_reply(server, &q).await;
+        let reply = decode(&bytes);
+        assert_eq!(bytes.len(), 512, "{path}");
+        assert_eq!(reply.answers.len(), 2, "{path}");
+        assert!(!reply.metadata.truncation, "{path}");
+    }
     running.shutdown().await;
 }

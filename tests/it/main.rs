@@ -16,6 +16,7 @@ mod fleet_outage;
 mod fleet_support;
 mod fleet_tls_sentinel;
 mod health;
+mod malformed;
 mod metrics;
 mod policies;
 mod protocol;

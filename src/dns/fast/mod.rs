@@ -9,7 +9,10 @@
 //!
 //! Anything else returns `None` and goes to the full path (`handler` on hickory-proto), which
 //! is the reference: CNAME chains, negative answers, referrals, wildcards, explain names, ANY,
-//! errors of every kind, and replies too large for the client's buffer (which get TC there).
+//! errors of every kind (a question with a compression pointer among them: FORMERR there),
+//! responses (dropped there), and replies too large for the client's buffer (which get TC
+//! there). A source the shared rule refuses ([`super::source::answerable`]) gets `None`, and
+//! the full path gives it nothing either.
 //! `tests/it/fastpath.rs` checks that both paths give the same answers.
 
 mod query;
@@ -17,6 +20,7 @@ mod query;
 use std::net::SocketAddr;
 
 use super::answer::{self, Asker};
+use super::source::answerable;
 use super::{PLAIN_UDP_LIMIT, reply_payload};
 use crate::decision::MAX_ANSWERS;
 use crate::snapshot::{Snapshot, Steered, TargetWire};
@@ -29,7 +33,11 @@ const TYPE_AAAA: u16 = 28;
 const TYPE_CNAME: u16 = 5;
 
 /// Write the reply to `raw` into `out`; returns its length, or `None` for the full path.
+/// A source [`answerable`] refuses gets `None` here too, and none from the full path.
 pub fn answer(snapshot: &Snapshot, raw: &[u8], from: SocketAddr, out: &mut [u8]) -> Option<usize> {
+    if !answerable(from) {
+        return None;
+    }
     let query = parse(raw)?;
     let mut parts: [Option<&RenderedRrs>; MAX_ANSWERS] = [None; MAX_ANSWERS];
     let scope = match snapshot.steered_by_key.get(query.name_key()) {
