@@ -154,7 +154,8 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
     let dns = dns::bind(
         &config.dns_listen,
         config.udp_threads,
-        config.tcp_idle_timeout,
+        &config.tcp,
+        &config.rate_limit,
         published.clone(),
     )?;
     for addr in &dns.addrs {
@@ -188,7 +189,7 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
                 addr,
                 crate::api::public::router(
                     published.clone(),
-                    dns.udp_stats.clone(),
+                    dns.counters(),
                     rum.map(|(api, _)| api),
                     redis.as_ref().map(|r| r.status.clone()),
                 ),

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::dns::rrl::RrlConfig;
+use crate::dns::tcp::TcpLimits;
 use crate::geo::{DbSource, Location, Override, iso};
 use crate::health::tracker::Thresholds;
 use crate::store::redis::{Endpoint, TlsFiles};
@@ -137,8 +139,24 @@ struct RawDns {
     listen: Option<Vec<String>>,
     max_udp_payload: Option<u16>,
     tcp_idle_timeout_ms: Option<u64>,
+    tcp_max_connections: Option<usize>,
+    tcp_max_per_network: Option<usize>,
+    tcp_max_queries: Option<usize>,
     explain_names: Option<bool>,
     udp_threads: Option<usize>,
+    #[serde(default)]
+    rate_limit: RawRateLimit,
+}
+
+/// `[dns.rate_limit]`: response rate limiting on UDP.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    responses_per_second: Option<u32>,
+    slip: Option<u32>,
+    ipv4_prefix: Option<u8>,
+    ipv6_prefix: Option<u8>,
+    exempt: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -220,7 +238,10 @@ pub struct Config {
     /// Each address gets a UDP socket and a TCP listener.
     pub dns_listen: Vec<SocketAddr>,
     pub max_udp_payload: u16,
-    pub tcp_idle_timeout: Duration,
+    /// TCP: the idle timeout per message and the connection caps.
+    pub tcp: TcpLimits,
+    /// `[dns.rate_limit]`: UDP response rate limiting.
+    pub rate_limit: RrlConfig,
     /// UDP serving threads per listen address, each with its own socket; `None`: one per CPU
     /// this process may run on.
     pub udp_threads: Option<usize>,
@@ -377,8 +398,12 @@ impl Config {
             listen,
             max_udp_payload,
             tcp_idle_timeout_ms,
+            tcp_max_connections,
+            tcp_max_per_network,
+            tcp_max_queries,
             explain_names,
             udp_threads,
+            rate_limit,
         } = dns;
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
 
@@ -405,6 +430,15 @@ impl Config {
                 format!("{tcp_idle_timeout_ms} is out of range 100..=600000"),
             ));
         }
+        let tcp = parse_tcp(
+            Duration::from_millis(tcp_idle_timeout_ms),
+            tcp_max_connections,
+            tcp_max_per_network,
+            tcp_max_queries,
+        )
+        .map_err(|(f, r)| err(&format!("dns.{f}"), r))?;
+        let rate_limit = parse_rate_limit(rate_limit)
+            .map_err(|(f, r)| err(&format!("dns.rate_limit.{f}"), r))?;
         if let Some(n) = udp_threads.filter(|n| !(1..=256).contains(n)) {
             return Err(err(
                 "dns.udp_threads",
@@ -499,7 +533,8 @@ impl Config {
             source: file.to_owned(),
             dns_listen,
             max_udp_payload,
-            tcp_idle_timeout: Duration::from_millis(tcp_idle_timeout_ms),
+            tcp,
+            rate_limit,
             udp_threads,
             explain_names: explain_names.unwrap_or(false),
             http_listen,
@@ -625,6 +660,93 @@ pub fn check_prefix(prefix: &str) -> Result<(), String> {
 }
 
 type FieldError = (&'static str, String);
+
+fn parse_tcp(
+    idle_timeout: Duration,
+    max_connections: Option<usize>,
+    max_per_network: Option<usize>,
+    max_queries: Option<usize>,
+) -> Result<TcpLimits, FieldError> {
+    let d = TcpLimits::default();
+    let max_connections = max_connections.unwrap_or(d.max_connections);
+    if !(1..=1_000_000).contains(&max_connections) {
+        return Err((
+            "tcp_max_connections",
+            format!("{max_connections} is out of range 1..=1000000"),
+        ));
+    }
+    // The default never exceeds a smaller total cap.
+    let max_per_network = max_per_network.unwrap_or(d.max_per_network.min(max_connections));
+    if !(1..=max_connections).contains(&max_per_network) {
+        return Err((
+            "tcp_max_per_network",
+            format!(
+                "{max_per_network} is out of range 1..=tcp_max_connections ({max_connections})"
+            ),
+        ));
+    }
+    Ok(TcpLimits {
+        idle_timeout,
+        max_connections,
+        max_per_network,
+        max_queries: max_queries.unwrap_or(d.max_queries),
+    })
+}
+
+fn parse_rate_limit(raw: RawRateLimit) -> Result<RrlConfig, FieldError> {
+    let RawRateLimit {
+        responses_per_second,
+        slip,
+        ipv4_prefix,
+        ipv6_prefix,
+        exempt,
+    } = raw;
+    let d = RrlConfig::default();
+    let responses_per_second = responses_per_second.unwrap_or(d.responses_per_second);
+    if responses_per_second > 1_000_000 {
+        return Err((
+            "responses_per_second",
+            format!("{responses_per_second} is out of range 0..=1000000 (0 turns it off)"),
+        ));
+    }
+    let slip = slip.unwrap_or(d.slip);
+    if slip > 10 {
+        return Err(("slip", format!("{slip} is out of range 0..=10")));
+    }
+    let ipv4_prefix = ipv4_prefix.unwrap_or(d.ipv4_prefix);
+    if !(8..=32).contains(&ipv4_prefix) {
+        return Err((
+            "ipv4_prefix",
+            format!("{ipv4_prefix} is out of range 8..=32"),
+        ));
+    }
+    let ipv6_prefix = ipv6_prefix.unwrap_or(d.ipv6_prefix);
+    if !(16..=128).contains(&ipv6_prefix) {
+        return Err((
+            "ipv6_prefix",
+            format!("{ipv6_prefix} is out of range 16..=128"),
+        ));
+    }
+    let exempt = match exempt {
+        None => d.exempt,
+        Some(list) => list
+            .iter()
+            .map(|n| {
+                n.parse::<ipnet::IpNet>()
+                    .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map(|n| n.trunc())
+                    .map_err(|_| ("exempt", format!("{n:?} is not an address or a network")))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(RrlConfig {
+        responses_per_second,
+        slip,
+        ipv4_prefix,
+        ipv6_prefix,
+        exempt,
+    })
+}
 /// Agent location → country.
 type AgentCountries = Vec<(String, [u8; 2])>;
 
@@ -1025,6 +1147,48 @@ mod tests {
         let text = "[dns]\nmax_udp_payload = 100\n[[zone]]\norigin = \"example.com\"\n";
         let e = Config::parse("x.toml", text, Path::new(".")).unwrap_err();
         assert_eq!(e.field, "dns.max_udp_payload");
+    }
+
+    #[test]
+    fn tcp_caps_and_rate_limit_default_and_are_validated() {
+        let zone = "[[zone]]\norigin = \"example.com\"\n";
+        let c = Config::parse("x.toml", zone, Path::new(".")).unwrap();
+        assert_eq!(c.tcp, TcpLimits::default());
+        assert_eq!(c.rate_limit, RrlConfig::default());
+        let set = "[dns]\ntcp_max_connections = 10\n[dns.rate_limit]\n\
+                   responses_per_second = 0\nexempt = [\"192.0.2.7\", \"2001:db8::/32\"]\n";
+        let c = Config::parse("x.toml", &format!("{set}{zone}"), Path::new(".")).unwrap();
+        assert_eq!(c.tcp.max_connections, 10);
+        assert_eq!(c.rate_limit.responses_per_second, 0);
+        assert_eq!(c.rate_limit.exempt.len(), 2);
+        for (dns, field) in [
+            ("tcp_max_connections = 0", "dns.tcp_max_connections"),
+            (
+                "tcp_max_connections = 4\ntcp_max_per_network = 5",
+                "dns.tcp_max_per_network",
+            ),
+            ("rate_limit = { slip = 11 }", "dns.rate_limit.slip"),
+            (
+                "rate_limit = { ipv4_prefix = 33 }",
+                "dns.rate_limit.ipv4_prefix",
+            ),
+            (
+                "rate_limit = { ipv6_prefix = 8 }",
+                "dns.rate_limit.ipv6_prefix",
+            ),
+            (
+                "rate_limit = { exempt = [\"nope\"] }",
+                "dns.rate_limit.exempt",
+            ),
+            (
+                "rate_limit = { responses_per_second = 2000000 }",
+                "dns.rate_limit.responses_per_second",
+            ),
+        ] {
+            let text = format!("[dns]\n{dns}\n{zone}");
+            let e = Config::parse("x.toml", &text, Path::new(".")).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
     }
 
     const RUM: &str = "[rum]\nzone = \"RUM.example.com.\"\nsecret_file = \"rum.secret\"\n\

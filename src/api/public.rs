@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 
 use super::rum::Rum;
-use crate::dns::udp::UdpStats;
+use crate::dns::listen::DnsCounters;
 use crate::health;
 use crate::rum::beacon::Reject;
 use crate::rum::collector::Collector;
@@ -23,7 +23,7 @@ use crate::store::redis::StoreStatus;
 #[derive(Clone)]
 struct Shared {
     published: Arc<Published>,
-    udp: Arc<UdpStats>,
+    dns: DnsCounters,
     rum: Option<Arc<Collector>>,
     store: Option<Arc<StoreStatus>>,
 }
@@ -32,7 +32,7 @@ struct Shared {
 /// `store`: the fleet store's status, in fleet mode.
 pub fn router(
     published: Arc<Published>,
-    udp: Arc<UdpStats>,
+    dns: DnsCounters,
     rum: Option<Arc<Rum>>,
     store: Option<Arc<StoreStatus>>,
 ) -> Router {
@@ -43,7 +43,7 @@ pub fn router(
         .route("/metrics", get(metrics))
         .with_state(Shared {
             published,
-            udp,
+            dns,
             rum: collector,
             store,
         });
@@ -83,7 +83,7 @@ async fn readyz(
 async fn metrics(
     State(Shared {
         published,
-        udp,
+        dns,
         rum,
         store,
     }): State<Shared>,
@@ -149,8 +149,32 @@ async fn metrics(
          # TYPE steerdns_udp_replies_total counter\n\
          steerdns_udp_replies_total{{path=\"fast\"}} {}\n\
          steerdns_udp_replies_total{{path=\"full\"}} {}",
-        udp.fast.load(Ordering::Relaxed),
-        udp.full.load(Ordering::Relaxed),
+        dns.udp.fast.load(Ordering::Relaxed),
+        dns.udp.full.load(Ordering::Relaxed),
+    );
+    let (rrl, tcp) = (&dns.rrl.stats, &dns.tcp.stats);
+    let _ = writeln!(
+        out,
+        "# HELP steerdns_rrl_limited_total UDP replies held back by response rate limiting: dropped, or sent truncated (slip).\n\
+         # TYPE steerdns_rrl_limited_total counter\n\
+         steerdns_rrl_limited_total{{action=\"drop\"}} {}\n\
+         steerdns_rrl_limited_total{{action=\"slip\"}} {}\n\
+         # HELP steerdns_tcp_connections Open DNS TCP connections.\n\
+         # TYPE steerdns_tcp_connections gauge\n\
+         steerdns_tcp_connections {}\n\
+         # HELP steerdns_tcp_accepted_total DNS TCP connections accepted under the caps.\n\
+         # TYPE steerdns_tcp_accepted_total counter\n\
+         steerdns_tcp_accepted_total {}\n\
+         # HELP steerdns_tcp_refused_total DNS TCP connections closed at once, by the cap reached.\n\
+         # TYPE steerdns_tcp_refused_total counter\n\
+         steerdns_tcp_refused_total{{cap=\"max_connections\"}} {}\n\
+         steerdns_tcp_refused_total{{cap=\"max_per_network\"}} {}",
+        rrl.dropped.load(Ordering::Relaxed),
+        rrl.slipped.load(Ordering::Relaxed),
+        tcp.open.load(Ordering::Relaxed),
+        tcp.accepted.load(Ordering::Relaxed),
+        tcp.refused_total.load(Ordering::Relaxed),
+        tcp.refused_network.load(Ordering::Relaxed),
     );
     let _ = writeln!(
         out,

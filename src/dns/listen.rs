@@ -4,13 +4,14 @@
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::rrl::{RateLimiter, RrlConfig};
+use super::tcp::{Gate, TcpLimits};
 use super::udp::{self, UdpStats, UdpWorkers};
 use super::{Handler, tcp};
 use crate::snapshot::Published;
@@ -23,9 +24,29 @@ pub struct DnsServer {
     pub addrs: Vec<SocketAddr>,
     /// UDP replies by path, for `/metrics`.
     pub udp_stats: Arc<UdpStats>,
+    /// UDP rate limiting and its counters.
+    pub rrl: Arc<RateLimiter>,
+    /// TCP caps and their counters.
+    pub tcp_gate: Arc<Gate>,
+}
+
+/// The data plane's counters, for `/metrics`.
+#[derive(Clone)]
+pub struct DnsCounters {
+    pub udp: Arc<UdpStats>,
+    pub rrl: Arc<RateLimiter>,
+    pub tcp: Arc<Gate>,
 }
 
 impl DnsServer {
+    pub fn counters(&self) -> DnsCounters {
+        DnsCounters {
+            udp: self.udp_stats.clone(),
+            rrl: self.rrl.clone(),
+            tcp: self.tcp_gate.clone(),
+        }
+    }
+
     /// Stop accepting and wait for the sockets' tasks and threads to end.
     pub async fn shutdown(mut self) {
         self.stop_tcp.cancel();
@@ -41,13 +62,16 @@ impl DnsServer {
 pub fn bind(
     addrs: &[SocketAddr],
     udp_threads: Option<usize>,
-    tcp_idle_timeout: Duration,
+    tcp: &TcpLimits,
+    rate_limit: &RrlConfig,
     published: Arc<Published>,
 ) -> io::Result<DnsServer> {
     let threads = udp_threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
     let handler = Arc::new(Handler::new(published.clone()));
+    let gate = Gate::new(tcp.clone());
+    let rrl = Arc::new(RateLimiter::new(rate_limit.clone()));
     let stop_tcp = CancellationToken::new();
     let mut tcp_tasks = JoinSet::new();
     let mut bound = Vec::with_capacity(addrs.len());
@@ -64,18 +88,20 @@ pub fn bind(
         tcp_tasks.spawn(tcp::serve(
             tcp,
             handler.clone(),
-            tcp_idle_timeout,
+            gate.clone(),
             stop_tcp.clone(),
         ));
     }
     let udp_stats = Arc::new(UdpStats::default());
-    let udp = UdpWorkers::spawn(all_udp, &published, &udp_stats)?;
+    let udp = UdpWorkers::spawn(all_udp, &published, &udp_stats, &rrl)?;
     Ok(DnsServer {
         tcp: tcp_tasks,
         stop_tcp,
         udp,
         addrs: bound,
         udp_stats,
+        rrl,
+        tcp_gate: gate,
     })
 }
 
@@ -93,10 +119,16 @@ fn bind_pair(
         let udp = udp::bind(addr, threads, v6_only).map_err(|e| context(e, "cannot bind UDP"))?;
         return Ok((udp, tcp));
     }
-    // An ephemeral TCP port may be taken for UDP; try a few.
+    // An ephemeral TCP port may be taken for UDP; try a few. `SO_REUSEPORT` would let our
+    // workers join sockets of ours still bound there (a server not yet stopped), so first
+    // make sure nobody holds it: an exclusive bind must succeed (and is closed again).
     let mut last = None;
     for _ in 0..16 {
         let tcp = bind_tcp(addr, v6_only).map_err(|e| context(e, "cannot bind TCP"))?;
+        if let Err(e) = UdpSocket::bind(tcp.local_addr()?) {
+            last = Some(e);
+            continue;
+        }
         match udp::bind(tcp.local_addr()?, threads, v6_only) {
             Ok(udp) => return Ok((udp, tcp)),
             Err(e) => last = Some(e),

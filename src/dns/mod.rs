@@ -12,6 +12,8 @@
 //!   boundary over UDP. It is the reference behaviour; the fast path only answers where it
 //!   gives the same reply.
 //! - [`source`]: the one rule for which source addresses get a reply, on every path.
+//! - [`rrl`]: response rate limiting per client network on UDP, decided before any answer
+//!   work; [`tcp`] has the connection caps.
 //! - [`ecs`] reads and writes the EDNS Client Subnet option (RFC 7871).
 //! - `init` answers the RUM zone's nonce names and logs who asked (full path only: they are
 //!   never in the fast path's tables).
@@ -29,6 +31,7 @@ pub mod full;
 pub mod handler;
 mod init;
 pub mod listen;
+pub mod rrl;
 pub mod source;
 pub mod tcp;
 pub mod udp;

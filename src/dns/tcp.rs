@@ -8,10 +8,21 @@
 //! pipelined queries are answered as fast as they are read). A connection that does not
 //! deliver a whole message within the idle timeout, from the end of the last one, is closed,
 //! so a client stalled (or trickling bytes) in a message cannot hold it open.
+//!
+//! Caps ([`TcpLimits`]), shared by every listener: connections open at once, in all and per
+//! client network (/24, /56), and queries per connection. A connection over a cap is
+//! accepted and closed at once (rather than left in the kernel's backlog, where it would
+//! hold up the clients behind it) and counted in [`TcpStats`]. With the per-message
+//! timeout this bounds what a flood of connections, or slow ones, can hold: at most
+//! `max_connections` tasks, each with one message buffer of at most 64 KiB.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use ipnet::IpNet;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -22,11 +33,118 @@ use tracing::debug;
 use super::full::{self, Transport};
 use super::{Handler, source};
 
+/// `[dns]` TCP settings, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// Time allowed for each whole message, and for writing each reply.
+    pub idle_timeout: Duration,
+    /// Connections open at once, over every listener.
+    pub max_connections: usize,
+    /// Connections open at once from one client network (/24 for IPv4, /56 for IPv6).
+    pub max_per_network: usize,
+    /// Queries answered on one connection before it is closed (0: no cap).
+    pub max_queries: usize,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_per_network: 64,
+            max_queries: 1000,
+        }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct TcpStats {
+    pub accepted: AtomicU64,
+    /// Closed at once: `max_connections` reached.
+    pub refused_total: AtomicU64,
+    /// Closed at once: the client network's `max_per_network` reached.
+    pub refused_network: AtomicU64,
+    /// Open now.
+    pub open: AtomicU64,
+}
+
+/// The connection caps every listener shares.
+pub struct Gate {
+    limits: TcpLimits,
+    per_network: Mutex<HashMap<IpNet, usize>>,
+    pub stats: TcpStats,
+}
+
+impl Gate {
+    pub fn new(limits: TcpLimits) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            per_network: Mutex::new(HashMap::new()),
+            stats: TcpStats::default(),
+        })
+    }
+
+    /// A permit for a connection from `peer`, held while it is open; `None` over a cap.
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Permit> {
+        let network = client_network(peer);
+        let mut open = self
+            .per_network
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.stats.open.load(Ordering::Relaxed) >= self.limits.max_connections as u64 {
+            self.stats.refused_total.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let here = open.entry(network).or_insert(0);
+        if *here >= self.limits.max_per_network {
+            self.stats.refused_network.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        *here += 1;
+        self.stats.open.fetch_add(1, Ordering::Relaxed);
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        Some(Permit {
+            gate: self.clone(),
+            network,
+        })
+    }
+}
+
+/// One open connection's place under the caps; given back on drop.
+struct Permit {
+    gate: Arc<Gate>,
+    network: IpNet,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut open = self
+            .gate
+            .per_network
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.network) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.network);
+            }
+        }
+        self.gate.stats.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn client_network(ip: IpAddr) -> IpNet {
+    let ip = ip.to_canonical();
+    let prefix = if ip.is_ipv4() { 24 } else { 56 };
+    IpNet::new(ip, prefix).map_or_else(|_| IpNet::from(ip), |n| n.trunc())
+}
+
 /// Accept connections on `listener` until `stop` is cancelled; then every connection ends.
 pub async fn serve(
     listener: TcpListener,
     handler: Arc<Handler>,
-    idle_timeout: Duration,
+    gate: Arc<Gate>,
     stop: CancellationToken,
 ) {
     let mut connections = JoinSet::new();
@@ -49,9 +167,15 @@ pub async fn serve(
         if !source::answerable(peer) {
             continue;
         }
+        // Over a cap: dropping the stream closes it now.
+        let Some(permit) = gate.admit(peer.ip()) else {
+            continue;
+        };
         let handler = handler.clone();
+        let limits = gate.limits.clone();
         connections.spawn(async move {
-            if let Err(error) = connection(stream, peer, &handler, idle_timeout).await {
+            let _permit = permit;
+            if let Err(error) = connection(stream, peer, &handler, &limits).await {
                 debug!(%error, %peer, "TCP connection ended");
             }
         });
@@ -63,8 +187,10 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     handler: &Handler,
-    idle_timeout: Duration,
+    limits: &TcpLimits,
 ) -> std::io::Result<()> {
+    let idle_timeout = limits.idle_timeout;
+    let mut answered = 0;
     let (mut reader, mut writer) = stream.into_split();
     let mut message = Vec::with_capacity(512);
     let mut framed = Vec::with_capacity(514);
@@ -98,6 +224,11 @@ async fn connection(
         match tokio::time::timeout(idle_timeout, writer.write_all(&framed)).await {
             Ok(written) => written?,
             Err(_) => return Ok(()),
+        }
+        answered += 1;
+        if limits.max_queries != 0 && answered >= limits.max_queries {
+            // RFC 7766 §6.2.3: the server may close; the client reconnects for more.
+            return Ok(());
         }
     }
 }

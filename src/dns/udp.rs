@@ -3,7 +3,8 @@
 //! of up to [`BATCH`] datagrams per system call.
 //!
 //! Each datagram goes to the fast path, and to the full path when the fast path declines;
-//! both refuse the same sources ([`super::source`]). Plain threads, not tokio tasks: a worker
+//! both refuse the same sources ([`super::source`]). Before either, the shared rate limiter
+//! ([`super::rrl`]) may drop the datagram or answer it with a truncated stub. Plain threads, not tokio tasks: a worker
 //! only ever waits in `recvmmsg`, and hickory-server's task per datagram was a large share of
 //! the cost (bench/RESULTS.md). The snapshot is loaded
 //! once per batch; a batch never mixes two generations.
@@ -19,7 +20,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, warn};
 
 use super::batch::Packets;
-use super::{Handler, fast, full};
+use super::rrl::{RateLimiter, Verdict, slip_reply};
+use super::{Handler, fast, full, source};
 use crate::snapshot::Published;
 
 /// Datagrams per `recvmmsg`/`sendmmsg`.
@@ -53,6 +55,7 @@ impl UdpWorkers {
         sockets: Vec<UdpSocket>,
         published: &Arc<Published>,
         stats: &Arc<UdpStats>,
+        rrl: &Arc<RateLimiter>,
     ) -> io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(sockets.len());
@@ -62,6 +65,7 @@ impl UdpWorkers {
                 handler: Handler::new(published.clone()),
                 published: published.clone(),
                 stats: stats.clone(),
+                rrl: rrl.clone(),
                 stop: stop.clone(),
             };
             threads.push(
@@ -74,11 +78,20 @@ impl UdpWorkers {
     }
 
     /// Ask every worker to stop and wait for them (at most about [`IDLE_WAKE`]).
-    pub fn stop(self) {
+    pub fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        for thread in self.threads {
+        for thread in std::mem::take(&mut self.threads) {
             let _ = thread.join();
         }
+    }
+}
+
+/// A server dropped without [`UdpWorkers::stop`] still stops its workers (within
+/// [`IDLE_WAKE`]): otherwise their sockets would stay bound, and a later server of ours
+/// given the same port would share its queries with them through `SO_REUSEPORT`.
+impl Drop for UdpWorkers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -115,6 +128,7 @@ struct Worker {
     handler: Handler,
     published: Arc<Published>,
     stats: Arc<UdpStats>,
+    rrl: Arc<RateLimiter>,
     stop: Arc<AtomicBool>,
 }
 
@@ -144,12 +158,24 @@ impl Worker {
 
     fn answer(&self, inbox: &Packets, outbox: &mut Packets) {
         let snapshot = self.published.load();
+        let now = self.rrl.now();
         outbox.clear();
         let (mut fast, mut full) = (0, 0);
         for i in (0..inbox.len()).filter(|i| !inbox.truncated(*i)) {
             let Some((raw, from)) = inbox.get(i) else {
                 continue;
             };
+            if !source::answerable(from) {
+                continue;
+            }
+            match self.rrl.check(from.ip(), now) {
+                Verdict::Answer => {}
+                Verdict::Slip => {
+                    outbox.try_push(from, |out| slip_reply(raw, out));
+                    continue;
+                }
+                Verdict::Drop => continue,
+            }
             outbox.try_push(from, |out| {
                 if let Some(len) = fast::answer(&snapshot, raw, from, out) {
                     fast += 1;

@@ -1,0 +1,184 @@
+//! Abuse resistance over real sockets: UDP response rate limiting per client network (drops
+//! and TC "slip" stubs, exempt networks, the next second), and the TCP caps (in all, per
+//! client network, queries per connection). Loopback only: 127.0.0.0/8 has many networks.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hickory_proto::op::Message;
+use hickory_proto::rr::RecordType;
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+
+use crate::rum_ingest::metric;
+use crate::support::*;
+
+/// A burst of `n` queries for www.example.com A from `from`, as fast as they go; the replies
+/// that came back within half a second after the last one, decoded.
+async fn burst(server: SocketAddr, from: &str, n: u16) -> Vec<Message> {
+    let socket = UdpSocket::bind(format!("{from}:0")).await.unwrap();
+    socket.connect(server).await.unwrap();
+    for id in 0..n {
+        let mut q = query("www.example.com", RecordType::A);
+        q.metadata.id = id;
+        socket.send(&encode(&q)).await.unwrap();
+    }
+    let mut replies = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    while let Ok(Ok(len)) =
+        tokio::time::timeout(Duration::from_millis(500), socket.recv(&mut buf)).await
+    {
+        let reply = decode(&buf[..len]);
+        assert!(reply.metadata.id < n, "a reply to one of ours");
+        assert_eq!(reply.queries.len(), 1, "the question is echoed");
+        replies.push(reply);
+    }
+    replies
+}
+
+fn split(replies: &[Message]) -> (usize, usize) {
+    let stubs = replies.iter().filter(|r| r.metadata.truncation).count();
+    for r in replies.iter().filter(|r| r.metadata.truncation) {
+        assert!(r.answers.is_empty() && r.authorities.is_empty(), "{r:?}");
+    }
+    (replies.len() - stubs, stubs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_replies_past_the_rate_are_dropped_or_slipped_per_network() {
+    let dir = TempDir::new("abuse-rrl");
+    let path = write_config_with(
+        &dir,
+        DEMO_ZONE,
+        &demo_policies(),
+        "\n[dns.rate_limit]\nresponses_per_second = 20\nslip = 2\nipv4_prefix = 32\n\
+         exempt = [\"127.0.0.2\"]\n",
+    );
+    let running = start_file(&path).await;
+    let server = v4(&running);
+    let http = running.http_addr.unwrap();
+
+    let limited = burst(server, "127.0.0.1", 100).await;
+    let (full, stubs) = split(&limited);
+    eprintln!("127.0.0.1, 100 queries at 20/s: {full} answers, {stubs} TC stubs");
+    // 20 a second; a burst may straddle a second boundary.
+    assert!((20..=40).contains(&full), "{full} full answers");
+    let held = 100 - full;
+    // Every 2nd limited reply slips.
+    assert_eq!(stubs, held / 2, "{stubs} stubs of {held} limited");
+    let dropped = metric(http, "steerdns_rrl_limited_total{action=\"drop\"}").await;
+    let slipped = metric(http, "steerdns_rrl_limited_total{action=\"slip\"}").await;
+    assert_eq!(
+        (dropped, slipped),
+        (Some((held - stubs) as u64), Some(stubs as u64))
+    );
+
+    // Another network has its own budget; an exempt one has none.
+    let (other, _) = split(&burst(server, "127.0.0.3", 30).await);
+    assert!(other >= 20, "127.0.0.3: {other}");
+    let (exempt, exempt_stubs) = split(&burst(server, "127.0.0.2", 100).await);
+    assert_eq!((exempt, exempt_stubs), (100, 0));
+
+    // The next second, the first network is answered again, in full.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (again, _) = split(&burst(server, "127.0.0.1", 5).await);
+    assert_eq!(again, 5);
+    running.shutdown().await;
+}
+
+/// A TCP connection from `from` to `server`.
+async fn connect_from(server: SocketAddr, from: &str) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), socket.connect(server))
+        .await
+        .expect("connect in time")
+        .expect("connect")
+}
+
+/// Whether `stream` is served: a query gets its reply (`false`: closed without one).
+async fn served(stream: &mut TcpStream) -> bool {
+    let q = query("pop.example.com", RecordType::A);
+    tcp_write(stream, &encode(&q)).await;
+    match tcp_read(stream).await {
+        Some(bytes) => {
+            assert_eq!(decode(&bytes).metadata.id, q.metadata.id);
+            true
+        }
+        None => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connections_are_capped_in_all_and_per_network() {
+    let dir = TempDir::new("abuse-tcp");
+    let path = write_config_with(
+        &dir,
+        DEMO_ZONE,
+        &demo_policies(),
+        "tcp_max_connections = 6\ntcp_max_per_network = 4\ntcp_max_queries = 3\n",
+    );
+    let running = start_file(&path).await;
+    let server = v4(&running);
+    let http = running.http_addr.unwrap();
+
+    // Four from 127.0.0.0/24 are served; the fifth from that /24 is closed at once.
+    let mut held = Vec::new();
+    for i in 1..=4 {
+        let mut c = connect_from(server, &format!("127.0.0.{i}")).await;
+        assert!(served(&mut c).await, "connection {i}");
+        held.push(c);
+    }
+    let mut fifth = connect_from(server, "127.0.0.5").await;
+    assert!(!served(&mut fifth).await, "a fifth from the same /24");
+    // Two more from another /24 fill the global cap of six; a seventh is closed.
+    for i in 1..=2 {
+        let mut c = connect_from(server, &format!("127.0.1.{i}")).await;
+        assert!(served(&mut c).await, "127.0.1.{i}");
+        held.push(c);
+    }
+    let mut seventh = connect_from(server, "127.0.2.1").await;
+    assert!(!served(&mut seventh).await, "a seventh in all");
+    assert_eq!(
+        metric(http, "steerdns_tcp_refused_total{cap=\"max_per_network\"}").await,
+        Some(1)
+    );
+    assert_eq!(
+        metric(http, "steerdns_tcp_refused_total{cap=\"max_connections\"}").await,
+        Some(1)
+    );
+    assert_eq!(metric(http, "steerdns_tcp_connections").await, Some(6));
+
+    // Closing one frees its place (for its network and in all).
+    drop(held.remove(0));
+    eventually(
+        "the closed connection's place is free",
+        Duration::from_secs(5),
+        async || match metric(http, "steerdns_tcp_connections").await {
+            Some(5) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    let mut c = connect_from(server, "127.0.0.9").await;
+    assert!(served(&mut c).await, "a place again");
+
+    // Three queries per connection, pipelined: three replies, then the server closes.
+    let mut pipelined = c;
+    let ids: Vec<u16> = (0..5).map(|_| next_id()).collect();
+    for id in &ids {
+        let mut q = query("pop.example.com", RecordType::A);
+        q.metadata.id = *id;
+        tcp_write(&mut pipelined, &encode(&q)).await;
+    }
+    // The first query of this connection was answered above: two more, then the close.
+    for id in &ids[..2] {
+        let reply = tcp_read(&mut pipelined).await.expect("a reply");
+        assert_eq!(decode(&reply).metadata.id, *id);
+    }
+    assert_eq!(
+        tcp_read(&mut pipelined).await,
+        None,
+        "closed after 3 queries"
+    );
+    running.shutdown().await;
+}
