@@ -16,8 +16,40 @@ use steerdns::control::{self, ConfigOrigin};
     about = "Multi-CDN steering authoritative DNS server"
 )]
 struct Cli {
+    /// Log format on stderr: text (coloured only when stderr is a terminal and NO_COLOR is
+    /// unset) or json (one object per line, for journald/Loki/Elasticsearch pipelines).
+    /// RUST_LOG sets the level (default info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to stderr; colour codes only where a person reads them (a file or journald would
+/// keep the escape sequences as text).
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,hickory_server=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // A closed stderr (a log collector gone, `serve 2>&1 | head`) must not turn every log
+        // line into a panic: drop what cannot be written.
+        .log_internal_errors(false);
+    match format {
+        LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            builder.with_ansi(colour).init();
+        }
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -134,17 +166,9 @@ enum PolicyAction {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,hickory_server=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        // A closed stderr (a log collector gone, `serve 2>&1 | head`) must not turn every log
-        // line into a panic: drop what cannot be written.
-        .log_internal_errors(false)
-        .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {e:#}");

@@ -242,3 +242,63 @@ async fn check_names_the_bad_step_of_a_chain() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// `serve`'s first log lines, up to the one saying DNS listens (stderr is a pipe here, as
+/// under systemd or a log collector); the process is killed after.
+fn serve_log_lines(extra: &[&str]) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    let dir = TempDir::new("cli-logs");
+    let config = write_config(&dir, DEMO_ZONE, &demo_policies());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_steerdns"))
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .args(extra)
+        .arg("serve")
+        .arg("-c")
+        .arg(&config)
+        .args(["--dns-listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run steerdns");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let done = line.contains("DNS listening");
+            if tx.send(line).is_err() || done {
+                return;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
+        let done = line.contains("DNS listening");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        lines.iter().any(|l| l.contains("DNS listening")),
+        "serve said it listens: {lines:?}"
+    );
+    lines
+}
+
+#[test]
+fn logs_carry_no_colour_codes_off_a_terminal_and_can_be_json() {
+    let text = serve_log_lines(&[]);
+    for line in &text {
+        assert!(!line.contains('\u{1b}'), "no ANSI escape: {line:?}");
+    }
+    let json = serve_log_lines(&["--log-format", "json"]);
+    for line in &json {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        assert!(v["timestamp"].is_string() && v["level"].is_string(), "{v}");
+        assert!(v["fields"]["message"].is_string(), "{v}");
+    }
+}
