@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::api::admin::Tokens;
+use crate::api::serve::{HttpCounters, HttpLimits, HttpStats};
 use crate::config::{Config, RumConfig};
 use crate::control::{self, ConfigOrigin, Controller, Stores};
 use crate::dns::{self, DnsServer};
@@ -182,6 +183,7 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
     };
     let rum_collector = rum.as_ref().map(|(_, c)| c.clone());
 
+    let http_counters = HttpCounters::default();
     let http_addr = match config.http_listen {
         None => None,
         Some(addr) => Some(
@@ -190,9 +192,11 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
                 crate::api::public::router(
                     published.clone(),
                     dns.counters(),
+                    http_counters.clone(),
                     rum.map(|(api, _)| api),
                     redis.as_ref().map(|r| r.status.clone()),
                 ),
+                (&config.http_limits, &http_counters.public),
                 &cancel,
                 &mut tasks,
                 "HTTP",
@@ -214,7 +218,8 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
                 tokens,
                 rum_collector.clone(),
             );
-            Some(serve_http(addr, router, &cancel, &mut tasks, "admin API").await?)
+            let bounds = (&config.http_limits, &http_counters.admin);
+            Some(serve_http(addr, router, bounds, &cancel, &mut tasks, "admin API").await?)
         }
     };
 
@@ -290,6 +295,7 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
 async fn serve_http(
     addr: SocketAddr,
     router: axum::Router,
+    (limits, stats): (&HttpLimits, &Arc<HttpStats>),
     cancel: &CancellationToken,
     tasks: &mut Vec<JoinHandle<()>>,
     what: &str,
@@ -299,14 +305,13 @@ async fn serve_http(
         .with_context(|| format!("cannot bind {what} {addr}"))?;
     let bound = listener.local_addr()?;
     info!("{what} listening on {bound}");
-    let cancel = cancel.clone();
-    tasks.push(tokio::spawn(async move {
-        // Peer addresses for the RUM endpoints (client network, rate limit).
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        let _ = axum::serve(listener, service)
-            .with_graceful_shutdown(cancel.cancelled_owned())
-            .await;
-    }));
+    tasks.push(tokio::spawn(crate::api::serve::serve(
+        listener,
+        router,
+        limits.clone(),
+        stats.clone(),
+        cancel.clone(),
+    )));
     Ok(bound)
 }
 

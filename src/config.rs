@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::api::serve::HttpLimits;
 use crate::dns::rrl::RrlConfig;
 use crate::dns::tcp::TcpLimits;
 use crate::geo::{DbSource, Location, Override, iso};
@@ -172,6 +173,9 @@ struct RawAdmin {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: Option<String>,
+    max_connections: Option<usize>,
+    header_timeout_ms: Option<u64>,
+    request_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -249,6 +253,8 @@ pub struct Config {
     pub explain_names: bool,
     /// `None` disables the HTTP listener.
     pub http_listen: Option<SocketAddr>,
+    /// `[http]` bounds, for the public and the admin listener alike.
+    pub http_limits: HttpLimits,
     /// The admin API (policy edits, health overrides, explain); `None` disables it.
     pub admin_listen: Option<SocketAddr>,
     /// File holding the admin bearer token (`STEERDNS_ADMIN_TOKEN` wins over it).
@@ -453,6 +459,7 @@ impl Config {
         };
         let http_listen =
             optional_listen("http.listen", http.listen.as_deref(), DEFAULT_HTTP_LISTEN)?;
+        let http_limits = parse_http(&http).map_err(|(f, r)| err(&format!("http.{f}"), r))?;
         let RawAdmin {
             listen,
             token_file,
@@ -538,6 +545,7 @@ impl Config {
             udp_threads,
             explain_names: explain_names.unwrap_or(false),
             http_listen,
+            http_limits,
             admin_listen,
             admin_token_file: token_file.map(resolve),
             probe_token_file: probe_token_file.map(resolve),
@@ -660,6 +668,31 @@ pub fn check_prefix(prefix: &str) -> Result<(), String> {
 }
 
 type FieldError = (&'static str, String);
+
+fn parse_http(raw: &RawHttp) -> Result<HttpLimits, FieldError> {
+    let d = HttpLimits::default();
+    let max_connections = raw.max_connections.unwrap_or(d.max_connections);
+    if !(1..=1_000_000).contains(&max_connections) {
+        return Err((
+            "max_connections",
+            format!("{max_connections} is out of range 1..=1000000"),
+        ));
+    }
+    let ms = |field: &'static str, v: Option<u64>, default: Duration| match v {
+        None => Ok(default),
+        Some(ms) if (100..=600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
+        Some(ms) => Err((field, format!("{ms} is out of range 100..=600000"))),
+    };
+    Ok(HttpLimits {
+        max_connections,
+        header_timeout: ms("header_timeout_ms", raw.header_timeout_ms, d.header_timeout)?,
+        request_timeout: ms(
+            "request_timeout_ms",
+            raw.request_timeout_ms,
+            d.request_timeout,
+        )?,
+    })
+}
 
 fn parse_tcp(
     idle_timeout: Duration,

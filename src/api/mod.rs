@@ -5,8 +5,12 @@
 //! - [`admin`]: `/api/v1/…`, bearer token, loopback by default: policy edits with ETags and
 //!   history, previews, explain, health overrides.
 //!
+//! Both are served by [`serve`]: our accept loop with a connection cap, a header-read
+//! timeout and a whole-request timeout, the same on both listeners.
+//!
 //! Depends on `control` (writes) and `snapshot` (reads).
 
 pub mod admin;
 pub mod public;
 pub mod rum;
+pub mod serve;

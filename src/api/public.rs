@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 
 use super::rum::Rum;
+use super::serve::HttpCounters;
 use crate::dns::listen::DnsCounters;
 use crate::health;
 use crate::rum::beacon::Reject;
@@ -24,6 +25,7 @@ use crate::store::redis::StoreStatus;
 struct Shared {
     published: Arc<Published>,
     dns: DnsCounters,
+    http: HttpCounters,
     rum: Option<Arc<Collector>>,
     store: Option<Arc<StoreStatus>>,
 }
@@ -33,6 +35,7 @@ struct Shared {
 pub fn router(
     published: Arc<Published>,
     dns: DnsCounters,
+    http: HttpCounters,
     rum: Option<Arc<Rum>>,
     store: Option<Arc<StoreStatus>>,
 ) -> Router {
@@ -44,6 +47,7 @@ pub fn router(
         .with_state(Shared {
             published,
             dns,
+            http,
             rum: collector,
             store,
         });
@@ -84,6 +88,7 @@ async fn metrics(
     State(Shared {
         published,
         dns,
+        http,
         rum,
         store,
     }): State<Shared>,
@@ -175,6 +180,21 @@ async fn metrics(
         tcp.accepted.load(Ordering::Relaxed),
         tcp.refused_total.load(Ordering::Relaxed),
         tcp.refused_network.load(Ordering::Relaxed),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP steerdns_http_refused_total HTTP connections closed at once: [http] max_connections reached.\n\
+         # TYPE steerdns_http_refused_total counter\n\
+         steerdns_http_refused_total{{listener=\"public\"}} {}\n\
+         steerdns_http_refused_total{{listener=\"admin\"}} {}\n\
+         # HELP steerdns_http_timeouts_total HTTP requests answered 408: not complete within [http] request_timeout_ms.\n\
+         # TYPE steerdns_http_timeouts_total counter\n\
+         steerdns_http_timeouts_total{{listener=\"public\"}} {}\n\
+         steerdns_http_timeouts_total{{listener=\"admin\"}} {}",
+        http.public.refused.load(Ordering::Relaxed),
+        http.admin.refused.load(Ordering::Relaxed),
+        http.public.timed_out.load(Ordering::Relaxed),
+        http.admin.timed_out.load(Ordering::Relaxed),
     );
     let _ = writeln!(
         out,

@@ -1,6 +1,7 @@
 //! Abuse resistance over real sockets: UDP response rate limiting per client network (drops
-//! and TC "slip" stubs, exempt networks, the next second), and the TCP caps (in all, per
-//! client network, queries per connection). Loopback only: 127.0.0.0/8 has many networks.
+//! and TC "slip" stubs, exempt networks, the next second), the TCP caps (in all, per
+//! client network, queries per connection), and the HTTP listeners' bounds (connection cap,
+//! head and request timeouts). Loopback only: 127.0.0.0/8 has many networks.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -179,6 +180,110 @@ async fn tcp_connections_are_capped_in_all_and_per_network() {
         tcp_read(&mut pipelined).await,
         None,
         "closed after 3 queries"
+    );
+    running.shutdown().await;
+}
+
+/// A server whose HTTP listeners allow 3 connections, 300 ms for a request head and 600 ms
+/// for a whole request.
+async fn tight_http(tag: &str) -> (TempDir, steerdns::app::Running) {
+    let dir = TempDir::new(tag);
+    let path = write_config(&dir, DEMO_ZONE, &demo_policies());
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[http]\nlisten = \"off\"\n",
+        "[http]\nlisten = \"off\"\nmax_connections = 3\nheader_timeout_ms = 300\n\
+         request_timeout_ms = 600\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let running = start_file(&path).await;
+    (dir, running)
+}
+
+/// Read until the peer closes (true) or `within` passes (false).
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_connections_are_capped_and_slow_clients_timed_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_dir, running) = tight_http("abuse-http").await;
+    let http = running.http_addr.unwrap();
+
+    // A client that sends half a request head is closed after the head timeout.
+    let mut slow = TcpStream::connect(http).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(3)).await,
+        "slowloris closed"
+    );
+    eprintln!("half a head: closed after {:?}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    // A body that never completes gets 408 after the request timeout (an admin edit).
+    let admin = AdminClient::of(&running);
+    let mut trickle = TcpStream::connect(admin.addr).await.unwrap();
+    let head = format!(
+        "PUT /api/v1/policies/www.example.com HTTP/1.1\r\nHost: x\r\n\
+         Authorization: Bearer {}\r\nContent-Length: 100\r\n\r\nname = ",
+        admin.token
+    );
+    trickle.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), trickle.read_to_end(&mut reply)).await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(550),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Three idle connections fill the cap: a fourth is closed at once, unanswered.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(TcpStream::connect(http).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut fourth = TcpStream::connect(http).await.unwrap();
+    fourth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), fourth.read_to_end(&mut got)).await;
+    assert!(got.is_empty(), "over the cap: closed without a reply");
+    // Once the idle ones are timed out, the listener answers again.
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let r = http_request(http, "GET", "/metrics", &[], b"").await;
+    assert_eq!(r.status, 200);
+    let line = |name: &str| {
+        r.body
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+    };
+    assert_eq!(
+        line("steerdns_http_refused_total{listener=\"public\"}"),
+        Some(1)
+    );
+    assert_eq!(
+        line("steerdns_http_timeouts_total{listener=\"admin\"}"),
+        Some(1)
     );
     running.shutdown().await;
 }
