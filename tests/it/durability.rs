@@ -357,6 +357,9 @@ async fn edits_succeed_when_stderr_is_closed() {
     drop(server);
 }
 
+/// (target, state) changes in order, and how many of them are acknowledged.
+type OverridesSent = (Vec<(String, String)>, usize);
+
 /// Health overrides are durable writes too: `kill -9` while a stream of override changes is
 /// written leaves the state file whole (valid, holding the acknowledged change or the one in
 /// flight), and the restarted server applies it.
@@ -367,7 +370,7 @@ async fn kill_9_during_override_writes_leaves_the_state_whole() {
     let state = dir.join("policies/.steerdns-state.json");
     // (target, state) of every change since the round began (starting from what the server
     // held), and how many of them are acknowledged (all before the next one sent).
-    let sent: Arc<Mutex<(Vec<(String, String)>, usize)>> = Arc::default();
+    let sent: Arc<Mutex<OverridesSent>> = Arc::default();
     for round in 0..5 {
         let config2 = config.clone();
         let mut server = tokio::task::spawn_blocking(move || Server::spawn(&config2))
