@@ -2,8 +2,8 @@
 # Shared helpers for the benchmark scripts in bench/ (dnsperf-vs-gdnsd.sh, compare.sh):
 # logging, tool checks that name the Debian package instead of installing anything, free
 # loopback ports, ECS encoding for dnsperf, dig on loopback, waiting for a server with a
-# bounded number of polls, stopping processes by PID, building steerdns, medians and dnsperf
-# summary fields.
+# bounded number of polls, stopping processes by PID, building steerdns, process and core CPU
+# ticks, medians and dnsperf summary fields.
 #
 # Source it after setting REPO_ROOT; it sets no traps and starts nothing by itself.
 
@@ -121,11 +121,14 @@ wait_until_answering() {
   die "$name did not answer on $LOOPBACK:$port after $READY_TRIES tries (log: $logfile)"
 }
 
-# Stop one process we started: TERM, up to 3 s, then KILL; reap it if it is our child.
+# Stop one process we started: TERM, up to 3 s, then KILL; reap it if it is our child. CONT
+# after TERM: a stopped process (SIGSTOP, as the fleet outage benchmark leaves Redis) acts
+# on TERM only once it runs again.
 stop_pid() {
   local pid=$1 _
   [[ -n "$pid" ]] || return 0
   kill -TERM "$pid" 2>/dev/null || true
+  kill -CONT "$pid" 2>/dev/null || true
   for _ in {1..30}; do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
@@ -146,6 +149,18 @@ build_steerdns() {
   (cd "$REPO_ROOT" && cargo build --release -p steerdns)
   STEERDNS_BIN="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/steerdns"
   [[ -x "$STEERDNS_BIN" ]] || die "build finished but $STEERDNS_BIN does not exist"
+}
+
+# proc_ticks PID: CPU time (utime + stime, clock ticks) a process has used so far.
+proc_ticks() {
+  awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# core_ticks CPU: "busy total" clock ticks of one core so far (/proc/stat; busy = user, nice,
+# system, irq, softirq; total adds idle, iowait and steal), for that core's utilisation by
+# everything on it over a run.
+core_ticks() {
+  awk -v c="cpu$1" '$1 == c { busy = $2 + $3 + $4 + $7 + $8; print busy, busy + $5 + $6 + $9 }' /proc/stat
 }
 
 # Median of the numbers on stdin.

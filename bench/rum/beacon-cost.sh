@@ -20,24 +20,16 @@ CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 MINIFY=${MINIFY:-1}
 TERSER=${TERSER:-terser@5}
 
-require_tool curl curl
+require_common_tools
 require_tool gzip gzip
-require_tool python3 python3
-require_tool timeout coreutils
 [[ -x "$CHROMIUM" ]] || die "$CHROMIUM not found: install the Debian package 'chromium'"
 [[ "$MINIFY" == 1 ]] && require_tool npx npm
 build_steerdns
 
-WORK=$(mktemp -d -t rum-beacon.XXXXXX)
-PIDS=()
 BROWSER=
-cleanup() {
-  # Chromium leads its own process group (setsid): only what this script started.
-  if [[ -n "$BROWSER" ]]; then kill -KILL -- "-$BROWSER" 2>/dev/null || true; fi
-  for p in "${PIDS[@]}"; do stop_pid "$p"; done
-}
-trap cleanup EXIT
-log "work dir $WORK"
+# Chromium leads its own process group (setsid): only what this script started.
+cleanup_extra() { if [[ -n "$BROWSER" ]]; then kill -KILL -- "-$BROWSER" 2>/dev/null || true; fi; }
+bench_setup rum-beacon
 
 # Sizes.
 JS="$REPO_ROOT/rum-beacon/beacon.js"
@@ -78,7 +70,7 @@ for ((i = 1; i <= LOADS; i++)); do
   trace="$WORK/trace-$i.json"
   setsid "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking \
     --disable-dev-shm-usage --no-first-run --no-default-browser-check \
-    --host-resolver-rules="MAP *.rum.test $LOOPBACK" --user-data-dir="$WORK/profile-$i" \
+    --host-resolver-rules="MAP *.rum.example.com $LOOPBACK" --user-data-dir="$WORK/profile-$i" \
     --trace-startup=devtools.timeline,v8,v8.execute,disabled-by-default-devtools.timeline,toplevel \
     --trace-startup-file="$trace" --trace-startup-format=json --trace-startup-duration="$TRACE_SECONDS" \
     "$URL" </dev/null >"$WORK/chromium-$i.log" 2>&1 &

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Tables for the RUM benchmarks (bench/rum/): medians over rounds of the JSON lines that
+"""Tables for the RUM benchmarks (bench/rum/; the ingest table also for bench/fleet/beacons.sh): medians over rounds of the JSON lines that
 beaconflood and loadgen print, and a grouped perf profile. Markdown on stdout.
 
   table.py ingest WORKDIR SERVER...   # WORKDIR/SERVER-ROUND.json from beaconflood
   table.py dns WORKDIR                # WORKDIR/{alone,flood,paced}-ROUND.{dns,beacons}.json
+                                      # (+ .server-cpu, .client-core)
   table.py perf PERF_REPORT_TXT       # perf report --no-children --sort dso,symbol -g none
 """
 import glob
@@ -26,6 +27,14 @@ def load(pattern):
 def med(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else float("nan")
+
+
+def numbers(pattern):
+    out = []
+    for path in glob.glob(pattern):
+        with open(path) as f:
+            out.append(float(f.read()))
+    return out
 
 
 def ingest(work, servers):
@@ -54,16 +63,16 @@ def ingest(work, servers):
         print(f"| {s} | {row['rate']:,.0f} | {row['refused']} | {row['p50']:.2f} | {row['p99']:.2f} | "
               f"{100 * row['cpu']:.0f}% | {row['us']:.1f} | {1e6 / row['us']:,.0f}/s | "
               f"{100 * row['ccpu']:.0f}% | {row['cus']:.1f} | {row['rounds']} |")
-    if "steerdns" in rows and "floor" in rows:
-        a, b = rows["steerdns"], rows["floor"]
-        print(f"\nsteerdns / floor: beacons/s {a['rate'] / b['rate']:.2f}, "
+    if len(rows) == 2:
+        (na, a), (nb, b) = rows.items()
+        print(f"\n{na} / {nb}: beacons/s {a['rate'] / b['rate']:.2f}, "
               f"server CPU per beacon {a['us'] / b['us']:.2f}")
 
 
 def dns(work):
     print("| scenario | DNS qps (median) | DNS p50 ms | DNS p99 ms | lost/sent | beacons/s accepted | "
-          "beacons refused | server CPU | rounds (qps) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+          "beacons refused | server CPU | client core busy | rounds (qps) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     base = None
     for scen in ("alone", "paced", "flood"):
         d = load(f"{work}/{scen}-*.dns.json")
@@ -76,15 +85,13 @@ def dns(work):
         rate = f"{med([r['accepted_per_s'] for r in b]):,.0f}" if b else "-"
         refused = sum(sum(r["refused"].values()) for r in b) if b else "-"
         rounds = ", ".join(f"{r['qps']:,.0f}" for r in d)
-        cpus = []
-        for path in glob.glob(f"{work}/{scen}-*.server-cpu"):
-            with open(path) as f:
-                cpus.append(float(f.read()))
+        cpus = numbers(f"{work}/{scen}-*.server-cpu")
+        cores = numbers(f"{work}/{scen}-*.client-core")
         ratio = f" ({qps / base:.2f} x alone)" if base and scen != "alone" else ""
         print(f"| {scen} | {qps:,.0f}{ratio} | {med([r['latency_us']['p50'] / 1e3 for r in d]):.2f} | "
               f"{med([r['latency_us']['p99'] / 1e3 for r in d]):.2f} | "
               f"{sum(r['lost'] for r in d)}/{sum(r['sent'] for r in d)} | {rate} | {refused} | "
-              f"{100 * med(cpus):.0f}% | "
+              f"{100 * med(cpus):.0f}% | {100 * med(cores):.0f}% | "
               f"{rounds} |")
 
 

@@ -14,6 +14,7 @@
 //!
 //! May depend on nothing else in the crate; does file I/O, never on the query path.
 
+pub mod local_copy;
 pub mod policy_dir;
 pub mod redis;
 pub mod state_file;

@@ -17,7 +17,7 @@
 //! Latency is from writing the request to reading the whole response. The client speaks just
 //! enough HTTP/1.1 for these two endpoints (status line, `Content-Length`, no chunking). One
 //! tokio thread drives every connection, so pinning the process pins the generator.
-//! Depends on `hist`, `rng`, `signal`.
+//! Depends on `hist`, `http`, `rng`, `signal`.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -30,11 +30,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::hist::Histogram;
+use crate::http::{self, MAX_RESPONSE, Response, bad};
 use crate::rng::Rng;
 use crate::signal;
-
-/// Largest response head or body the client accepts (the config document is under 1 KiB).
-const MAX_RESPONSE: usize = 64 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -106,15 +104,6 @@ struct Conn {
     buf: Vec<u8>,
 }
 
-struct Response {
-    status: u16,
-    body: Vec<u8>,
-}
-
-fn bad(what: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.into())
-}
-
 impl Conn {
     async fn open(server: SocketAddr) -> io::Result<Self> {
         let stream = TcpStream::connect(server).await?;
@@ -148,36 +137,11 @@ impl Conn {
 
     /// A whole response from the front of the buffer, if there is one.
     fn take_response(&mut self) -> io::Result<Option<Response>> {
-        let Some(head_end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        let Some((response, used)) = http::parse(&self.buf)? else {
             return Ok(None);
         };
-        let head = std::str::from_utf8(&self.buf[..head_end]).map_err(|_| bad("head not UTF-8"))?;
-        let mut lines = head.split("\r\n");
-        let status: u16 = lines
-            .next()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad(format!("bad status line in {head:?}")))?;
-        let mut length = 0usize;
-        for line in lines {
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value
-                        .trim()
-                        .parse()
-                        .map_err(|_| bad("bad content-length"))?;
-                } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                    return Err(bad("chunked responses are not supported"));
-                }
-            }
-        }
-        let total = head_end + 4 + length;
-        if self.buf.len() < total {
-            return Ok(None);
-        }
-        let body = self.buf[head_end + 4..total].to_vec();
-        self.buf.drain(..total);
-        Ok(Some(Response { status, body }))
+        self.buf.drain(..used);
+        Ok(Some(response))
     }
 }
 

@@ -208,6 +208,51 @@ pub fn echoes_question(packet: &[u8], question: &[u8]) -> bool {
         .is_some_and(|q| q.eq_ignore_ascii_case(question))
 }
 
+/// The addresses of the A and AAAA records in a response's answer section, in order
+/// (other record types are skipped). The question section must be `question`, as
+/// [`echoes_question`] checks. Errors say what was malformed.
+pub fn answer_addrs(packet: &[u8], question: &[u8]) -> Result<Vec<IpAddr>, String> {
+    if !echoes_question(packet, question) {
+        return Err("the response does not echo the question".into());
+    }
+    let ancount = usize::from(u16::from_be_bytes([packet[6], packet[7]]));
+    let mut at = HEADER_LEN + question.len();
+    let mut out = Vec::new();
+    for _ in 0..ancount {
+        at = skip_name(packet, at)?;
+        let fixed = packet.get(at..at + 10).ok_or("answer record cut short")?;
+        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let len = usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+        at += 10;
+        let rdata = packet.get(at..at + len).ok_or("rdata cut short")?;
+        match (rtype, len) {
+            (1, 4) => out.push(IpAddr::from(<[u8; 4]>::try_from(rdata).map_err(|_| "A")?)),
+            (28, 16) => out.push(IpAddr::from(
+                <[u8; 16]>::try_from(rdata).map_err(|_| "AAAA")?,
+            )),
+            _ => {}
+        }
+        at += len;
+    }
+    Ok(out)
+}
+
+/// The offset just past the (possibly compressed) name at `at`.
+fn skip_name(packet: &[u8], mut at: usize) -> Result<usize, String> {
+    loop {
+        let len = *packet.get(at).ok_or("name cut short")?;
+        match len {
+            0 => return Ok(at + 1),
+            l if l & 0xc0 == 0xc0 => {
+                packet.get(at + 1).ok_or("pointer cut short")?;
+                return Ok(at + 2);
+            }
+            l if l & 0xc0 == 0 => at += 1 + usize::from(l),
+            _ => return Err("bad label type".into()),
+        }
+    }
+}
+
 /// Name text to wire labels. A trailing dot is optional; `.` is the root.
 pub fn encode_name(name: &str) -> Result<Vec<u8>, String> {
     let trimmed = name.strip_suffix('.').unwrap_or(name);
@@ -303,6 +348,40 @@ mod tests {
             ]
         );
         assert_eq!(encode_opt(None).len(), 11);
+    }
+
+    #[test]
+    fn answer_addresses_are_read_past_compressed_names() {
+        let q = parse_question("fleet.example.com A").unwrap();
+        let mut packet = vec![0u8; HEADER_LEN];
+        packet[2] = 0x84;
+        packet[5] = 1;
+        packet[7] = 3; // ancount
+        packet.extend_from_slice(&q.wire);
+        // A CNAME (skipped), then A 192.0.2.1 and AAAA 2001:db8::1, all named by a pointer
+        // to the question's name.
+        let rr = |rtype: u16, rdata: &[u8]| {
+            let mut r = vec![0xc0, 12];
+            r.extend_from_slice(&rtype.to_be_bytes());
+            r.extend_from_slice(&[0, 1, 0, 0, 0, 5]);
+            r.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            r.extend_from_slice(rdata);
+            r
+        };
+        packet.extend(rr(5, b"\x03cdn\x00"));
+        packet.extend(rr(1, &[192, 0, 2, 1]));
+        let v6: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+        packet.extend(rr(28, &v6.octets()));
+        let got = answer_addrs(&packet, &q.wire).unwrap();
+        assert_eq!(
+            got,
+            vec!["192.0.2.1".parse::<IpAddr>().unwrap(), IpAddr::V6(v6)]
+        );
+        assert!(answer_addrs(&packet[..packet.len() - 3], &q.wire).is_err());
+        let other = parse_question("other.example.com A").unwrap();
+        assert!(answer_addrs(&packet, &other.wire).is_err());
+        packet[HEADER_LEN + q.wire.len()] = 0x80; // a reserved label type
+        assert!(answer_addrs(&packet, &q.wire).is_err());
     }
 
     #[test]

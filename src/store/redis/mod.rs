@@ -39,9 +39,10 @@
 //!   [`StoreStatus`] (`/readyz`, `steerdns_store_up`) until a call succeeds again.
 //! - The trait methods block: they are called from the control plane's blocking tasks, and
 //!   run their futures on the server's runtime. The DNS path never calls them.
-//! - Every successful listing is mirrored to a local copy on disk (`[store] cache_dir`): a
-//!   node that starts while Redis is down serves that copy, or refuses to start saying it
-//!   has none.
+//! - Every successful listing is mirrored to a local copy on disk (`[store] cache_dir`),
+//!   in the background so that a slow disk never delays serving an edit
+//!   ([`super::local_copy`]): a node that starts while Redis is down serves that copy, or
+//!   refuses to start saying it has none.
 //! - A Redis Cluster is given as several seed URLs separated by commas; commands are routed
 //!   by the cluster connection, and since every key shares one hash tag, nothing crosses a
 //!   slot. Sentinel (`redis+sentinel://`) and TLS (`rediss://`) are [`conn`]'s business:
@@ -70,7 +71,7 @@ use futures_util::StreamExt;
 use tokio::runtime::Handle;
 use tracing::warn;
 
-use super::policy_dir::write_atomic;
+use super::local_copy::LocalCopy;
 use super::{
     CasError, Durable, Expect, FeedGuard, PolicyStore, StoreError, StoredPolicy, Version, etag,
 };
@@ -92,11 +93,14 @@ pub struct RedisStore {
     refresh: Duration,
     handle: Handle,
     cache_dir: PathBuf,
+    /// The local copy of the policies, written in the background (see its module).
+    copy: std::sync::Arc<LocalCopy>,
     /// Whether a listing has succeeded (or the local copy was served) since start: only the
     /// first listing may fall back to the local copy; later ones say Redis is down, so the
     /// node keeps what it serves and marks itself stale.
     listed: AtomicBool,
-    /// The last listing written to the local copy, to skip rewriting it unchanged.
+    /// The last successful listing: whether this node has served policies (see
+    /// `lost_data`), and to skip rewriting the local copy unchanged.
     cached: Mutex<Option<BTreeMap<String, String>>>,
     /// Like `listed`, for overrides and halted ramps (kept in `<cache_dir>/.state.json`).
     loaded: AtomicBool,
@@ -146,6 +150,7 @@ impl RedisStore {
             refresh: options.refresh,
             handle: Handle::current(),
             cache_dir: options.cache_dir.clone(),
+            copy: LocalCopy::new(&options.cache_dir),
             listed: AtomicBool::new(false),
             cached: Mutex::new(None),
             loaded: AtomicBool::new(false),
@@ -279,36 +284,15 @@ impl RedisStore {
         );
     }
 
-    /// Mirror a listing to the local copy (atomically per file; files no longer listed go).
+    /// Mirror a listing to the local copy, in the background: installing what was listed
+    /// must not wait for the disk.
     fn write_cache(&self, policies: &BTreeMap<String, String>) {
         let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        if cached.as_ref() == Some(policies) {
+        if cached.as_ref() == Some(policies) && !self.copy.failed() {
             return;
         }
-        let result = (|| -> Result<(), StoreError> {
-            std::fs::create_dir_all(&self.cache_dir)
-                .map_err(|e| store_error(&self.cache_dir.display().to_string(), e))?;
-            for (key, text) in policies {
-                write_atomic(&self.cache_dir.join(format!("{key}.toml")), text.as_bytes())?;
-            }
-            for entry in std::fs::read_dir(&self.cache_dir)
-                .map_err(|e| store_error(&self.cache_dir.display().to_string(), e))?
-                .filter_map(Result::ok)
-            {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if let Some(key) = name.strip_suffix(".toml")
-                    && !name.starts_with('.')
-                    && !policies.contains_key(key)
-                {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-            Ok(())
-        })();
-        match result {
-            Ok(()) => *cached = Some(policies.clone()),
-            Err(e) => warn!(%e, "could not update the local copy of the fleet's policies"),
-        }
+        *cached = Some(policies.clone());
+        self.copy.offer(policies.clone(), &self.handle);
     }
 
     fn read_cache(&self) -> Result<Vec<StoredPolicy>, StoreError> {
