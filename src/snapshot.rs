@@ -266,6 +266,10 @@ pub struct Published {
     current: ArcSwap<Snapshot>,
     /// Set when the last reload failed and an older generation keeps serving.
     stale: AtomicBool,
+    /// Set while the policy store cannot be listed (Redis away, or it lost its data), cleared
+    /// by the next listing that succeeds: a publish in between does not mean the store is
+    /// back, and a store that is back need not publish anything.
+    store_stale: AtomicBool,
     /// Wakes waiters (tests, the API) when a new generation is published.
     changed: tokio::sync::watch::Sender<u64>,
 }
@@ -276,6 +280,7 @@ impl Published {
         Self {
             current: ArcSwap::from_pointee(first),
             stale: AtomicBool::new(false),
+            store_stale: AtomicBool::new(false),
             changed,
         }
     }
@@ -300,8 +305,19 @@ impl Published {
         self.stale.store(true, Ordering::Release);
     }
 
+    /// The policy store could (`false`) or could not (`true`) be listed just now.
+    pub fn set_store_stale(&self, stale: bool) {
+        self.store_stale.store(stale, Ordering::Release);
+    }
+
+    /// Whether what serves may be out of date: a reload failed, or the store is unlistable.
     pub fn is_stale(&self) -> bool {
-        self.stale.load(Ordering::Acquire)
+        self.stale.load(Ordering::Acquire) || self.store_stale.load(Ordering::Acquire)
+    }
+
+    /// Whether the policy store could not be listed the last time it was asked.
+    pub fn is_store_stale(&self) -> bool {
+        self.store_stale.load(Ordering::Acquire)
     }
 
     /// Wait until the serving generation is at least `generation`.

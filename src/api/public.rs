@@ -63,11 +63,12 @@ async fn readyz(
     }): State<Shared>,
 ) -> (StatusCode, String) {
     let snapshot = published.load();
-    let mut stale = if published.is_stale() {
-        " (stale: the last reload failed, see the log)".to_owned()
-    } else {
-        String::new()
-    };
+    let mut stale = String::new();
+    if published.is_store_stale() {
+        stale.push_str(" (stale: the policy store cannot be listed, see the log)");
+    } else if published.is_stale() {
+        stale.push_str(" (stale: the last reload failed, see the log)");
+    }
     if let Some(store) = store.as_ref().filter(|s| !s.is_up()) {
         stale.push_str(&format!(
             " (stale: the shared store is unreachable, serving the last table: {})",

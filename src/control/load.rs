@@ -354,11 +354,13 @@ impl Controller {
         // store's own status says it is unreachable.
         let listed = store.list().map_err(|e| {
             let errors = LoadErrors(vec![e.to_string()]);
-            // Unreachable or lost data: the last good policies keep serving, flagged stale.
-            self.published.mark_stale();
+            // Unreachable or lost data: the last good policies keep serving, flagged stale
+            // until a listing succeeds again.
+            self.published.set_store_stale(true);
             error!(%errors, "policy store: cannot list; the last good policies keep serving");
             errors
         })?;
+        self.published.set_store_stale(false);
         let mut state = self.lock();
         let mut resumed = Vec::new();
         let mut errors = Vec::new();

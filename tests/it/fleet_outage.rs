@@ -359,3 +359,33 @@ async fn a_redis_that_lost_its_data_does_not_empty_the_fleet() {
         n.running.shutdown().await;
     }
 }
+
+/// Once Redis is back, `/readyz` stops saying stale by itself, even when nothing changed
+/// and so nothing new is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_fresh_again_when_redis_returns_with_nothing_changed() {
+    let mut redis = RedisServer::start_persistent(TempDir::new("fleet-fresh-redis").join("data"));
+    let a = node("fleet-fresh-a", &redis.url(), "fresh").await;
+    let r = a.admin.put_policy(NAME, "", None, &failover("pop-a")).await;
+    assert_eq!(r.status, 201, "{r}");
+    redis.kill9();
+    eventually("A says stale", Duration::from_secs(5), async || {
+        let body = readyz(&a).await;
+        if body.contains("stale") {
+            Ok(())
+        } else {
+            Err(body)
+        }
+    })
+    .await;
+    redis.restart();
+    eventually("A says fresh again", Duration::from_secs(5), async || {
+        let body = readyz(&a).await;
+        if body.contains("stale") {
+            Err(body)
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+}
