@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::api::admin::Tokens;
 use crate::api::serve::{HttpCounters, HttpLimits, HttpStats};
+use crate::api::tls::TlsPair;
 use crate::config::{Config, RumConfig};
 use crate::control::{self, ConfigOrigin, Controller, Stores};
 use crate::dns::{self, DnsServer};
@@ -196,7 +197,7 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
                     rum.map(|(api, _)| api),
                     redis.as_ref().map(|r| r.status.clone()),
                 ),
-                (&config.http_limits, &http_counters.public),
+                (&config.http_limits, &config.http_tls, &http_counters.public),
                 &cancel,
                 &mut tasks,
                 "HTTP",
@@ -207,9 +208,9 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
     let admin_addr = match config.admin_listen {
         None => None,
         Some(addr) => {
-            if !addr.ip().is_loopback() {
+            if !addr.ip().is_loopback() && config.admin_tls.is_none() {
                 warn!(
-                    "the admin API listens on {addr}, beyond loopback: keep its token secret and use TLS in front"
+                    "the admin API listens on {addr}, beyond loopback, without TLS: set [admin] tls_cert and tls_key, or put TLS in front"
                 );
             }
             let router = crate::api::admin::router(
@@ -218,7 +219,7 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
                 tokens,
                 rum_collector.clone(),
             );
-            let bounds = (&config.http_limits, &http_counters.admin);
+            let bounds = (&config.http_limits, &config.admin_tls, &http_counters.admin);
             Some(serve_http(addr, router, bounds, &cancel, &mut tasks, "admin API").await?)
         }
     };
@@ -295,7 +296,7 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
 async fn serve_http(
     addr: SocketAddr,
     router: axum::Router,
-    (limits, stats): (&HttpLimits, &Arc<HttpStats>),
+    (limits, tls, stats): (&HttpLimits, &Option<TlsPair>, &Arc<HttpStats>),
     cancel: &CancellationToken,
     tasks: &mut Vec<JoinHandle<()>>,
     what: &str,
@@ -304,11 +305,22 @@ async fn serve_http(
         .await
         .with_context(|| format!("cannot bind {what} {addr}"))?;
     let bound = listener.local_addr()?;
-    info!("{what} listening on {bound}");
+    let acceptor = tls
+        .as_ref()
+        .map(crate::api::tls::acceptor)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("{what} TLS: {e}"))?;
+    let scheme = if acceptor.is_some() {
+        "HTTPS"
+    } else {
+        "plain HTTP"
+    };
+    info!("{what} listening on {bound} ({scheme})");
     tasks.push(tokio::spawn(crate::api::serve::serve(
         listener,
         router,
         limits.clone(),
+        acceptor,
         stats.clone(),
         cancel.clone(),
     )));

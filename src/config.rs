@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::api::serve::HttpLimits;
+use crate::api::tls::TlsPair;
 use crate::dns::rrl::RrlConfig;
 use crate::dns::tcp::TcpLimits;
 use crate::geo::{DbSource, Location, Override, iso};
@@ -164,6 +165,8 @@ struct RawRateLimit {
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     listen: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     token_file: Option<PathBuf>,
     probe_token_file: Option<PathBuf>,
     read_token_file: Option<PathBuf>,
@@ -173,6 +176,8 @@ struct RawAdmin {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     max_connections: Option<usize>,
     header_timeout_ms: Option<u64>,
     request_timeout_ms: Option<u64>,
@@ -255,6 +260,10 @@ pub struct Config {
     pub http_listen: Option<SocketAddr>,
     /// `[http]` bounds, for the public and the admin listener alike.
     pub http_limits: HttpLimits,
+    /// `[http] tls_cert`, `tls_key`: the public listener speaks HTTPS only.
+    pub http_tls: Option<TlsPair>,
+    /// `[admin] tls_cert`, `tls_key`: the admin listener speaks HTTPS only.
+    pub admin_tls: Option<TlsPair>,
     /// The admin API (policy edits, health overrides, explain); `None` disables it.
     pub admin_listen: Option<SocketAddr>,
     /// File holding the admin bearer token (`STEERDNS_ADMIN_TOKEN` wins over it).
@@ -460,14 +469,20 @@ impl Config {
         let http_listen =
             optional_listen("http.listen", http.listen.as_deref(), DEFAULT_HTTP_LISTEN)?;
         let http_limits = parse_http(&http).map_err(|(f, r)| err(&format!("http.{f}"), r))?;
+        let http_tls = tls_pair(http.tls_cert.clone(), http.tls_key.clone(), &resolve)
+            .map_err(|(f, r)| err(&format!("http.{f}"), r))?;
         let RawAdmin {
             listen,
+            tls_cert,
+            tls_key,
             token_file,
             probe_token_file,
             read_token_file,
         } = admin;
         let admin_listen =
             optional_listen("admin.listen", listen.as_deref(), DEFAULT_ADMIN_LISTEN)?;
+        let admin_tls = tls_pair(tls_cert, tls_key, &resolve)
+            .map_err(|(f, r)| err(&format!("admin.{f}"), r))?;
 
         let geoip_overrides = geoip
             .overrides
@@ -546,7 +561,9 @@ impl Config {
             explain_names: explain_names.unwrap_or(false),
             http_listen,
             http_limits,
+            http_tls,
             admin_listen,
+            admin_tls,
             admin_token_file: token_file.map(resolve),
             probe_token_file: probe_token_file.map(resolve),
             read_token_file: read_token_file.map(resolve),
@@ -668,6 +685,34 @@ pub fn check_prefix(prefix: &str) -> Result<(), String> {
 }
 
 type FieldError = (&'static str, String);
+
+/// A certificate and its key, both or neither; they must load now.
+fn tls_pair(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    resolve: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<Option<TlsPair>, FieldError> {
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(("tls_key", "tls_cert needs tls_key".to_owned())),
+        (None, Some(_)) => Err(("tls_cert", "tls_key needs tls_cert".to_owned())),
+        (Some(cert), Some(key)) => {
+            let pair = TlsPair {
+                cert: resolve(cert),
+                key: resolve(key),
+            };
+            let field = |r: &str| {
+                if r.starts_with(&pair.key.display().to_string()) {
+                    "tls_key"
+                } else {
+                    "tls_cert"
+                }
+            };
+            pair.load().map_err(|r| (field(&r), r))?;
+            Ok(Some(pair))
+        }
+    }
+}
 
 fn parse_http(raw: &RawHttp) -> Result<HttpLimits, FieldError> {
     let d = HttpLimits::default();

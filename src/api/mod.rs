@@ -14,3 +14,4 @@ pub mod admin;
 pub mod public;
 pub mod rum;
 pub mod serve;
+pub mod tls;

@@ -6,8 +6,11 @@
 //!
 //! `axum::serve` has none of these (hyper's header timeout needs a timer it does not set),
 //! so this is our own accept loop over hyper's HTTP/1 connection, one task per connection.
+//! With a certificate ([`super::tls`]) the listener speaks HTTPS only; the TLS handshake
+//! counts against the head timeout.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -21,6 +24,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -64,6 +68,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    tls: Option<TlsAcceptor>,
     stats: Arc<HttpStats>,
     cancel: CancellationToken,
 ) {
@@ -105,34 +110,55 @@ pub async fn serve(
         let router = router.clone();
         let cancel = cancel.clone();
         let header_timeout = limits.header_timeout;
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                // The RUM endpoints read the peer (client network, rate limit).
-                request.extensions_mut().insert(ConnectInfo(peer));
-                let mut router = router.clone();
-                async move {
-                    let response: Result<Response, Infallible> =
-                        tower_service::Service::call(&mut router, request).await;
-                    response
-                }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(error) = result {
-                        debug!(%error, %peer, "HTTP connection ended");
-                    }
-                }
-                () = cancel.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
+            let Some(tls) = tls else {
+                return connection(stream, peer, router, header_timeout, cancel).await;
+            };
+            match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                Ok(Ok(stream)) => connection(stream, peer, router, header_timeout, cancel).await,
+                Ok(Err(error)) => debug!(%error, %peer, "TLS handshake failed"),
+                Err(_) => debug!(%peer, "TLS handshake not done in time"),
             }
         });
+    }
+}
+
+/// One connection, plain or TLS, until it ends or `cancel` (then it finishes its request).
+async fn connection<IO>(
+    io: IO,
+    peer: SocketAddr,
+    router: Router,
+    header_timeout: Duration,
+    cancel: CancellationToken,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        // The RUM endpoints read the peer (client network, rate limit).
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let mut router = router.clone();
+        async move {
+            let response: Result<Response, Infallible> =
+                tower_service::Service::call(&mut router, request).await;
+            response
+        }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                debug!(%error, %peer, "HTTP connection ended");
+            }
+        }
+        () = cancel.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
     }
 }

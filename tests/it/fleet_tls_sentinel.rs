@@ -13,10 +13,10 @@ use crate::fleet_support::*;
 use crate::support::*;
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, made with `openssl`.
-struct Certs {
-    ca: PathBuf,
-    server: (PathBuf, PathBuf),
-    client: (PathBuf, PathBuf),
+pub struct Certs {
+    pub ca: PathBuf,
+    pub server: (PathBuf, PathBuf),
+    pub client: (PathBuf, PathBuf),
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -28,7 +28,7 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {out:?}");
 }
 
-fn make_certs(dir: &Path) -> Certs {
+pub fn make_certs(dir: &Path) -> Certs {
     let ec = [
         "-newkey",
         "ec",

@@ -17,6 +17,7 @@ mod fleet_outage;
 mod fleet_support;
 mod fleet_tls_sentinel;
 mod health;
+mod https;
 mod malformed;
 mod metrics;
 mod policies;
