@@ -11,6 +11,8 @@
 //!   against the question's labels and each other byte for byte, so their case is kept.
 //! - **The question written out.** The question is written from its parsed form, never copied:
 //!   a compression pointer in a query's question is expanded, so the reply always parses.
+//!   Questions that do not fit the limit themselves (several long ones in one UDP query,
+//!   which get FORMERR) are left out, with TC set; the rcode stands.
 
 use hickory_proto::ProtoError;
 use hickory_proto::op::{Header, HeaderCounts, Metadata, Query, ResponseCode};
@@ -62,18 +64,29 @@ fn write(questions: &[Query], response: &Response<'_>, limit: u16) -> Result<Vec
     let mut encoder = BinEncoder::new(&mut bytes);
     encoder.set_max_size(limit.saturating_sub(u16::try_from(opt_len).unwrap_or(u16::MAX)));
     let place = encoder.place::<Header>()?;
-    for question in questions {
-        question.emit(&mut encoder)?;
+    let after_header = encoder.offset();
+    let mut questions = questions;
+    let mut truncated = false;
+    if let Err(error) = questions.iter().try_for_each(|q| q.emit(&mut encoder)) {
+        if !matches!(error, ProtoError::MaxBufferSizeExceeded(_)) {
+            return Err(error);
+        }
+        // Only several questions outgrow 512 bytes, and they get FORMERR: say so without
+        // them, TC set (over TCP they are echoed), rather than SERVFAIL.
+        encoder.set_offset(after_header);
+        encoder.trim();
+        questions = &[];
+        truncated = true;
     }
     let owner = questions.first().map(Query::name);
 
     let mut counts = [0u16; 3];
-    let mut truncated = false;
     if let Some(reply) = &response.reply {
         let answers = reply.answers.iter().map(AsRef::as_ref);
         let authority = reply.authority.iter().copied();
         let additionals = reply.additionals.iter().copied();
-        truncated = !section(&mut encoder, answers, owner, &mut counts[0])?
+        truncated = truncated
+            || !section(&mut encoder, answers, owner, &mut counts[0])?
             || !section(&mut encoder, authority, owner, &mut counts[1])?
             || !section(&mut encoder, additionals, owner, &mut counts[2])?;
     }

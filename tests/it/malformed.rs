@@ -150,6 +150,48 @@ async fn question_names_with_pointers_get_a_formerr_that_parses() {
     running.shutdown().await;
 }
 
+/// Found by fuzzing (`fuzz/`, target `udp_query`): a query with several questions gets
+/// FORMERR, and echoing them all used to overflow a 512-byte UDP reply, which then went out as
+/// a bare SERVFAIL. Now: FORMERR without the questions and TC set over UDP; FORMERR with
+/// every question echoed over TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn questions_too_long_for_udp_get_a_formerr_not_servfail() {
+    let running = start_demo().await;
+    let mut message = query("www.example.com.", RecordType::A);
+    for label in ["a", "b", "c"] {
+        let name = format!(
+            "{}.{}.{}.{label}.example.com.",
+            "x".repeat(60),
+            "y".repeat(60),
+            "z".repeat(60)
+        );
+        message.add_query(hickory_proto::op::Query::query(
+            hickory_proto::rr::Name::from_ascii(&name).unwrap(),
+            RecordType::A,
+        ));
+    }
+    let packet = encode(&message);
+    assert!(packet.len() > 512, "{}", packet.len());
+    for server in [v4(&running), v6(&running)] {
+        let bytes = udp_bytes(server, &packet).await.expect("UDP reply");
+        let mut decoder = BinDecoder::new(&bytes);
+        let reply = Message::read(&mut decoder).expect("the reply parses");
+        assert!(decoder.is_empty(), "bytes after the header");
+        assert_eq!(&bytes[..2], &packet[..2], "ID echoed");
+        assert_eq!(reply.metadata.response_code, ResponseCode::FormErr, "UDP");
+        assert!(reply.metadata.truncation, "UDP: TC set");
+        assert!(reply.queries.is_empty(), "UDP: no room for the questions");
+        assert!(bytes.len() <= 512);
+
+        let bytes = tcp_bytes(server, &packet).await;
+        let reply = reply_to(&packet, &bytes);
+        assert_eq!(reply.metadata.response_code, ResponseCode::FormErr, "TCP");
+        assert_eq!(reply.queries.len(), 4, "TCP: every question echoed");
+        assert_alive(server).await;
+    }
+    running.shutdown().await;
+}
+
 /// Messages with QR set are responses: never answered, over UDP or TCP, whether they parse or
 /// not (a FORMERR to a forged response is how two servers are made to ping-pong).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
