@@ -7,6 +7,7 @@ mod abuse;
 mod admin_api;
 mod cli;
 mod config;
+mod conformance;
 mod durability;
 mod edns;
 mod explain;
