@@ -5,6 +5,7 @@
 #
 #   conformance/zonemaster.sh           # conformance/zones/large.test.zone
 #   conformance/zonemaster.sh demo      # the demo zone, examples/zones/example.com.zone
+#   ZM_LEVEL=INFO conformance/zonemaster.sh   # show every test case's findings, not only NOTICE and up
 #
 # zonemaster-cli has no port option: it asks port 53. So this script starts its own steerdns
 # on 127.0.0.1:53 and 127.0.0.2:53 (the zones' ns1 and ns2), which needs root or
@@ -74,7 +75,7 @@ echo "zonemaster-cli $(zonemaster-cli --version 2>/dev/null | head -2 | awk '{pr
 start=$(date +%s.%N)
 out=$(zonemaster-cli --profile "$here/zonemaster-profile.json" --hints "$work/hints.zone" \
     --ns "ns1.$origin/127.0.0.1" --ns "ns2.$origin/127.0.0.2" --no-ipv6 \
-    --level NOTICE --raw --show-testcase --count --no-progress "$origin" 2>&1 |
+    --level ${ZM_LEVEL:-NOTICE} --raw --show-testcase --count --no-progress "$origin" 2>&1 |
     grep -v '^Loading profile')
 end=$(date +%s.%N)
 echo "$out"
