@@ -31,6 +31,7 @@ listen = "127.0.0.1:8080"
 listen = "off"
 [geoip]
 city = "$REPO_ROOT/tests/fixtures/geoip/GeoIP2-City-Test.mmdb"
+asn = "$REPO_ROOT/tests/fixtures/geoip/GeoLite2-ASN-Test.mmdb"
 [[zone]]
 origin = "example.com"
 file = "$REPO_ROOT/examples/zones/example.com.zone"
