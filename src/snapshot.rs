@@ -9,8 +9,8 @@
 //! `decision`, `policy`, `geo`, `health`, `perf`, `rum`; pure except for the swap.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -18,6 +18,7 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{LowerName, RData, Record};
 
 use crate::decision::{self, Table};
+use crate::dns::counters::{AnswerCounters, TargetCounter};
 use crate::geo::GeoDb;
 use crate::health::HealthView;
 use crate::perf::PerfView;
@@ -63,6 +64,9 @@ pub struct Steered {
     /// The clock the table was compiled at. Explanations re-run the chain at this time, so
     /// they describe the decision being served, not one the next recompile would make.
     pub compiled_at: SystemTime,
+    /// Answer counters, indexed by `TargetId`; set once when first published
+    /// ([`crate::dns::counters`]).
+    pub counters: OnceLock<Box<[Arc<TargetCounter>]>>,
 }
 
 impl Steered {
@@ -77,6 +81,7 @@ impl Steered {
             wire,
             next_change,
             compiled_at: inputs.now,
+            counters: OnceLock::new(),
         }
     }
 }
@@ -272,17 +277,27 @@ pub struct Published {
     store_stale: AtomicBool,
     /// Wakes waiters (tests, the API) when a new generation is published.
     changed: tokio::sync::watch::Sender<u64>,
+    /// Answers by name and target, kept across publications.
+    answers: AnswerCounters,
 }
 
 impl Published {
     pub fn new(first: Snapshot) -> Self {
         let (changed, _) = tokio::sync::watch::channel(first.generation);
+        let answers = AnswerCounters::default();
+        answers.attach(&first);
         Self {
             current: ArcSwap::from_pointee(first),
             stale: AtomicBool::new(false),
             store_stale: AtomicBool::new(false),
             changed,
+            answers,
         }
+    }
+
+    /// Answers by steered name, target and type, for `/metrics`.
+    pub fn answer_counters(&self) -> &AnswerCounters {
+        &self.answers
     }
 
     /// The current snapshot. Lock-free; cheap enough for every query.
@@ -296,6 +311,7 @@ impl Published {
 
     pub fn publish(&self, next: Snapshot) {
         let generation = next.generation;
+        self.answers.attach(&next);
         self.current.store(Arc::new(next));
         self.stale.store(false, Ordering::Release);
         self.changed.send_replace(generation);

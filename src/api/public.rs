@@ -158,6 +158,13 @@ async fn metrics(
         dns.udp.fast.load(Ordering::Relaxed),
         dns.udp.full.load(Ordering::Relaxed),
     );
+    out.push_str(
+        "# HELP steerdns_replies_total DNS replies sent, by transport and rcode (RRL's truncated slips are counted apart).\n\
+         # TYPE steerdns_replies_total counter\n",
+    );
+    dns.udp.rcodes.render("udp", &mut out);
+    dns.tcp.stats.rcodes.render("tcp", &mut out);
+    out.push_str(&published.answer_counters().render());
     let (rrl, tcp) = (&dns.rrl.stats, &dns.tcp.stats);
     let _ = writeln!(
         out,

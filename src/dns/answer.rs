@@ -201,6 +201,9 @@ fn steered_answer<'s>(
     reply.decision = Some(decision);
     let selected = steered.table.select(&decision, asker.steer_on());
     let targets = selected.as_slice();
+    if let Some(first) = targets.first() {
+        super::counters::count(steered, first.index(), u16::from(qtype));
+    }
     let records = |t: &crate::policy::TargetId| &steered.answers[t.index()];
     if let Some(cname) = targets.first().and_then(|t| records(t).cname.as_ref()) {
         reply.answers.push(Cow::Borrowed(cname));

@@ -15,6 +15,8 @@
 //! - [`rrl`]: response rate limiting per client network on UDP, decided before any answer
 //!   work; [`tcp`] has the connection caps.
 //! - [`ecs`] reads and writes the EDNS Client Subnet option (RFC 7871).
+//! - [`counters`]: answers by steered name, chosen target and type, one relaxed add per
+//!   answer on the thread's own shard.
 //! - `init` answers the RUM zone's nonce names and logs who asked (full path only: they are
 //!   never in the fast path's tables).
 //!
@@ -24,6 +26,7 @@
 
 pub mod answer;
 pub mod batch;
+pub mod counters;
 pub mod ecs;
 pub mod encode;
 pub mod fast;

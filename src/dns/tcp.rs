@@ -30,6 +30,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::counters::ReplyCodes;
 use super::full::{self, Transport};
 use super::{Handler, source};
 
@@ -67,6 +68,8 @@ pub struct TcpStats {
     pub refused_network: AtomicU64,
     /// Open now.
     pub open: AtomicU64,
+    /// Replies sent, by rcode.
+    pub rcodes: ReplyCodes,
 }
 
 /// The connection caps every listener shares.
@@ -172,10 +175,10 @@ pub async fn serve(
             continue;
         };
         let handler = handler.clone();
-        let limits = gate.limits.clone();
+        let gate = gate.clone();
         connections.spawn(async move {
             let _permit = permit;
-            if let Err(error) = connection(stream, peer, &handler, &limits).await {
+            if let Err(error) = connection(stream, peer, &handler, &gate).await {
                 debug!(%error, %peer, "TCP connection ended");
             }
         });
@@ -187,8 +190,9 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     handler: &Handler,
-    limits: &TcpLimits,
+    gate: &Gate,
 ) -> std::io::Result<()> {
+    let limits = &gate.limits;
     let idle_timeout = limits.idle_timeout;
     let mut answered = 0;
     let (mut reader, mut writer) = stream.into_split();
@@ -225,6 +229,7 @@ async fn connection(
             Ok(written) => written?,
             Err(_) => return Ok(()),
         }
+        gate.stats.rcodes.add_reply(&reply);
         answered += 1;
         if limits.max_queries != 0 && answered >= limits.max_queries {
             // RFC 7766 §6.2.3: the server may close; the client reconnects for more.

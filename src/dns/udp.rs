@@ -20,6 +20,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, warn};
 
 use super::batch::Packets;
+use super::counters::{ReplyCodes, rcode_of};
 use super::rrl::{RateLimiter, Verdict, slip_reply};
 use super::{Handler, fast, full, source};
 use crate::snapshot::Published;
@@ -36,11 +37,12 @@ const IDLE_WAKE: Duration = Duration::from_millis(100);
 /// (the kernel caps it at `net.core.rmem_max`).
 const RECV_BUFFER: usize = 4 << 20;
 
-/// Replies sent, by path, for `/metrics`.
+/// Replies sent, by path and by rcode, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct UdpStats {
     pub fast: AtomicU64,
     pub full: AtomicU64,
+    pub rcodes: ReplyCodes,
 }
 
 /// Running UDP workers; [`UdpWorkers::stop`] ends them.
@@ -161,6 +163,7 @@ impl Worker {
         let now = self.rrl.now();
         outbox.clear();
         let (mut fast, mut full) = (0, 0);
+        let mut rcodes = [0u64; 16];
         for i in (0..inbox.len()).filter(|i| !inbox.truncated(*i)) {
             let Some((raw, from)) = inbox.get(i) else {
                 continue;
@@ -179,15 +182,18 @@ impl Worker {
             outbox.try_push(from, |out| {
                 if let Some(len) = fast::answer(&snapshot, raw, from, out) {
                     fast += 1;
+                    rcodes[rcode_of(out)] += 1;
                     return Some(len);
                 }
                 let reply = full::respond(&self.handler, raw, from)?;
                 out.get_mut(..reply.len())?.copy_from_slice(&reply);
                 full += 1;
+                rcodes[rcode_of(&reply)] += 1;
                 Some(reply.len())
             });
         }
         self.stats.fast.fetch_add(fast, Ordering::Relaxed);
         self.stats.full.fetch_add(full, Ordering::Relaxed);
+        self.stats.rcodes.add_batch(&rcodes);
     }
 }

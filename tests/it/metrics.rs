@@ -4,6 +4,10 @@
 
 use std::collections::HashSet;
 
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+
 use super::rum_ingest::{http, rum_config, start_rum};
 use crate::support::*;
 
@@ -85,4 +89,103 @@ fn the_checker_catches_a_sample_outside_its_family() {
         exposition_errors(bad)
     );
     assert!(exposition_errors("# TYPE a gauge\na 1\na{x=\"y\"} 2\n").is_empty());
+}
+
+/// The value of one sample, 0 if absent.
+fn sample(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Answers by name, target and type count every path (UDP fast, UDP full, TCP) once and
+/// explain never; replies by transport and rcode count NXDOMAIN and REFUSED too; an edit
+/// that recompiles the name keeps its counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_count_by_name_target_type_and_rcode_across_paths_and_edits() {
+    const GB: &str = "2a02:d3c0::/56";
+    let dir = TempDir::new("metrics-answers");
+    let config = write_config(&dir, DEMO_ZONE, &demo_policies());
+    let running = start_file(&config).await;
+    let (server, web) = (v4(&running), http(&running));
+    let admin = AdminClient::of(&running);
+    let www_d = "steerdns_answers_total{name=\"www.example.com.\",target=\"cdn-d\",type=\"A\"}";
+    let www_d_aaaa =
+        "steerdns_answers_total{name=\"www.example.com.\",target=\"cdn-d\",type=\"AAAA\"}";
+    let metrics = || async { http_request(web, "GET", "/metrics", &[], b"").await.body };
+    let before = metrics().await;
+    assert_eq!(sample(&before, www_d), 0, "{before}");
+
+    // Fast path (plain ECS query), full path (NSID makes the fast path decline), TCP.
+    let q = ecs_query("www.example.com", RecordType::A, GB);
+    assert_eq!(
+        cname_targets(&udp(server, &q).await),
+        ["cdn-d.example.net."]
+    );
+    let mut nsid = ecs_query("www.example.com", RecordType::A, GB);
+    if let Some(edns) = nsid.edns.as_mut() {
+        edns.options_mut()
+            .insert(EdnsOption::Unknown(EdnsCode::NSID.into(), vec![]));
+    }
+    assert_eq!(
+        cname_targets(&udp(server, &nsid).await),
+        ["cdn-d.example.net."]
+    );
+    assert_eq!(
+        cname_targets(&tcp(server, &q).await),
+        ["cdn-d.example.net."]
+    );
+    udp(server, &ecs_query("www.example.com", RecordType::AAAA, GB)).await;
+    admin.explain("www.example.com", GB).await;
+    let nx = udp(server, &query("nope.example.com", RecordType::A)).await;
+    assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+    let refused = udp(server, &query("example.org", RecordType::A)).await;
+    assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
+
+    let after = metrics().await;
+    assert!(exposition_errors(&after).is_empty(), "{after}");
+    assert_eq!(sample(&after, www_d), 3, "{after}");
+    assert_eq!(sample(&after, www_d_aaaa), 1, "{after}");
+    let udp_code = |t: &str, c: &str| {
+        sample(
+            t,
+            &format!("steerdns_replies_total{{transport=\"udp\",rcode=\"{c}\"}}"),
+        )
+    };
+    assert!(
+        udp_code(&after, "NOERROR") - udp_code(&before, "NOERROR") >= 3,
+        "{after}"
+    );
+    assert_eq!(
+        udp_code(&after, "NXDOMAIN") - udp_code(&before, "NXDOMAIN"),
+        1
+    );
+    assert_eq!(
+        udp_code(&after, "REFUSED") - udp_code(&before, "REFUSED"),
+        1
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "steerdns_replies_total{transport=\"tcp\",rcode=\"NOERROR\"}"
+        ),
+        1,
+        "{after}"
+    );
+
+    // An edit recompiles www (a new TTL): the count goes on from 3.
+    let (text, etag) = admin.policy("www.example.com").await;
+    let edited = text.replace("ttl_s = 30", "ttl_s = 31");
+    assert_ne!(edited, text, "the demo www policy changed shape");
+    let r = admin
+        .put_policy("www.example.com", "", Some(&etag), &edited)
+        .await;
+    assert_published(&running, &r);
+    assert_eq!(
+        cname_targets(&udp(server, &q).await),
+        ["cdn-d.example.net."]
+    );
+    let edited_metrics = metrics().await;
+    assert_eq!(sample(&edited_metrics, www_d), 4, "{edited_metrics}");
+    running.shutdown().await;
 }

@@ -20,6 +20,7 @@ mod query;
 use std::net::SocketAddr;
 
 use super::answer::{self, Asker};
+use super::counters;
 use super::source::answerable;
 use super::{PLAIN_UDP_LIMIT, reply_payload};
 use crate::decision::MAX_ANSWERS;
@@ -40,13 +41,15 @@ pub fn answer(snapshot: &Snapshot, raw: &[u8], from: SocketAddr, out: &mut [u8])
     }
     let query = parse(raw)?;
     let mut parts: [Option<&RenderedRrs>; MAX_ANSWERS] = [None; MAX_ANSWERS];
-    let scope = match snapshot.steered_by_key.get(query.name_key()) {
+    let (scope, counted) = match snapshot.steered_by_key.get(query.name_key()) {
         Some((steered, aliases_leave)) => {
-            steered_parts(snapshot, steered, *aliases_leave, &query, from, &mut parts)?
+            let (scope, first) =
+                steered_parts(snapshot, steered, *aliases_leave, &query, from, &mut parts)?;
+            (scope, Some((&**steered, first)))
         }
         None => {
             parts[0] = Some(snapshot.zones.answers().get(query.name_type_key())?);
-            0
+            (0, None)
         }
     };
     let limit = match &query.edns {
@@ -54,10 +57,16 @@ pub fn answer(snapshot: &Snapshot, raw: &[u8], from: SocketAddr, out: &mut [u8])
         Some(edns) => reply_payload(edns.payload, snapshot.settings.max_udp_payload),
     };
     let out = out.get_mut(..usize::from(limit).min(out.len()))?;
-    write_reply(&query, parts.iter().flatten().copied(), scope, limit, out)
+    let len = write_reply(&query, parts.iter().flatten().copied(), scope, limit, out)?;
+    // Counted only once the reply is ours: a decline falls to the full path, which counts.
+    if let Some((steered, first)) = counted {
+        counters::count(steered, first, query.qtype);
+    }
+    Some(len)
 }
 
-/// The chosen targets' records for the question type, and the ECS scope they hold for.
+/// The chosen targets' records for the question type, the ECS scope they hold for, and the
+/// first chosen target (the one counted).
 fn steered_parts<'s>(
     snapshot: &Snapshot,
     steered: &'s Steered,
@@ -65,7 +74,7 @@ fn steered_parts<'s>(
     query: &Query<'_>,
     from: SocketAddr,
     parts: &mut [Option<&'s RenderedRrs>; MAX_ANSWERS],
-) -> Option<u8> {
+) -> Option<(u8, usize)> {
     if !matches!(query.qtype, TYPE_A | TYPE_AAAA | TYPE_CNAME) {
         return None;
     }
@@ -79,6 +88,7 @@ fn steered_parts<'s>(
     );
     let decision = answer::decide(snapshot, steered, &asker);
     let selected = steered.table.select(&decision, asker.steer_on());
+    let first = selected.as_slice().first()?.index();
     let mut any = false;
     for (slot, target) in parts.iter_mut().zip(selected.as_slice()) {
         let records = match steered.wire.get(target.index())?.as_ref()? {
@@ -86,7 +96,7 @@ fn steered_parts<'s>(
             // `answer::resolve`), as long as the resolver, not we, follows it.
             TargetWire::Cname { record, .. } if !any && aliases_leave_our_zones => {
                 *slot = Some(record);
-                return Some(decision.scope);
+                return Some((decision.scope, first));
             }
             TargetWire::Cname { .. } => return None,
             TargetWire::Addresses { a, .. } if query.qtype == TYPE_A => a,
@@ -97,7 +107,7 @@ fn steered_parts<'s>(
         *slot = Some(records);
     }
     // No records of this type among the chosen targets: NODATA, with the SOA, is full path.
-    any.then_some(decision.scope)
+    any.then_some((decision.scope, first))
 }
 
 /// Header, question, answers, OPT; `None` if it does not fit in `out`.
