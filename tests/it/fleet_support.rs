@@ -103,7 +103,12 @@ impl RedisServer {
                     ]);
                 }
                 None => {
-                    cmd.args(["--appendonly", "no"]);
+                    // Still a directory of its own: a replica writes the RDB of its full sync
+                    // there, which would otherwise land in the working directory.
+                    let scratch = std::env::temp_dir()
+                        .join(format!("steerdns-redis-{}-{}", std::process::id(), self.port));
+                    std::fs::create_dir_all(&scratch).unwrap();
+                    cmd.arg("--dir").arg(scratch).args(["--appendonly", "no"]);
                 }
             }
         }
