@@ -2,8 +2,10 @@
 //! PUTs is being written. Afterwards the policy file is one complete version (the last
 //! acknowledged one or the one in flight), never a torn one; the directory holds nothing but
 //! policies, history, the compare-and-set lock file `.lock` and possibly the writer's own
-//! `.<name>.tmp-*` files; and the server starts again from it. Health overrides (the state
-//! file) are held to the same standard, and a full disk fails an edit cleanly.
+//! `.<name>.tmp-*` files (removed at the next start, history included); every version that was
+//! ever the file, but the current one, is in history, whole; and the server starts again from
+//! it, history and rollback included. Health overrides and halted ramps (the state file) are
+//! held to the same standard, and a full disk fails an edit cleanly.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -129,6 +131,9 @@ struct Sent {
     /// Index into `versions` of the last version whose PUT got 200.
     acked: usize,
     acked_etag: Option<String>,
+    /// Every version that was the policy file at some point (acknowledged, or found on disk
+    /// after a kill): each but the current one must be in history.
+    landed: std::collections::BTreeSet<usize>,
 }
 
 /// PUT version after version with the current ETag until the server goes away.
@@ -155,6 +160,7 @@ async fn writer(admin: AdminClient, sent: Arc<Mutex<Sent>>, mut etag: String, fi
                 let mut s = sent.lock().unwrap();
                 s.acked = index;
                 s.acked_etag = Some(etag.clone());
+                s.landed.insert(index);
             }
             Ok(r) => panic!("PUT version {i}: {r}"),
             // Killed.
@@ -164,7 +170,8 @@ async fn writer(admin: AdminClient, sent: Arc<Mutex<Sent>>, mut etag: String, fi
 }
 
 /// Returns whether the file holds the in-flight version, and how many temp files were left.
-fn check_directory(policies: &Path, sent: &Sent) -> (bool, usize) {
+/// Every version that was ever the file, but the current one, must be in history, whole.
+fn check_directory(policies: &Path, sent: &mut Sent) -> (bool, usize) {
     let www = policies.join("www.example.com.toml");
     let text = std::fs::read_to_string(&www).expect("the policy file exists");
     let found = sent
@@ -203,6 +210,8 @@ fn check_directory(policies: &Path, sent: &Sent) -> (bool, usize) {
         assert!(ok, "stray file in the policy directory: {name}");
         temps += usize::from(name.starts_with('.') && name != ".history" && name != ".lock");
     }
+    sent.landed.insert(found);
+    let mut kept = std::collections::BTreeSet::new();
     let history = policies.join(".history/www.example.com");
     if history.exists() {
         for entry in std::fs::read_dir(&history).unwrap().filter_map(Result::ok) {
@@ -213,11 +222,14 @@ fn check_directory(policies: &Path, sent: &Sent) -> (bool, usize) {
                     "history file {name}"
                 );
                 let old = std::fs::read_to_string(entry.path()).unwrap();
-                assert!(
-                    sent.versions.contains(&old),
-                    "history {name} is none of the versions sent ({} bytes)",
-                    old.len()
-                );
+                let at = sent.versions.iter().position(|v| *v == old);
+                let at = at.unwrap_or_else(|| {
+                    panic!(
+                        "history {name} is none of the versions sent ({} bytes)",
+                        old.len()
+                    )
+                });
+                kept.insert(at);
             } else {
                 let stem = name.split(".toml.tmp-").next().unwrap_or("");
                 assert!(
@@ -228,7 +240,34 @@ fn check_directory(policies: &Path, sent: &Sent) -> (bool, usize) {
             }
         }
     }
+    let lost: Vec<usize> = sent
+        .landed
+        .iter()
+        .copied()
+        .filter(|&i| i != found && !kept.contains(&i))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "replaced versions missing from history: {lost:?} (file has {found})"
+    );
     (found > sent.acked, temps)
+}
+
+/// Temp files (`.<name>.tmp-*`) under `dir`, history included.
+fn temp_files(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_dir() {
+                dirs.push(entry.path());
+            } else if name.contains(".tmp-") {
+                found.push(entry.path().display().to_string());
+            }
+        }
+    }
+    found
 }
 
 /// A pseudo-random delay in `range`, different every call.
@@ -263,6 +302,7 @@ async fn kill_9_during_writes_leaves_a_whole_version() {
 
     let sent = Arc::new(Mutex::new(Sent {
         versions: vec![WWW_POLICY.to_owned()],
+        landed: [0].into(),
         ..Sent::default()
     }));
     let mut rounds = Vec::new();
@@ -284,6 +324,12 @@ async fn kill_9_during_writes_leaves_a_whole_version() {
         }
         let gb = answer_of(server.dns, "www.example.com", Some("2a02:d3c0::/56")).await;
         assert!(gb.starts_with("cdn-"), "{gb}");
+        // The start removed what earlier kills left half-written, history included.
+        let left = temp_files(&policies);
+        assert!(
+            left.is_empty(),
+            "round {round}: temp files after a start: {left:?}"
+        );
 
         let before = sent.lock().unwrap().versions.len();
         let task = tokio::spawn(writer(server.admin.clone(), sent.clone(), etag, before));
@@ -305,10 +351,10 @@ async fn kill_9_during_writes_leaves_a_whole_version() {
             .expect("the writer stops once the server is gone")
             .expect("the writer did not panic");
 
-        let s = sent.lock().unwrap();
-        let (in_flight, temps) = check_directory(&policies, &s);
+        let mut s = sent.lock().unwrap();
+        let (in_flight, temps) = check_directory(&policies, &mut s);
         rounds.push(format!(
-            "{} sent, file {}, {temps} temp file(s) so far",
+            "{} sent, file {}, {temps} temp file(s) left by the kill",
             s.versions.len() - before,
             if in_flight {
                 "in flight"
@@ -330,6 +376,37 @@ async fn kill_9_during_writes_leaves_a_whole_version() {
     let r = server.admin.get("/api/v1/policies").await;
     assert_eq!(r.status, 200, "{r}");
     assert_eq!(r.json().as_array().unwrap().len(), 2, "{r}");
+    // History is served from the files alone, and a rollback to its oldest version works.
+    let r = server
+        .admin
+        .get("/api/v1/policies/www.example.com/history")
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    let history = r.json();
+    let versions = history.as_array().expect("a list");
+    let landed = sent.lock().unwrap().landed.len();
+    assert!(
+        versions.len() >= landed - 1,
+        "{} history entries for {landed} versions that were the file",
+        versions.len()
+    );
+    let oldest = versions.last().expect("history")["id"].as_u64().unwrap();
+    let (_, etag) = server.admin.policy("www.example.com").await;
+    let r = server
+        .admin
+        .request(
+            "POST",
+            &format!("/api/v1/policies/www.example.com/rollback?version={oldest}"),
+            &[("If-Match", &etag)],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(
+        std::fs::read_to_string(policies.join("www.example.com.toml")).unwrap(),
+        WWW_POLICY,
+        "the oldest version is the initial file"
+    );
     drop(server);
 }
 
