@@ -65,6 +65,8 @@ pub struct Running {
 
 /// Build the first snapshot, bind the listeners and start serving.
 pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Running> {
+    // Before anything can announce that we are up: a SIGHUP from then on reloads.
+    let hup = control::hangup();
     let tokens = tokens(&config)?;
     let admin_token = tokens.admin.clone();
     let rum_secret = config.rum.as_ref().map(rum_secret).transpose()?;
@@ -268,6 +270,7 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
     tasks.push(tokio::spawn(control::run(
         controller.clone(),
         watch,
+        hup,
         cancel.clone(),
     )));
     if let (Some(collector), Some(rum), Some(store)) = (&rum_collector, &config.rum, &redis) {
