@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::api::admin::Tokens;
+use crate::api::limit::Limiter;
 use crate::api::serve::{HttpCounters, HttpLimits, HttpStats};
 use crate::api::tls::TlsPair;
 use crate::config::{Config, RumConfig};
@@ -64,6 +65,8 @@ pub struct Running {
 
 /// Build the first snapshot, bind the listeners and start serving.
 pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Running> {
+    // Before anything can announce that we are up: a SIGHUP from then on reloads.
+    let hup = control::hangup();
     let tokens = tokens(&config)?;
     let admin_token = tokens.admin.clone();
     let rum_secret = config.rum.as_ref().map(rum_secret).transpose()?;
@@ -194,8 +197,15 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
                     published.clone(),
                     dns.counters(),
                     http_counters.clone(),
-                    rum.map(|(api, _)| api),
+                    rum.as_ref().map(|(api, _)| api.clone()),
                     redis.as_ref().map(|r| r.status.clone()),
+                    Arc::new(Limiter::public(
+                        &config.http_rate_limit,
+                        rum.as_ref()
+                            .map(|(api, _)| api.trusted_proxies().to_vec())
+                            .unwrap_or_default(),
+                        http_counters.public.clone(),
+                    )),
                 ),
                 (&config.http_limits, &config.http_tls, &http_counters.public),
                 &cancel,
@@ -218,6 +228,10 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
                 monitor.clone(),
                 tokens,
                 rum_collector.clone(),
+                Arc::new(Limiter::admin(
+                    &config.http_rate_limit,
+                    http_counters.admin.clone(),
+                )),
             );
             let bounds = (&config.http_limits, &config.admin_tls, &http_counters.admin);
             Some(serve_http(addr, router, bounds, &cancel, &mut tasks, "admin API").await?)
@@ -256,6 +270,7 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
     tasks.push(tokio::spawn(control::run(
         controller.clone(),
         watch,
+        hup,
         cancel.clone(),
     )));
     if let (Some(collector), Some(rum), Some(store)) = (&rum_collector, &config.rum, &redis) {

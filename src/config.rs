@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::api::limit::HttpRateConfig;
 use crate::api::serve::HttpLimits;
 use crate::api::tls::TlsPair;
 use crate::dns::rrl::RrlConfig;
@@ -181,6 +182,21 @@ struct RawHttp {
     max_connections: Option<usize>,
     header_timeout_ms: Option<u64>,
     request_timeout_ms: Option<u64>,
+    #[serde(default)]
+    rate_limit: RawHttpRateLimit,
+}
+
+/// `[http.rate_limit]`: request rate limits per client network, on both HTTP listeners.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttpRateLimit {
+    requests_per_second: Option<u32>,
+    burst: Option<u32>,
+    auth_failures_per_minute: Option<u32>,
+    ipv4_prefix: Option<u8>,
+    ipv6_prefix: Option<u8>,
+    exempt: Option<Vec<String>>,
+    max_networks: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -260,6 +276,8 @@ pub struct Config {
     pub http_listen: Option<SocketAddr>,
     /// `[http]` bounds, for the public and the admin listener alike.
     pub http_limits: HttpLimits,
+    /// `[http.rate_limit]`: per-network request limits, for both listeners (each its own).
+    pub http_rate_limit: HttpRateConfig,
     /// `[http] tls_cert`, `tls_key`: the public listener speaks HTTPS only.
     pub http_tls: Option<TlsPair>,
     /// `[admin] tls_cert`, `tls_key`: the admin listener speaks HTTPS only.
@@ -469,7 +487,9 @@ impl Config {
         let http_listen =
             optional_listen("http.listen", http.listen.as_deref(), DEFAULT_HTTP_LISTEN)?;
         let http_limits = parse_http(&http).map_err(|(f, r)| err(&format!("http.{f}"), r))?;
-        let http_tls = tls_pair(http.tls_cert.clone(), http.tls_key.clone(), &resolve)
+        let http_rate_limit = parse_http_rate_limit(http.rate_limit)
+            .map_err(|(f, r)| err(&format!("http.rate_limit.{f}"), r))?;
+        let http_tls = tls_pair(http.tls_cert, http.tls_key, &resolve)
             .map_err(|(f, r)| err(&format!("http.{f}"), r))?;
         let RawAdmin {
             listen,
@@ -561,6 +581,7 @@ impl Config {
             explain_names: explain_names.unwrap_or(false),
             http_listen,
             http_limits,
+            http_rate_limit,
             http_tls,
             admin_listen,
             admin_tls,
@@ -771,6 +792,72 @@ fn parse_tcp(
     })
 }
 
+/// An `exempt` list: addresses or networks.
+fn parse_exempt(list: Vec<String>) -> Result<Vec<ipnet::IpNet>, FieldError> {
+    list.iter()
+        .map(|n| {
+            n.parse::<ipnet::IpNet>()
+                .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|n| n.trunc())
+                .map_err(|_| ("exempt", format!("{n:?} is not an address or a network")))
+        })
+        .collect()
+}
+
+fn parse_http_rate_limit(raw: RawHttpRateLimit) -> Result<HttpRateConfig, FieldError> {
+    let RawHttpRateLimit {
+        requests_per_second,
+        burst,
+        auth_failures_per_minute,
+        ipv4_prefix,
+        ipv6_prefix,
+        exempt,
+        max_networks,
+    } = raw;
+    let d = HttpRateConfig::default();
+    let in_range = |field: &'static str, v: u64, lo: u64, hi: u64, note: &str| {
+        if (lo..=hi).contains(&v) {
+            Ok(())
+        } else {
+            Err((field, format!("{v} is out of range {lo}..={hi}{note}")))
+        }
+    };
+    let requests_per_second = requests_per_second.unwrap_or(d.requests_per_second);
+    in_range(
+        "requests_per_second",
+        requests_per_second.into(),
+        0,
+        1_000_000,
+        " (0 turns it off)",
+    )?;
+    // Ten seconds' worth unless given, so that a client's start-up burst goes through.
+    let burst = burst.unwrap_or_else(|| requests_per_second.saturating_mul(10).max(1));
+    in_range("burst", burst.into(), 1, 10_000_000, "")?;
+    let auth_failures_per_minute = auth_failures_per_minute.unwrap_or(d.auth_failures_per_minute);
+    in_range(
+        "auth_failures_per_minute",
+        auth_failures_per_minute.into(),
+        0,
+        1_000_000,
+        " (0 turns it off)",
+    )?;
+    let ipv4_prefix = ipv4_prefix.unwrap_or(d.ipv4_prefix);
+    in_range("ipv4_prefix", ipv4_prefix.into(), 8, 32, "")?;
+    let ipv6_prefix = ipv6_prefix.unwrap_or(d.ipv6_prefix);
+    in_range("ipv6_prefix", ipv6_prefix.into(), 16, 128, "")?;
+    let max_networks = max_networks.unwrap_or(d.max_networks);
+    in_range("max_networks", max_networks as u64, 1, 10_000_000, "")?;
+    Ok(HttpRateConfig {
+        requests_per_second,
+        burst,
+        auth_failures_per_minute,
+        ipv4_prefix,
+        ipv6_prefix,
+        exempt: exempt.map_or(Ok(d.exempt), parse_exempt)?,
+        max_networks,
+    })
+}
+
 fn parse_rate_limit(raw: RawRateLimit) -> Result<RrlConfig, FieldError> {
     let RawRateLimit {
         responses_per_second,
@@ -805,18 +892,7 @@ fn parse_rate_limit(raw: RawRateLimit) -> Result<RrlConfig, FieldError> {
             format!("{ipv6_prefix} is out of range 16..=128"),
         ));
     }
-    let exempt = match exempt {
-        None => d.exempt,
-        Some(list) => list
-            .iter()
-            .map(|n| {
-                n.parse::<ipnet::IpNet>()
-                    .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map(|n| n.trunc())
-                    .map_err(|_| ("exempt", format!("{n:?} is not an address or a network")))
-            })
-            .collect::<Result<_, _>>()?,
-    };
+    let exempt = exempt.map_or(Ok(d.exempt), parse_exempt)?;
     Ok(RrlConfig {
         responses_per_second,
         slip,
@@ -1266,6 +1342,43 @@ mod tests {
             let text = format!("[dns]\n{dns}\n{zone}");
             let e = Config::parse("x.toml", &text, Path::new(".")).unwrap_err();
             assert_eq!(e.field, field, "{e}");
+        }
+    }
+
+    #[test]
+    fn http_rate_limit_defaults_and_is_validated() {
+        let zone = "[[zone]]\norigin = \"example.com\"\n";
+        let c = Config::parse("x.toml", zone, Path::new(".")).unwrap();
+        assert_eq!(c.http_rate_limit, HttpRateConfig::default());
+        let set = "[http.rate_limit]\nrequests_per_second = 7\nauth_failures_per_minute = 0\n\
+                   ipv4_prefix = 32\nexempt = [\"192.0.2.7\", \"2001:db8::/32\"]\n";
+        let c = Config::parse("x.toml", &format!("{set}{zone}"), Path::new(".")).unwrap();
+        let r = c.http_rate_limit;
+        assert_eq!(
+            (r.requests_per_second, r.burst),
+            (7, 70),
+            "burst: ten seconds' worth"
+        );
+        assert_eq!((r.auth_failures_per_minute, r.ipv4_prefix), (0, 32));
+        assert_eq!(r.exempt.len(), 2);
+        for (http, field) in [
+            ("burst = 0", "http.rate_limit.burst"),
+            (
+                "requests_per_second = 2000000",
+                "http.rate_limit.requests_per_second",
+            ),
+            ("ipv4_prefix = 33", "http.rate_limit.ipv4_prefix"),
+            ("ipv6_prefix = 8", "http.rate_limit.ipv6_prefix"),
+            ("exempt = [\"nope\"]", "http.rate_limit.exempt"),
+            ("max_networks = 0", "http.rate_limit.max_networks"),
+            ("per_hour = 3", ""),
+        ] {
+            let text = format!("[http.rate_limit]\n{http}\n{zone}");
+            let e = Config::parse("x.toml", &text, Path::new(".")).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+            if field.is_empty() {
+                assert!(e.reason.contains("per_hour"), "{e}");
+            }
         }
     }
 

@@ -16,6 +16,7 @@ pub mod explain;
 pub mod fleet;
 pub mod geo;
 pub mod health;
+pub mod limit;
 pub mod monitor;
 pub mod perf;
 pub mod policy;

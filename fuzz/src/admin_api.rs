@@ -19,6 +19,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use steerdns::api::admin::{Tokens, router};
+use steerdns::api::limit::{HttpRateConfig, Limiter};
 use steerdns::config::PolicySource;
 use steerdns::control::{ConfigOrigin, Controller};
 use steerdns::health::tracker::Tracker;
@@ -53,7 +54,9 @@ static ADMIN: LazyLock<Admin> = LazyLock::new(|| {
             probe: None,
             read: None,
         };
-        router(controller, monitor, tokens, None)
+        // No peer in-process, so the rate limits pass everything (they have their own tests).
+        let limit = Limiter::admin(&HttpRateConfig::default(), Default::default());
+        router(controller, monitor, tokens, None, Arc::new(limit))
     });
     Admin { runtime, router }
 });

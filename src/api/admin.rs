@@ -4,7 +4,9 @@
 //! vantage points cannot edit policies; the read token (`[admin] read_token_file`) only
 //! `GET`s, for dashboards and monitoring. An unknown token gets 401, a known token outside
 //! its scope 403. Tokens are compared in constant time, every one of them on every request.
-//! Bodies are bounded (64 KiB). Policy bodies are the TOML of the policy file itself, so
+//! Bodies are bounded (64 KiB; probe results 2 MiB). Requests are rate limited per client
+//! network, and failed authentications (401) more strictly (`super::limit`): 429 with
+//! `Retry-After`. Policy bodies are the TOML of the policy file itself, so
 //! what the API stores is exactly what a reviewer sees in git.
 //!
 //! | method and path | what |
@@ -36,6 +38,7 @@ use hickory_proto::rr::{LowerName, Name};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::limit::Limiter;
 use crate::control::{Controller, EditError, Precondition};
 use crate::dns::answer::Asker;
 use crate::health;
@@ -112,12 +115,14 @@ impl Scope {
 /// Probe results per ingest request, at most (agents batch far fewer).
 const MAX_RESULTS: usize = 10_000;
 
-/// `rum`: the RUM collector, when `[rum]` is set (for `/api/v1/measurements`).
+/// `rum`: the RUM collector, when `[rum]` is set (for `/api/v1/measurements`). `limit`: the
+/// request and failed-authentication limits, ahead of everything else.
 pub fn router(
     controller: Arc<Controller>,
     monitor: Monitor,
     tokens: Tokens,
     rum: Option<Arc<Collector>>,
+    limit: Arc<Limiter>,
 ) -> Router {
     let admin = Admin {
         controller,
@@ -146,6 +151,7 @@ pub fn router(
         )
         .layer(middleware::from_fn_with_state(admin.clone(), authorize))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(limit, super::limit::limit))
         .with_state(admin)
 }
 

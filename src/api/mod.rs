@@ -6,11 +6,14 @@
 //!   history, previews, explain, health overrides.
 //!
 //! Both are served by [`serve`]: our accept loop with a connection cap, a header-read
-//! timeout and a whole-request timeout, the same on both listeners.
+//! timeout and a whole-request timeout, the same on both listeners; and [`limit`]: request
+//! rate limits per client network on both, and a failed-authentication limit on the admin
+//! listener.
 //!
 //! Depends on `control` (writes) and `snapshot` (reads).
 
 pub mod admin;
+pub mod limit;
 pub mod public;
 pub mod rum;
 pub mod serve;

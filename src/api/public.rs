@@ -1,6 +1,7 @@
 //! Public, unauthenticated endpoints: `/healthz` (the process is up), `/readyz` (a snapshot is
 //! serving, and whether it is stale), `/metrics` (Prometheus text), and with `[rum]` the RUM
-//! routes of [`super::rum`]. Reads the published snapshot and the RUM counters only.
+//! routes of [`super::rum`]. Reads the published snapshot and the RUM counters only. Every
+//! route but the beacon is under the request limit of [`super::limit`].
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -9,8 +10,10 @@ use std::sync::atomic::Ordering;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::routing::get;
 
+use super::limit::{Limiter, Reason};
 use super::rum::Rum;
 use super::serve::HttpCounters;
 use crate::dns::listen::DnsCounters;
@@ -31,13 +34,15 @@ struct Shared {
 }
 
 /// The public router; `rum`: the RUM endpoints and their collector, when `[rum]` is set.
-/// `store`: the fleet store's status, in fleet mode.
+/// `store`: the fleet store's status, in fleet mode. `limit`: the request limit, on every
+/// route but the beacon (which has its own).
 pub fn router(
     published: Arc<Published>,
     dns: DnsCounters,
     http: HttpCounters,
     rum: Option<Arc<Rum>>,
     store: Option<Arc<StoreStatus>>,
+    limit: Arc<Limiter>,
 ) -> Router {
     let collector = rum.as_ref().map(|r| r.collector.clone());
     let router = Router::new()
@@ -51,10 +56,13 @@ pub fn router(
             rum: collector,
             store,
         });
-    match rum {
-        Some(rum) => router.merge(super::rum::routes(rum)),
-        None => router,
-    }
+    let Some(rum) = rum else {
+        return router.layer(middleware::from_fn_with_state(limit, super::limit::limit));
+    };
+    router
+        .merge(super::rum::routes(rum.clone()))
+        .layer(middleware::from_fn_with_state(limit, super::limit::limit))
+        .merge(super::rum::beacon_route(rum))
 }
 
 async fn readyz(
@@ -204,6 +212,28 @@ async fn metrics(
         http.public.timed_out.load(Ordering::Relaxed),
         http.admin.timed_out.load(Ordering::Relaxed),
     );
+    let _ = writeln!(
+        out,
+        "# HELP steerdns_http_rate_limited_total HTTP requests answered 429 by [http.rate_limit], by listener and by the limit reached: the client network's requests, or its failed authentications (admin).\n\
+         # TYPE steerdns_http_rate_limited_total counter"
+    );
+    for (listener, stats) in [("public", &http.public), ("admin", &http.admin)] {
+        for reason in Reason::ALL {
+            if listener == "public" && reason == Reason::AuthFailures {
+                continue;
+            }
+            let counter = match reason {
+                Reason::Requests => &stats.limited_requests,
+                Reason::AuthFailures => &stats.limited_auth,
+            };
+            let _ = writeln!(
+                out,
+                "steerdns_http_rate_limited_total{{listener=\"{listener}\",reason=\"{}\"}} {}",
+                reason.label(),
+                counter.load(Ordering::Relaxed)
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "# HELP steerdns_rum_resolver_map_size Resolvers located as their users (resolver mapping).\n\

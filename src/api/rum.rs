@@ -7,7 +7,8 @@
 //! | `GET /rum/v1/init` | the resolver-mapping fetch at `<nonce>.<zone>`: an empty 204 |
 //! | `POST /rum/v1/beacons` | a beacon (`text/plain` JSON, ≤ 16 KiB): 204, or 4xx with the reason |
 //!
-//! Every beacon is checked in this order: the per-network rate limit, the body size, the
+//! The beacon has its own per-network limit; the other routes are under the public
+//! listener's request limit (`super::limit`). Every beacon is checked in this order: the per-network rate limit, the body size, the
 //! content type, strict JSON and ranges, the token (signature, network, expiry), then
 //! single use. Only then is the client located (GeoIP of the published snapshot) and the
 //! beacon handed to the [`Collector`]; a refused beacon changes nothing but its counter.
@@ -33,9 +34,9 @@ use serde_json::json;
 use sha2::Digest;
 
 use crate::config::RumConfig;
+use crate::limit::{Buckets, Rate};
 use crate::rum::beacon::{self, Reject};
 use crate::rum::collector::{Accepted, Collector, unix_secs};
-use crate::rum::limit::RateLimit;
 use crate::rum::token::{ClientNet, Nonce, Replay, ReplayGuard, Signer, hex};
 use crate::snapshot::Published;
 
@@ -91,7 +92,7 @@ pub struct Rum {
     targets: HashSet<String>,
     signer: Signer,
     replay: Mutex<ReplayGuard>,
-    limit: Mutex<RateLimit>,
+    limit: Mutex<Buckets<ClientNet>>,
     published: Arc<Published>,
     pub collector: Arc<Collector>,
 }
@@ -108,8 +109,8 @@ impl Rum {
         let signer = Signer::new(secret, seed)?;
         Ok(Rum {
             targets: config.targets.iter().map(|t| t.id.clone()).collect(),
-            limit: Mutex::new(RateLimit::new(
-                config.beacons_per_network_per_minute,
+            limit: Mutex::new(Buckets::new(
+                Rate::per_minute(config.beacons_per_network_per_minute),
                 RATE_TABLE,
             )),
             replay: Mutex::new(ReplayGuard::new(REPLAY_TABLE)),
@@ -139,7 +140,8 @@ impl Rum {
             .limit
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .allow(net, Instant::now());
+            .take(net, Instant::now())
+            .is_ok();
         if !allowed {
             return Err(Reject::RateLimited);
         }
@@ -243,17 +245,31 @@ impl Rum {
     }
 }
 
-/// The RUM routes, to merge into the public router.
+/// The RUM routes but the beacon, to merge into the public router under its request limit.
 pub fn routes(rum: Arc<Rum>) -> Router {
     Router::new()
         .route("/rum/v1/beacon.js", get(beacon_js))
         .route("/rum/v1/config", get(config))
         .route("/rum/v1/init", get(init))
+        .with_state(rum)
+}
+
+/// `POST /rum/v1/beacons`, to merge into the public router beside its request limit: a
+/// beacon's own per-network limit comes first among its checks.
+pub fn beacon_route(rum: Arc<Rum>) -> Router {
+    Router::new()
         .route(
             "/rum/v1/beacons",
             post(post_beacon).layer(DefaultBodyLimit::max(beacon::MAX_BODY)),
         )
         .with_state(rum)
+}
+
+impl Rum {
+    /// `[rum] trusted_proxies`: whose `X-Forwarded-For` the public listener believes.
+    pub fn trusted_proxies(&self) -> &[IpNet] {
+        &self.config.trusted_proxies
+    }
 }
 
 const ANY_ORIGIN: (header::HeaderName, HeaderValue) = (

@@ -53,6 +53,10 @@ pub struct HttpStats {
     pub refused: AtomicU64,
     /// Requests answered 408: not done within `request_timeout`.
     pub timed_out: AtomicU64,
+    /// Requests answered 429 by [`super::limit`]: the network's request rate.
+    pub limited_requests: AtomicU64,
+    /// Requests answered 429 by [`super::limit`]: the network's failed authentications.
+    pub limited_auth: AtomicU64,
 }
 
 /// Both listeners' counters, for the public router's `/metrics`.

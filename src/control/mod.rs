@@ -25,7 +25,7 @@ mod watch;
 pub use edit::{etag, policy_key};
 pub use inputs::{RUM_INTERVAL, RUM_MIN_ATTEMPTS, feed_rum};
 pub use load::{build_snapshot, diff_files};
-pub use watch::{PolicyWatch, run, watch};
+pub use watch::{Hangup, PolicyWatch, hangup, run, watch};
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

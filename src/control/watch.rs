@@ -9,19 +9,32 @@ use tokio_util::sync::CancellationToken;
 use super::Controller;
 use crate::store::FeedGuard;
 
-/// Background work until cancelled: SIGHUP reloads, policy directory changes, timed
-/// recompiles (hold-down expiry, ramp steps). Every publish, by any route, wakes the loop so
-/// that it sleeps until the earliest deadline of what is serving now. The SIGHUP handler is installed before this returns, not
-/// when the task first runs: a SIGHUP right after startup must reload, not kill the process.
+/// SIGHUP, caught from now on (`None` where there is no SIGHUP or it cannot be caught).
+#[cfg(unix)]
+pub type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+pub type Hangup = Option<()>;
+
+/// Catch SIGHUP from now on, for [`run`]. Called first thing at start, before the first
+/// snapshot is loaded and anything listens: SIGHUP's default action kills the process, so a
+/// SIGHUP in the startup window (a deploy script reloading as soon as the port answers)
+/// must find the handler installed; it is then taken as a reload once [`run`] runs.
+pub fn hangup() -> Hangup {
+    #[cfg(unix)]
+    return tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    #[cfg(not(unix))]
+    None
+}
+
+/// Background work until cancelled: SIGHUP reloads (`hup`, from [`hangup`]), policy
+/// directory changes, timed recompiles (hold-down expiry, ramp steps). Every publish, by any
+/// route, wakes the loop so that it sleeps until the earliest deadline of what is serving now.
 pub fn run(
     controller: Arc<Controller>,
     watch: PolicyWatch,
+    hup: Hangup,
     cancel: CancellationToken,
 ) -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    #[cfg(not(unix))]
-    let hup: Option<()> = None;
     run_loop(controller, watch, cancel, hup)
 }
 

@@ -10,7 +10,7 @@
 //!
 //! - [`token`]: nonces and HMAC tokens bound to the client network; replay protection.
 //! - [`beacon`]: the beacon's wire format and strict validation.
-//! - [`limit`]: the per-network rate limit.
+//! - the per-network rate limit is `crate::limit`'s token buckets, keyed by [`token::ClientNet`].
 //! - [`collector`]: accepted beacons into windows per (target, region), and the session log.
 //!
 //! The HTTP side is `api::rum`. None of the above is touched by DNS query threads.
@@ -34,7 +34,6 @@ pub mod beacon;
 pub mod collector;
 pub mod histogram;
 pub mod init_zone;
-pub mod limit;
 pub mod nonce;
 pub mod nonce_log;
 pub mod rank;

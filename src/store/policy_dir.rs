@@ -147,16 +147,29 @@ impl PolicyDir {
     }
 
     /// Remove temporary files left by writers that were killed mid-write (they were never
-    /// renamed into place, so nothing refers to them).
+    /// renamed into place, so nothing refers to them): beside the policies (policy files
+    /// and the state file) and in each policy's history.
     pub fn clean_temp_files(&self) {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return;
+        let is_temp = |name: &str| {
+            name.starts_with('.') && (name.contains(".toml.tmp-") || name.contains(".json.tmp-"))
         };
-        for entry in entries.filter_map(Result::ok) {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.contains(".toml.tmp-") {
-                let _ = fs::remove_file(entry.path());
+        let clean = |dir: &Path| {
+            for entry in fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+            {
+                if is_temp(&entry.file_name().to_string_lossy()) {
+                    let _ = fs::remove_file(entry.path());
+                }
             }
+        };
+        clean(&self.dir);
+        let histories = fs::read_dir(self.dir.join(".history"))
+            .into_iter()
+            .flatten();
+        for entry in histories.filter_map(Result::ok) {
+            clean(&entry.path());
         }
     }
 
@@ -371,6 +384,36 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("steerdns-store-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn temp_files_of_killed_writers_are_cleaned_everywhere() {
+        let dir = temp_dir("clean");
+        let store = PolicyDir::new(&dir);
+        store.write("www.example.com", "one").unwrap();
+        store.write("www.example.com", "two").unwrap();
+        let history = dir.join(".history/www.example.com");
+        let temps = [
+            dir.join(".www.example.com.toml.tmp-1-0"),
+            dir.join("..steerdns-state.json.tmp-1-1"),
+            history.join(".1700000000000.toml.tmp-1-2"),
+        ];
+        for t in &temps {
+            fs::write(t, "half").unwrap();
+        }
+        store.clean_temp_files();
+        for t in &temps {
+            assert!(!t.exists(), "{t:?} left");
+        }
+        assert_eq!(store.files().unwrap().len(), 1);
+        assert_eq!(
+            store
+                .history("www.example.com", str::to_owned)
+                .unwrap()
+                .len(),
+            1
+        );
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Abuse resistance over real sockets: UDP response rate limiting per client network (drops
 //! and TC "slip" stubs, exempt networks, the next second), the TCP caps (in all, per
 //! client network, queries per connection), and the HTTP listeners' bounds (connection cap,
-//! head and request timeouts). Loopback only: 127.0.0.0/8 has many networks.
+//! head and request timeouts, request rate limits per client network, the stricter limit on
+//! failed authentication). Loopback only: 127.0.0.0/8 has many networks (the HTTP limits are
+//! set to /32 networks here, so 127.0.0.1 and 127.0.0.2 are two).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -285,5 +287,269 @@ async fn http_connections_are_capped_and_slow_clients_timed_out() {
         line("steerdns_http_timeouts_total{listener=\"admin\"}"),
         Some(1)
     );
+    running.shutdown().await;
+}
+
+/// A server with `[http.rate_limit]` set to `limits` (both listeners on loopback).
+async fn rate_limited_http(
+    tag: &str,
+    limits: &str,
+    extra: &str,
+) -> (TempDir, steerdns::app::Running) {
+    let dir = TempDir::new(tag);
+    dir.write("rum.secret", &format!("{}\n", crate::rum_ingest::SECRET));
+    let path = write_config_extra(&dir, DEMO_ZONE, &demo_policies(), extra);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[http]\nlisten = \"off\"\n",
+        &format!("[http]\nlisten = \"off\"\n[http.rate_limit]\n{limits}\n"),
+    );
+    std::fs::write(&path, text).unwrap();
+    let running = start_file(&path).await;
+    (dir, running)
+}
+
+/// Send `request` from `from` until it is answered 429 (at most `max` times); the statuses
+/// before it and the 429 itself.
+async fn until_limited(
+    from: &str,
+    max: usize,
+    request: impl AsyncFn(std::net::IpAddr) -> HttpResponse,
+) -> (Vec<u16>, HttpResponse) {
+    let ip = from.parse().unwrap();
+    let mut before = Vec::new();
+    for _ in 0..max {
+        let r = request(ip).await;
+        if r.status == 429 {
+            return (before, r);
+        }
+        before.push(r.status);
+    }
+    panic!("{from}: not limited within {max} requests: {before:?}");
+}
+
+fn retry_after(r: &HttpResponse) -> u64 {
+    r.header("retry-after")
+        .unwrap_or_else(|| panic!("429 without Retry-After: {r}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("Retry-After not whole seconds ({e}): {r}"))
+}
+
+/// `/metrics` read from 127.0.0.9 (a network of its own with `ipv4_prefix = 32`).
+async fn metric_from_aside(http: SocketAddr, name: &str) -> Option<u64> {
+    let r = http_request_from(
+        "127.0.0.9".parse().unwrap(),
+        http,
+        "GET",
+        "/metrics",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r}");
+    r.body.lines().find_map(|l| {
+        let (k, v) = l.rsplit_once(' ')?;
+        (k == name).then(|| v.parse().ok())?
+    })
+}
+
+/// Past its burst a client network gets 429 with Retry-After on both listeners (the admin
+/// API with the right token too); another network is not affected; after Retry-After the
+/// first network is served again; the metric counts each refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_requests_past_the_rate_get_429_per_network() {
+    let (_dir, running) = rate_limited_http(
+        "abuse-http-rate",
+        "requests_per_second = 1\nburst = 5\nipv4_prefix = 32\nauth_failures_per_minute = 0",
+        "",
+    )
+    .await;
+    let http = running.http_addr.unwrap();
+    let admin = AdminClient::of(&running);
+    let auth = format!("Bearer {}", admin.token);
+    let public_get = async |ip| http_request_from(ip, http, "GET", "/healthz", &[], b"").await;
+    let admin_get = async |ip| {
+        let headers = [("Authorization", auth.as_str())];
+        http_request_from(ip, admin.addr, "GET", "/api/v1/health", &headers, b"").await
+    };
+
+    // The public listener.
+    let (served, limited) = until_limited("127.0.0.1", 50, public_get).await;
+    assert!(
+        served.len() >= 5 && served.iter().all(|&s| s == 200),
+        "{served:?}"
+    );
+    let wait = retry_after(&limited);
+    assert!((1..=2).contains(&wait), "{limited}");
+    assert_eq!(limited.json()["reason"], "requests", "{limited}");
+    assert_eq!(
+        public_get("127.0.0.2".parse().unwrap()).await.status,
+        200,
+        "another network"
+    );
+    // The admin listener: its own table, so 127.0.0.1 starts with a full bucket there.
+    let (served, limited) = until_limited("127.0.0.1", 50, admin_get).await;
+    assert!(
+        served.len() >= 5 && served.iter().all(|&s| s == 200),
+        "{served:?}"
+    );
+    assert!(limited.error().contains("too many requests"), "{limited}");
+    assert!(retry_after(&limited) >= 1, "{limited}");
+    assert_eq!(admin_get("127.0.0.2".parse().unwrap()).await.status, 200);
+
+    assert_eq!(
+        metric_from_aside(
+            http,
+            "steerdns_http_rate_limited_total{listener=\"public\",reason=\"requests\"}"
+        )
+        .await,
+        Some(1)
+    );
+    assert_eq!(
+        metric_from_aside(
+            http,
+            "steerdns_http_rate_limited_total{listener=\"admin\",reason=\"requests\"}"
+        )
+        .await,
+        Some(1)
+    );
+    assert_eq!(
+        metric_from_aside(
+            http,
+            "steerdns_http_rate_limited_total{listener=\"admin\",reason=\"auth_failures\"}"
+        )
+        .await,
+        Some(0)
+    );
+
+    // After Retry-After the bucket has a token again.
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    assert_eq!(
+        public_get("127.0.0.1".parse().unwrap()).await.status,
+        200,
+        "refilled"
+    );
+    running.shutdown().await;
+}
+
+/// With the default limits, failed authentications (401) are limited long before requests:
+/// after 10 from a network every request from it gets 429, the right token too, while
+/// another network still gets in. A 403 (a known token outside its scope) does not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_authentication_is_limited_before_requests() {
+    let dir = TempDir::new("abuse-http-auth");
+    dir.write("read.token", "read-token-0123456789ab\n");
+    let path = write_config(&dir, DEMO_ZONE, &demo_policies());
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "[http]\nlisten = \"off\"\n",
+            "[http]\nlisten = \"off\"\n[http.rate_limit]\nipv4_prefix = 32\n",
+        )
+        .replace(
+            "[admin]\nlisten = \"off\"\n",
+            "[admin]\nlisten = \"off\"\nread_token_file = \"read.token\"\n",
+        );
+    std::fs::write(&path, text).unwrap();
+    let running = start_file(&path).await;
+    let http = running.http_addr.unwrap();
+    let admin = AdminClient::of(&running);
+    let good = format!("Bearer {}", admin.token);
+    let get = async |ip, auth: &str| {
+        let headers = [("Authorization", auth)];
+        http_request_from(ip, admin.addr, "GET", "/api/v1/policies", &headers, b"").await
+    };
+
+    // 403s are not failed authentications.
+    let local = "127.0.0.1".parse().unwrap();
+    for _ in 0..15 {
+        let headers = [("Authorization", "Bearer read-token-0123456789ab")];
+        let r = http_request_from(
+            local,
+            admin.addr,
+            "DELETE",
+            "/api/v1/health/x",
+            &headers,
+            b"",
+        )
+        .await;
+        assert_eq!(r.status, 403, "{r}");
+    }
+    assert_eq!(get(local, &good).await.status, 200);
+
+    let (failed, limited) = until_limited("127.0.0.1", 30, async |ip| {
+        get(ip, "Bearer guess-0123456789").await
+    })
+    .await;
+    assert_eq!(failed, [401; 10], "ten guesses, then 429");
+    assert_eq!(limited.json()["reason"], "auth_failures", "{limited}");
+    let wait = retry_after(&limited);
+    assert!((1..=6).contains(&wait), "one failure per 6 s: {limited}");
+    // Locked out: the right token is not even looked at.
+    let r = get("127.0.0.1".parse().unwrap(), &good).await;
+    assert_eq!(r.status, 429, "{r}");
+    assert!(r.error().contains("failed authentications"), "{r}");
+    // Another network is not.
+    let other = "127.0.0.2".parse().unwrap();
+    assert_eq!(get(other, &good).await.status, 200);
+    assert_eq!(get(other, "Bearer guess-0123456789").await.status, 401);
+    assert_eq!(
+        metric_from_aside(
+            http,
+            "steerdns_http_rate_limited_total{listener=\"admin\",reason=\"auth_failures\"}"
+        )
+        .await,
+        Some(2)
+    );
+    assert_eq!(
+        metric_from_aside(
+            http,
+            "steerdns_http_rate_limited_total{listener=\"admin\",reason=\"requests\"}"
+        )
+        .await,
+        Some(0),
+        "the request limit (burst 500) was never reached"
+    );
+    running.shutdown().await;
+}
+
+/// Behind a trusted proxy the public limit is per forwarded client network, and the beacon
+/// endpoint is not under it (it has its own per-network limit, which comes first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_limit_follows_forwarded_for_and_spares_the_beacon() {
+    let rum = crate::rum_ingest::rum_config(
+        &[("cdn-a", "https://cdn-a.example.net/rum/test.gif".into())],
+        "trusted_proxies = [\"127.0.0.0/8\"]\nbeacons_per_network_per_minute = 100",
+    );
+    let (_dir, running) =
+        rate_limited_http("abuse-http-xff", "requests_per_second = 1\nburst = 3", &rum).await;
+    let http = running.http_addr.unwrap();
+    let config_from = async |xff: &str| {
+        http_request(
+            http,
+            "GET",
+            "/rum/v1/config",
+            &[("X-Forwarded-For", xff)],
+            b"",
+        )
+        .await
+    };
+    let (served, limited) =
+        until_limited("127.0.0.1", 30, async |_| config_from("192.0.2.1").await).await;
+    assert!(
+        served.len() >= 3 && served.iter().all(|&s| s == 200),
+        "{served:?}"
+    );
+    assert!(limited.error().contains("192.0.2.0/24"), "{limited}");
+    // Another forwarded /24 has its own bucket.
+    assert_eq!(config_from("192.0.3.1").await.status, 200);
+    // Beacons from the limited network reach their own checks (400: not JSON), not a 429.
+    for _ in 0..5 {
+        let headers = [
+            ("X-Forwarded-For", "192.0.2.1"),
+            ("Content-Type", "text/plain"),
+        ];
+        let r = http_request(http, "POST", "/rum/v1/beacons", &headers, b"nope").await;
+        assert_eq!(r.status, 400, "{r}");
+    }
     running.shutdown().await;
 }

@@ -2,8 +2,10 @@
 //! PUTs is being written. Afterwards the policy file is one complete version (the last
 //! acknowledged one or the one in flight), never a torn one; the directory holds nothing but
 //! policies, history, the compare-and-set lock file `.lock` and possibly the writer's own
-//! `.<name>.tmp-*` files; and the server starts again from it. Health overrides (the state
-//! file) are held to the same standard, and a full disk fails an edit cleanly.
+//! `.<name>.tmp-*` files (removed at the next start, history included); every version that was
+//! ever the file, but the current one, is in history, whole; and the server starts again from
+//! it, history and rollback included. Health overrides and halted ramps (the state file) are
+//! held to the same standard, and a full disk fails an edit cleanly.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -129,6 +131,9 @@ struct Sent {
     /// Index into `versions` of the last version whose PUT got 200.
     acked: usize,
     acked_etag: Option<String>,
+    /// Every version that was the policy file at some point (acknowledged, or found on disk
+    /// after a kill): each but the current one must be in history.
+    landed: std::collections::BTreeSet<usize>,
 }
 
 /// PUT version after version with the current ETag until the server goes away.
@@ -155,6 +160,7 @@ async fn writer(admin: AdminClient, sent: Arc<Mutex<Sent>>, mut etag: String, fi
                 let mut s = sent.lock().unwrap();
                 s.acked = index;
                 s.acked_etag = Some(etag.clone());
+                s.landed.insert(index);
             }
             Ok(r) => panic!("PUT version {i}: {r}"),
             // Killed.
@@ -164,7 +170,8 @@ async fn writer(admin: AdminClient, sent: Arc<Mutex<Sent>>, mut etag: String, fi
 }
 
 /// Returns whether the file holds the in-flight version, and how many temp files were left.
-fn check_directory(policies: &Path, sent: &Sent) -> (bool, usize) {
+/// Every version that was ever the file, but the current one, must be in history, whole.
+fn check_directory(policies: &Path, sent: &mut Sent) -> (bool, usize) {
     let www = policies.join("www.example.com.toml");
     let text = std::fs::read_to_string(&www).expect("the policy file exists");
     let found = sent
@@ -203,6 +210,8 @@ fn check_directory(policies: &Path, sent: &Sent) -> (bool, usize) {
         assert!(ok, "stray file in the policy directory: {name}");
         temps += usize::from(name.starts_with('.') && name != ".history" && name != ".lock");
     }
+    sent.landed.insert(found);
+    let mut kept = std::collections::BTreeSet::new();
     let history = policies.join(".history/www.example.com");
     if history.exists() {
         for entry in std::fs::read_dir(&history).unwrap().filter_map(Result::ok) {
@@ -213,11 +222,14 @@ fn check_directory(policies: &Path, sent: &Sent) -> (bool, usize) {
                     "history file {name}"
                 );
                 let old = std::fs::read_to_string(entry.path()).unwrap();
-                assert!(
-                    sent.versions.contains(&old),
-                    "history {name} is none of the versions sent ({} bytes)",
-                    old.len()
-                );
+                let at = sent.versions.iter().position(|v| *v == old);
+                let at = at.unwrap_or_else(|| {
+                    panic!(
+                        "history {name} is none of the versions sent ({} bytes)",
+                        old.len()
+                    )
+                });
+                kept.insert(at);
             } else {
                 let stem = name.split(".toml.tmp-").next().unwrap_or("");
                 assert!(
@@ -228,7 +240,34 @@ fn check_directory(policies: &Path, sent: &Sent) -> (bool, usize) {
             }
         }
     }
+    let lost: Vec<usize> = sent
+        .landed
+        .iter()
+        .copied()
+        .filter(|&i| i != found && !kept.contains(&i))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "replaced versions missing from history: {lost:?} (file has {found})"
+    );
     (found > sent.acked, temps)
+}
+
+/// Temp files (`.<name>.tmp-*`) under `dir`, history included.
+fn temp_files(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_dir() {
+                dirs.push(entry.path());
+            } else if name.contains(".tmp-") {
+                found.push(entry.path().display().to_string());
+            }
+        }
+    }
+    found
 }
 
 /// A pseudo-random delay in `range`, different every call.
@@ -263,6 +302,7 @@ async fn kill_9_during_writes_leaves_a_whole_version() {
 
     let sent = Arc::new(Mutex::new(Sent {
         versions: vec![WWW_POLICY.to_owned()],
+        landed: [0].into(),
         ..Sent::default()
     }));
     let mut rounds = Vec::new();
@@ -284,6 +324,12 @@ async fn kill_9_during_writes_leaves_a_whole_version() {
         }
         let gb = answer_of(server.dns, "www.example.com", Some("2a02:d3c0::/56")).await;
         assert!(gb.starts_with("cdn-"), "{gb}");
+        // The start removed what earlier kills left half-written, history included.
+        let left = temp_files(&policies);
+        assert!(
+            left.is_empty(),
+            "round {round}: temp files after a start: {left:?}"
+        );
 
         let before = sent.lock().unwrap().versions.len();
         let task = tokio::spawn(writer(server.admin.clone(), sent.clone(), etag, before));
@@ -305,10 +351,10 @@ async fn kill_9_during_writes_leaves_a_whole_version() {
             .expect("the writer stops once the server is gone")
             .expect("the writer did not panic");
 
-        let s = sent.lock().unwrap();
-        let (in_flight, temps) = check_directory(&policies, &s);
+        let mut s = sent.lock().unwrap();
+        let (in_flight, temps) = check_directory(&policies, &mut s);
         rounds.push(format!(
-            "{} sent, file {}, {temps} temp file(s) so far",
+            "{} sent, file {}, {temps} temp file(s) left by the kill",
             s.versions.len() - before,
             if in_flight {
                 "in flight"
@@ -330,6 +376,37 @@ async fn kill_9_during_writes_leaves_a_whole_version() {
     let r = server.admin.get("/api/v1/policies").await;
     assert_eq!(r.status, 200, "{r}");
     assert_eq!(r.json().as_array().unwrap().len(), 2, "{r}");
+    // History is served from the files alone, and a rollback to its oldest version works.
+    let r = server
+        .admin
+        .get("/api/v1/policies/www.example.com/history")
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    let history = r.json();
+    let versions = history.as_array().expect("a list");
+    let landed = sent.lock().unwrap().landed.len();
+    assert!(
+        versions.len() >= landed - 1,
+        "{} history entries for {landed} versions that were the file",
+        versions.len()
+    );
+    let oldest = versions.last().expect("history")["id"].as_u64().unwrap();
+    let (_, etag) = server.admin.policy("www.example.com").await;
+    let r = server
+        .admin
+        .request(
+            "POST",
+            &format!("/api/v1/policies/www.example.com/rollback?version={oldest}"),
+            &[("If-Match", &etag)],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(
+        std::fs::read_to_string(policies.join("www.example.com.toml")).unwrap(),
+        WWW_POLICY,
+        "the oldest version is the initial file"
+    );
     drop(server);
 }
 
@@ -376,6 +453,11 @@ async fn kill_9_during_override_writes_leaves_the_state_whole() {
         let mut server = tokio::task::spawn_blocking(move || Server::spawn(&config2))
             .await
             .unwrap();
+        let left = temp_files(&dir.join("policies"));
+        assert!(
+            left.is_empty(),
+            "round {round}: temp files after a start: {left:?}"
+        );
         // After a restart, the last acknowledged override (or the one in flight) holds.
         let health = server.admin.get("/api/v1/health").await.json();
         // An override shows as the target's state, marked forced.
@@ -566,5 +648,285 @@ async fn a_full_disk_fails_the_edit_and_keeps_the_old_policy() {
         std::fs::read_to_string(policies.join("www.example.com.toml")).unwrap(),
         text
     );
+    drop(server);
+}
+
+const RAMP_NAME: &str = "rampguard.example.com";
+
+/// A policy ramping pop-new in (at 50% for an hour from `start_unix_s`), `comment` first.
+fn ramp_policy(start_unix_s: u64, comment: &str) -> String {
+    format!(
+        "# {comment}\nname = \"{RAMP_NAME}\"\nttl_s = 5\n\n\
+         [targets.pop-old]\na = [\"192.0.2.10\"]\n\n[targets.pop-new]\na = [\"192.0.2.11\"]\n\n\
+         [[chain]]\nkind = \"weighted\"\nweights = {{ pop-old = 100 }}\n\
+         ramp = {{ target = \"pop-new\", percent = [50, 100], step_s = 3600, start_unix_s = {start_unix_s} }}\n"
+    )
+}
+
+/// Where the ramp writer is in its cycle: halting (a failure posted), halted (and stored),
+/// resuming (an edit sent), resumed (the edit acknowledged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RampPhase {
+    Halting,
+    Halted,
+    Resuming,
+    Resumed,
+}
+
+/// Whether the state file lists pop-new's ramp as halted; panics on a torn file.
+fn halted_in_file(state: &Path) -> Option<bool> {
+    let text = match std::fs::read_to_string(state) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("{}: {e}", state.display()),
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("a torn state file ({e}): {text:?}"));
+    let halted = json["halted_ramps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no halted_ramps list: {json}"));
+    Some(halted.iter().any(|t| t == "pop-new"))
+}
+
+/// One agent's probe result for pop-new, now.
+fn probe_result(ok: bool) -> Vec<u8> {
+    serde_json::to_vec(&[crate::fleet_support::result("pop-new", "ext", ok)]).unwrap()
+}
+
+/// An admin request with the token and a JSON body type; `Err` once the server is gone.
+async fn admin_request(
+    admin: &AdminClient,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpResponse, String> {
+    let auth = format!("Bearer {}", admin.token);
+    let mut headers = vec![
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    headers.extend_from_slice(extra);
+    try_http_request(admin.addr, method, path, &headers, body).await
+}
+
+/// Panics with `what` once 10 s have passed since `since`; else waits 10 ms.
+async fn poll_again(what: &str, since: Instant) {
+    assert!(
+        since.elapsed() < Duration::from_secs(10),
+        "{what}: not within 10 s"
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+/// Halt (pop-new fails during its ramp), recover, resume (an edit), again and again, until
+/// the server goes away (then `Err`). `sent`: policy versions as in [`Sent`]; `phase`: where
+/// the cycle is.
+async fn ramp_cycles(
+    admin: AdminClient,
+    state: std::path::PathBuf,
+    start: u64,
+    sent: Arc<Mutex<Sent>>,
+    phase: Arc<Mutex<RampPhase>>,
+) -> Result<(), String> {
+    let explain = format!("/api/v1/explain?name={RAMP_NAME}&client=192.0.2.1");
+    let path = format!("/api/v1/policies/{RAMP_NAME}");
+    loop {
+        *phase.lock().unwrap() = RampPhase::Halting;
+        let r = admin_request(
+            &admin,
+            "POST",
+            "/api/v1/probe-results",
+            &[],
+            &probe_result(false),
+        )
+        .await?;
+        assert_eq!(r.status, 200, "{r}");
+        let since = Instant::now();
+        loop {
+            let r = admin_request(&admin, "GET", &explain, &[], b"").await?;
+            if r.json()["steps"].to_string().contains("halted") {
+                break;
+            }
+            poll_again("the ramp halted", since).await;
+        }
+        while halted_in_file(&state) != Some(true) {
+            poll_again("the halt stored", since).await;
+        }
+        *phase.lock().unwrap() = RampPhase::Halted;
+        let r = admin_request(
+            &admin,
+            "POST",
+            "/api/v1/probe-results",
+            &[],
+            &probe_result(true),
+        )
+        .await?;
+        assert_eq!(r.status, 200, "{r}");
+        loop {
+            let r = admin_request(&admin, "GET", "/api/v1/health", &[], b"").await?;
+            let up = r
+                .json()
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|t| t["target"] == "pop-new" && t["state"] == "up");
+            if up {
+                break;
+            }
+            poll_again("pop-new up", since).await;
+        }
+        let r = admin_request(&admin, "GET", &path, &[], b"").await?;
+        let etag = r.header("etag").expect("ETag").to_owned();
+        let (index, text) = {
+            let mut s = sent.lock().unwrap();
+            let text = ramp_policy(start, &format!("edit {}", s.versions.len()));
+            s.versions.push(text.clone());
+            (s.versions.len() - 1, text)
+        };
+        *phase.lock().unwrap() = RampPhase::Resuming;
+        let r = admin_request(
+            &admin,
+            "PUT",
+            &path,
+            &[("If-Match", &etag)],
+            text.as_bytes(),
+        )
+        .await?;
+        assert_eq!(r.status, 200, "{r}");
+        // Answered means stored.
+        assert_eq!(
+            halted_in_file(&state),
+            Some(false),
+            "a resume answered, not stored"
+        );
+        let mut s = sent.lock().unwrap();
+        s.acked = index;
+        s.landed.insert(index);
+        *phase.lock().unwrap() = RampPhase::Resumed;
+    }
+}
+
+/// Halted ramps are durable writes too: `kill -9` at random moments while a ramp is halted
+/// (its target fails mid-ramp) and resumed (the policy is edited), again and again, leaves
+/// the state file whole and true to what was acknowledged (halted once the halt was stored,
+/// not halted once the resuming edit was answered), the policy file whole, and the restarted
+/// server applies the file: the ramp is halted after the restart exactly when the file says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_during_ramp_halts_and_resumes_leaves_the_state_whole() {
+    let dir = TempDir::new("durability-ramps");
+    let start = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 10;
+    let first = ramp_policy(start, "initial");
+    let config = write_config_extra(
+        &dir,
+        DEMO_ZONE,
+        &[("rampguard.example.com.toml", &first)],
+        "[health]\ndown_after_failures = 1\nup_after_successes = 1\nhold_down_ms = 0\n\
+         stale_after_ms = 60000\n",
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "[admin]\nlisten = \"off\"",
+            "[admin]\nlisten = \"127.0.0.1:0\"",
+        ),
+    )
+    .unwrap();
+    let policies = dir.join("policies");
+    let state = policies.join(".steerdns-state.json");
+    let sent = Arc::new(Mutex::new(Sent {
+        versions: vec![first],
+        landed: [0].into(),
+        ..Sent::default()
+    }));
+    let mut rounds = Vec::new();
+    for round in 0..6 {
+        let config2 = config.clone();
+        let mut server = tokio::task::spawn_blocking(move || Server::spawn(&config2))
+            .await
+            .unwrap();
+        let left = temp_files(&policies);
+        assert!(
+            left.is_empty(),
+            "round {round}: temp files after a start: {left:?}"
+        );
+        // The restarted server applies the state file.
+        let in_file = halted_in_file(&state).unwrap_or(false);
+        let steps = server.admin.explain(RAMP_NAME, "192.0.2.1").await["steps"].to_string();
+        assert_eq!(
+            steps.contains("halted"),
+            in_file,
+            "round {round}: the file says halted = {in_file}, the server: {steps}"
+        );
+        // Until the writer's first step, the file holds what the start read.
+        let phase = Arc::new(Mutex::new(if in_file {
+            RampPhase::Halted
+        } else {
+            RampPhase::Resumed
+        }));
+        let task = tokio::spawn(ramp_cycles(
+            server.admin.clone(),
+            state.clone(),
+            start,
+            sent.clone(),
+            phase.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(300) + random_delay(0..1500)).await;
+        tokio::task::spawn_blocking(move || server.kill())
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("the writer stops once the server is gone")
+            .expect("the writer did not panic")
+            .expect_err("the writer runs until the server is gone");
+
+        let at_kill = *phase.lock().unwrap();
+        let halted = halted_in_file(&state);
+        match at_kill {
+            RampPhase::Halted => {
+                assert_eq!(halted, Some(true), "round {round}: a stored halt lost")
+            }
+            RampPhase::Resumed => {
+                assert_ne!(
+                    halted,
+                    Some(true),
+                    "round {round}: an acknowledged resume lost"
+                )
+            }
+            _ => {}
+        }
+        let mut s = sent.lock().unwrap();
+        let text = std::fs::read_to_string(policies.join("rampguard.example.com.toml")).unwrap();
+        let found = s
+            .versions
+            .iter()
+            .rposition(|v| *v == text)
+            .unwrap_or_else(|| panic!("round {round}: a torn policy file: {text:?}"));
+        assert!(found >= s.acked, "round {round}: an acknowledged edit lost");
+        s.landed.insert(found);
+        rounds.push(format!(
+            "killed {at_kill:?}, file halted = {halted:?}, {} edits",
+            s.versions.len() - 1
+        ));
+    }
+    eprintln!("ramp durability: {}", rounds.join("; "));
+    assert!(
+        sent.lock().unwrap().versions.len() > 2,
+        "the cycle ran (halt, recover, edit) more than once: {rounds:?}"
+    );
+    // One last start from what the kills left.
+    let config2 = config.clone();
+    let server = tokio::task::spawn_blocking(move || Server::spawn(&config2))
+        .await
+        .unwrap();
+    let in_file = halted_in_file(&state).unwrap_or(false);
+    let steps = server.admin.explain(RAMP_NAME, "192.0.2.1").await["steps"].to_string();
+    assert_eq!(steps.contains("halted"), in_file, "{steps}");
     drop(server);
 }

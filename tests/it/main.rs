@@ -17,6 +17,7 @@ mod fleet;
 mod fleet_outage;
 mod fleet_support;
 mod fleet_tls_sentinel;
+mod geoip;
 mod health;
 mod https;
 mod malformed;
