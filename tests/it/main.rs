@@ -21,6 +21,7 @@ mod health;
 mod https;
 mod malformed;
 mod metrics;
+mod packaging;
 mod policies;
 mod protocol;
 mod robustness;
