@@ -211,3 +211,75 @@ fn which(program: &str) -> Result<PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+/// cargo-deb's assets exist: repository files now, generated ones where
+/// packaging/build-deb.sh writes them; the maintainer scripts are valid sh.
+#[test]
+fn deb_assets_exist_or_are_generated_and_scripts_parse() {
+    let manifest: toml::Table = std::fs::read_to_string(Path::new(REPO).join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let deb = &manifest["package"]["metadata"]["deb"];
+    let script = std::fs::read_to_string(Path::new(REPO).join("packaging/build-deb.sh")).unwrap();
+    let assets = deb["assets"].as_array().expect("assets");
+    let mut dests = Vec::new();
+    for asset in assets {
+        let source = asset[0].as_str().unwrap();
+        dests.push(asset[1].as_str().unwrap());
+        if source == "target/release/steerdns" {
+            assert!(script.contains("cargo build --release --locked --bin steerdns"));
+        } else if let Some(generated) = source.strip_prefix("target/packaging/") {
+            assert!(
+                script.contains(&format!("\"$out/{generated}\"")),
+                "build-deb.sh writes {source}"
+            );
+        } else if source.contains('*') {
+            let dir = Path::new(REPO).join(source.rsplit_once('/').unwrap().0);
+            assert!(
+                dir.read_dir().is_ok_and(|mut d| d.next().is_some()),
+                "{source}"
+            );
+        } else {
+            assert!(Path::new(REPO).join(source).is_file(), "{source} exists");
+        }
+    }
+    for wanted in [
+        "usr/bin/",
+        "etc/steerdns/steerdns.toml",
+        "usr/share/man/man1/",
+        "usr/share/bash-completion/completions/steerdns",
+    ] {
+        assert!(dests.contains(&wanted), "{wanted} in {dests:?}");
+    }
+    let scripts = Path::new(REPO).join(deb["maintainer-scripts"].as_str().unwrap());
+    for name in ["postinst", "postrm"] {
+        let path = scripts.join(name);
+        let out = Command::new("sh").arg("-n").arg(&path).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("#DEBHELPER#"),
+            "{name} keeps cargo-deb's hook"
+        );
+    }
+    let postinst = std::fs::read_to_string(scripts.join("postinst")).unwrap();
+    // The user the unit runs as, and the directory it may write, are what postinst makes.
+    assert!(postinst.contains("--system --group --quiet"));
+    assert!(postinst.contains(&format!(" {}\n", unit_values("User")[0])));
+    assert!(postinst.contains(&format!(
+        "install -d -o steerdns -g steerdns -m 0750 {}",
+        unit_values("ReadWritePaths")[0]
+    )));
+    let units = deb["systemd-units"]["unit-scripts"].as_str().unwrap();
+    assert!(
+        Path::new(REPO)
+            .join(units)
+            .join("steerdns.service")
+            .is_file()
+    );
+}
