@@ -1,11 +1,14 @@
-//! The `steerdns` command line: `serve`, `check`, `explain`, `probe`, `diff` and `policy`
-//! (export and import between a directory and a fleet's Redis).
+//! The `steerdns` command line: `serve`, `check`, `explain`, `probe`, `diff`, `policy`
+//! (export and import between a directory and a fleet's Redis), and `completions` and `man`,
+//! generated from these definitions.
+
+mod manpage;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use steerdns::config::Config;
 use steerdns::control::{self, ConfigOrigin};
 
@@ -90,6 +93,7 @@ enum Command {
         name: String,
         /// The client: an address (a resolver without ECS) or a subnet (ECS), e.g. 2a02:d180::/56
         client: String,
+        /// Config file (TOML). Default: the embedded demo.
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -122,6 +126,15 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Print a shell completion script, e.g. `steerdns completions bash >
+    /// /etc/bash_completion.d/steerdns`, or `source <(steerdns completions zsh)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the steerdns(1) man page (roff) with every command and flag, e.g.
+    /// `steerdns man > steerdns.1; man -l steerdns.1`.
+    Man,
 }
 
 /// How `steerdns policy` reaches the fleet's Redis (as `[store]` does for `serve`).
@@ -260,6 +273,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             serve(config, origin)
         }
         Command::Policy { action } => policy_command(action),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "steerdns", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let mut out = std::io::stdout().lock();
+            manpage::render(Cli::command(), &mut out)?;
+            std::io::Write::flush(&mut out)?;
+            Ok(())
+        }
     }
 }
 

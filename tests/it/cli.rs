@@ -302,3 +302,161 @@ fn logs_carry_no_colour_codes_off_a_terminal_and_can_be_json() {
         assert!(v["fields"]["message"].is_string(), "{v}");
     }
 }
+
+/// Run the binary to completion (no server involved); its stdout, asserting it succeeded.
+fn steerdns_stdout(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_steerdns"))
+        .args(args)
+        .output()
+        .expect("run steerdns");
+    assert!(
+        out.status.success(),
+        "steerdns {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// The commands `steerdns --help` lists (so a command added later is checked too).
+fn listed_commands() -> Vec<String> {
+    let help = steerdns_stdout(&["--help"]);
+    let commands: Vec<String> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_owned)
+        .collect();
+    for expected in [
+        "serve", "check", "explain", "diff", "probe", "policy", "man",
+    ] {
+        assert!(commands.iter().any(|c| c == expected), "{help}");
+    }
+    commands
+}
+
+/// The long flags a command's `--help` lists, e.g. `--dns-listen`.
+fn listed_flags(command: &str) -> Vec<String> {
+    let help = steerdns_stdout(&[command, "--help"]);
+    let flags: Vec<String> = help
+        .lines()
+        .flat_map(|l| l.split([' ', ',', '=', '<']))
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(str::to_owned)
+        .collect();
+    assert!(flags.iter().any(|f| f == "--help"), "{help}");
+    if command == "serve" {
+        assert!(flags.iter().any(|f| f == "--dns-listen"), "{help}");
+    }
+    flags
+}
+
+#[test]
+fn bash_completion_parses_and_completes_every_command_and_serve_flag() {
+    let script = steerdns_stdout(&["completions", "bash"]);
+    let dir = TempDir::new("completions");
+    let path = dir.write("steerdns.bash", &script);
+    let syntax = Command::new("bash").arg("-n").arg(&path).output().unwrap();
+    assert!(
+        syntax.status.success(),
+        "bash -n: {}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    // Complete as bash would on <TAB>: the function the script registers, given the words.
+    let complete = |words: &str| -> Vec<String> {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+                 _steerdns steerdns \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; \
+                 printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                path.display()
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let commands = complete("steerdns ''");
+    for command in listed_commands() {
+        assert!(commands.contains(&command), "{command} in {commands:?}");
+    }
+    let flags = complete("steerdns serve --");
+    for flag in listed_flags("serve") {
+        assert!(flags.contains(&flag), "{flag} in {flags:?}");
+    }
+    for shell in ["zsh", "fish"] {
+        let script = steerdns_stdout(&["completions", shell]);
+        assert!(script.contains("dns-listen"), "{shell}: {script}");
+    }
+}
+
+#[test]
+fn man_page_has_every_command_and_serve_flag_and_renders_cleanly() {
+    let roff = steerdns_stdout(&["man"]);
+    assert!(roff.starts_with(".ie") || roff.starts_with(".TH"), "{roff}");
+    let text = roff.replace("\\-", "-");
+    for command in listed_commands() {
+        let heading = format!(".SS \"steerdns {command}\"");
+        assert!(text.contains(&heading), "{heading} in the man page");
+    }
+    for command in ["serve", "probe", "diff"] {
+        for flag in listed_flags(command) {
+            assert!(text.contains(&flag), "{command} {flag} in the man page");
+        }
+    }
+    for env in ["STEERDNS_ADMIN_TOKEN", "RUST_LOG", "SIGHUP"] {
+        assert!(text.contains(env), "{env} in the man page");
+    }
+    let dir = TempDir::new("man");
+    let page = dir.write("steerdns.1", &roff);
+    // man-db formats it as `man steerdns` would (preconv, tbl, groff); --warnings turns on
+    // groff's warnings, and any on stderr fails the test. Without man-db, groff itself.
+    let (tool, out) = if Path::new("/usr/bin/man").exists() {
+        let out = Command::new("man")
+            .args(["--warnings", "-E", "UTF-8", "-l"])
+            .arg(&page)
+            .env("MANWIDTH", "80")
+            .output()
+            .unwrap();
+        ("man", out)
+    } else if Path::new("/usr/bin/groff").exists() {
+        let out = Command::new("groff")
+            .args(["-k", "-man", "-ww", "-Tutf8"])
+            .arg(&page)
+            .output()
+            .unwrap();
+        ("groff", out)
+    } else {
+        eprintln!("SKIPPED rendering the man page: neither man (man-db) nor groff is installed");
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.is_empty(),
+        "{tool}: {stderr}"
+    );
+    // Bold and underline come as overstrikes (c, backspace, c): keep the last of each.
+    let mut shown = String::new();
+    for c in String::from_utf8_lossy(&out.stdout).chars() {
+        if c == '\u{8}' {
+            shown.pop();
+        } else {
+            shown.push(c);
+        }
+    }
+    assert!(shown.contains("--dns-listen"), "{tool} output: {shown}");
+    assert!(
+        shown.contains("steerdns policy export"),
+        "{tool} output: {shown}"
+    );
+}

@@ -516,14 +516,14 @@ async fn check_command_rejects_bad_configs_naming_file_and_field() {
 }
 
 /// The real binary, killed by its own pid when the test ends (also on panic).
-struct ServeProcess {
+pub(crate) struct ServeProcess {
     child: Child,
     lines: mpsc::Receiver<String>,
     log: Vec<String>,
 }
 
 impl ServeProcess {
-    fn spawn(config: &Path) -> Self {
+    pub(crate) fn spawn(config: &Path) -> Self {
         let mut command = steerdns();
         command
             .args(["serve", "--config"])
@@ -552,7 +552,7 @@ impl ServeProcess {
     }
 
     /// Wait (bounded) for a log line containing `needle`; returns it.
-    fn wait_for(&mut self, needle: &str) -> String {
+    pub(crate) fn wait_for(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -572,7 +572,7 @@ impl ServeProcess {
         }
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }

@@ -22,6 +22,7 @@ mod health;
 mod https;
 mod malformed;
 mod metrics;
+mod packaging;
 mod policies;
 mod protocol;
 mod robustness;
