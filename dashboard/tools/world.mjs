@@ -49,9 +49,34 @@ const ring = (indexes) => {
   }
   return points;
 };
+// A ring that crosses the antimeridian (Russia, Fiji) jumps by nearly the whole width between
+// two points: unwrap it into one continuous ring past the map's edge, and draw it a second
+// time shifted by the width, so the part past the edge shows on the other side.
+const unwrap = (points) => {
+  let shift = 0;
+  return points.map(([x, y], i) => {
+    if (i > 0) {
+      const dx = x + shift - (points[i - 1][0] + shiftAt[i - 1]);
+      if (dx > WIDTH / 2) shift -= WIDTH;
+      else if (dx < -WIDTH / 2) shift += WIDTH;
+    }
+    shiftAt[i] = shift;
+    return [x + shift, y];
+  });
+};
+let shiftAt = [];
+const copies = (points) => {
+  shiftAt = [];
+  const ring = unwrap(points);
+  const xs = ring.map((p) => p[0]);
+  const out = [ring];
+  if (Math.max(...xs) > WIDTH) out.push(ring.map(([x, y]) => [x - WIDTH, y]));
+  if (Math.min(...xs) < 0) out.push(ring.map(([x, y]) => [x + WIDTH, y]));
+  return out;
+};
 const path = (rings) => {
   let d = "";
-  for (const points of rings) {
+  for (const points of rings.flatMap(copies)) {
     const kept = points.filter(
       (p, i) => i === 0 || p[0] !== points[i - 1][0] || p[1] !== points[i - 1][1],
     );

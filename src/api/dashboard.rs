@@ -61,7 +61,10 @@ pub fn pages() -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to("/dashboard/") }))
         .route("/dashboard", get(|| async { Redirect::to("/dashboard/") }))
-        .route("/dashboard/", get(|| async { asset("text/html; charset=utf-8", INDEX) }))
+        .route(
+            "/dashboard/",
+            get(|| async { asset("text/html; charset=utf-8", INDEX) }),
+        )
         .route(
             "/dashboard/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
@@ -80,7 +83,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     let mut response = body.into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -293,7 +299,11 @@ pub fn region_table(
             .rule
             .clone()
             .unwrap_or_else(|| c.decided.reason.replace('_', " "));
-        let key = (region.clone(), c.decided.target.clone(), c.decided.down.clone());
+        let key = (
+            region.clone(),
+            c.decided.target.clone(),
+            c.decided.down.clone(),
+        );
         groups
             .entry(key)
             .or_insert_with(|| RegionRow {
@@ -351,7 +361,11 @@ fn heat(snapshot: &Snapshot, steered: &Steered) -> Value {
             continue;
         };
         let s = bucket.summary();
-        let cell = rows.entry(region.clone()).or_default().entry(t).or_default();
+        let cell = rows
+            .entry(region.clone())
+            .or_default()
+            .entry(t)
+            .or_default();
         cell.rum_p50_ms = s.p50_ms;
         cell.rum_p95_ms = s.p95_ms;
         cell.rum_samples = s.samples;
@@ -361,7 +375,11 @@ fn heat(snapshot: &Snapshot, steered: &Steered) -> Value {
         let Some(t) = ids.iter().find(|id| **id == target) else {
             continue;
         };
-        let cell = rows.entry(region.clone()).or_default().entry(t).or_default();
+        let cell = rows
+            .entry(region.clone())
+            .or_default()
+            .entry(t)
+            .or_default();
         cell.probe_mean_ms = (stats.samples > 0).then_some(stats.mean_ms);
         cell.probe_samples = stats.samples;
         cell.probe_availability = Some(stats.availability);
@@ -399,7 +417,11 @@ mod tests {
         assert_eq!(find(b"DE"), Some(Some(Continent::Europe)));
         assert_eq!(find(b"BR"), Some(Some(Continent::SouthAmerica)));
         assert_eq!(find(b"AU"), Some(Some(Continent::Oceania)));
-        assert_eq!(find(b"XK"), Some(Some(Continent::Europe)), "Kosovo as MaxMind codes it");
+        assert_eq!(
+            find(b"XK"),
+            Some(Some(Continent::Europe)),
+            "Kosovo as MaxMind codes it"
+        );
         assert!(countries.iter().all(|(_, k)| k.is_some()));
         // Small enough to send on every page load.
         assert!(WORLD.len() < 150_000, "{} bytes", WORLD.len());
@@ -426,7 +448,10 @@ mod tests {
         assert_eq!(eu["target"], "cdn-c");
         let eu_countries = eu["countries"].as_array().expect("countries");
         assert!(eu_countries.iter().any(|c| c == "SE"));
-        assert!(eu_countries.iter().all(|c| c != "GB"), "GB has its own rule");
+        assert!(
+            eu_countries.iter().all(|c| c != "GB"),
+            "GB has its own rule"
+        );
         assert_eq!(row("rules[2] country=GB")["target"], "cdn-d");
         assert_eq!(row("rules[0] continent=NA")["target"], "cdn-b");
         assert_eq!(row("default")["target"], "cdn-a");

@@ -96,7 +96,8 @@ pub(super) fn moves(before: &Snapshot, after: &Snapshot) -> Vec<(String, String)
             }
             let plural = if n == 1 { "region" } else { "regions" };
             out.push((
-                name.to_string(),
+                // As policy events name it: the policy key, without the root's dot.
+                name.to_string().trim_end_matches('.').to_owned(),
                 format!("{from} → {to} for {named} ({n} {plural})"),
             ));
         }
@@ -143,7 +144,7 @@ mod tests {
         assert_eq!(health[0].message, "operator override: down");
         let www: Vec<_> = of_kind(&events, Kind::Steering)
             .into_iter()
-            .filter(|e| e.subject == "www.example.com.")
+            .filter(|e| e.subject == "www.example.com")
             .collect();
         assert_eq!(www.len(), 1, "{events:?}");
         assert!(
@@ -171,7 +172,7 @@ mod tests {
         assert!(
             of_kind(&events, Kind::Steering)
                 .iter()
-                .any(|e| e.subject == "www.example.com." && e.message.starts_with("cdn-a → cdn-c")),
+                .any(|e| e.subject == "www.example.com" && e.message.starts_with("cdn-a → cdn-c")),
             "{events:?}"
         );
     }
@@ -194,7 +195,7 @@ mod tests {
         );
         let pop = of_kind(&events, Kind::Steering)
             .into_iter()
-            .find(|e| e.subject == "pop.example.com.")
+            .find(|e| e.subject == "pop.example.com")
             .expect("pop.example.com moved");
         assert!(
             pop.message.starts_with("pop-fra → pop-iad"),
