@@ -177,7 +177,11 @@ pub fn run(options: &Options) -> io::Result<Summary> {
 
     let end = Instant::now() + options.duration;
     while Instant::now() < end {
-        thread::sleep(options.edit_every.min(end.saturating_duration_since(Instant::now())));
+        thread::sleep(
+            options
+                .edit_every
+                .min(end.saturating_duration_since(Instant::now())),
+        );
         if Instant::now() >= end {
             break;
         }
@@ -214,7 +218,10 @@ pub fn run(options: &Options) -> io::Result<Summary> {
 }
 
 fn options_seed(s: &Shared, i: usize) -> u64 {
-    s.options.seed.wrapping_mul(0x9e37_79b9).wrapping_add(i as u64 + 1)
+    s.options
+        .seed
+        .wrapping_mul(0x9e37_79b9)
+        .wrapping_add(i as u64 + 1)
 }
 
 fn expected_table(admin: &Admin, o: &Options) -> io::Result<Table> {
@@ -439,7 +446,10 @@ fn junk(s: &Shared) {
                 }
             });
             if let Err(e) = parsed {
-                s.example(format!("junk reply does not parse ({e}): {:02x?}", &buf[..n]));
+                s.example(format!(
+                    "junk reply does not parse ({e}): {:02x?}",
+                    &buf[..n]
+                ));
             }
         }
         while qr_sock.recv_from(&mut buf).is_ok() {
