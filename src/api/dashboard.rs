@@ -427,6 +427,96 @@ mod tests {
         assert!(WORLD.len() < 150_000, "{} bytes", WORLD.len());
     }
 
+    /// No ring crosses the map: a step of more than half the width is an antimeridian
+    /// crossing left unwrapped (a line drawn across the whole map).
+    #[test]
+    fn no_outline_jumps_across_the_map() {
+        let world: Value = serde_json::from_str(WORLD).expect("JSON");
+        let width = world["width"].as_i64().expect("width");
+        for c in world["countries"].as_array().expect("countries") {
+            let d = c[3].as_str().expect("a path");
+            for ring in d.split('M').filter(|r| !r.is_empty()) {
+                let steps = ring.split_once('l').map_or("", |(_, l)| l);
+                let numbers: Vec<i64> = steps
+                    .trim_end_matches('z')
+                    .replace('-', " -")
+                    .split_whitespace()
+                    .map(|n| n.parse().expect("a number"))
+                    .collect();
+                assert_eq!(numbers.len() % 2, 0, "{}", c[2]);
+                for dx in numbers.iter().step_by(2) {
+                    assert!(dx.abs() < width / 2, "{}: a step of {dx}", c[2]);
+                }
+            }
+        }
+    }
+
+    /// RUM p50 and probe means side by side, this policy's targets only, world first.
+    #[test]
+    fn the_heat_map_has_rum_and_probe_latency_per_region() {
+        use crate::perf::{PerfView, RumView, Stats};
+        use crate::rum::window::Bucket;
+        let controller = crate::control::Controller::start(
+            crate::demo::config(),
+            crate::control::ConfigOrigin::Demo,
+        )
+        .expect("the demo");
+        let bucket = |ms: f64| {
+            let mut b = Bucket::default();
+            for _ in 0..50 {
+                b.record(Some(ms));
+            }
+            b.record(None);
+            b
+        };
+        let de = Region::Country(*b"DE");
+        let rum = RumView {
+            buckets: [
+                (("cdn-a".to_owned(), Region::World), bucket(40.0)),
+                (("cdn-b".to_owned(), de.clone()), bucket(25.0)),
+                (("pop-iad".to_owned(), Region::World), bucket(5.0)),
+            ]
+            .into_iter()
+            .collect(),
+            max_failure_rate: 0.5,
+            ..RumView::default()
+        };
+        controller.set_rum(rum, 1_000);
+        let mut probes = PerfView::default();
+        let stats = Stats {
+            samples: 12,
+            mean_ms: 33.0,
+            variance: 1.0,
+            availability: 0.9,
+        };
+        probes.insert("cdn-a", de.clone(), stats);
+        controller.set_perf(probes);
+        let snapshot = controller.published().load_full();
+        let name = LowerName::new(&Name::from_ascii("rum.example.com.").expect("a name"));
+        let heat = view(&snapshot, snapshot.steered.get(&name).expect("rum"))["heat"].clone();
+        assert_eq!(heat["targets"], json!(["cdn-a", "cdn-b"]), "{heat}");
+        let rows = heat["rows"].as_array().expect("rows");
+        let regions: Vec<&str> = rows.iter().filter_map(|r| r["region"].as_str()).collect();
+        assert_eq!(
+            regions,
+            ["world", "country DE"],
+            "pop-iad is not this policy's"
+        );
+        let world_a = &rows[0]["cells"]["cdn-a"];
+        let p50 = world_a["rum_p50_ms"].as_f64().expect("a p50");
+        assert!((p50 - 40.0).abs() < 4.0, "{world_a}");
+        assert_eq!(world_a["rum_samples"], 50);
+        let failure = world_a["rum_failure_rate"].as_f64().expect("a rate");
+        assert!((failure - 1.0 / 51.0).abs() < 1e-9, "{world_a}");
+        let de_a = &rows[1]["cells"]["cdn-a"];
+        assert_eq!(
+            (&de_a["probe_mean_ms"], &de_a["probe_samples"]),
+            (&json!(33.0), &json!(12))
+        );
+        assert_eq!(de_a["rum_p50_ms"], Value::Null);
+        assert!(rows[1]["cells"]["cdn-b"]["rum_p50_ms"].as_f64().is_some());
+    }
+
     #[test]
     fn the_region_table_groups_countries_by_rule_and_target() {
         let controller = crate::control::Controller::start(

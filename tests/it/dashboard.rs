@@ -149,10 +149,22 @@ async fn chromium_shows_the_live_state_and_follows_flips_overrides_and_edits() {
             "document.body.innerText",
             SHOWS_WITHIN,
         );
-        b.eval(&format!(
-            "document.getElementById('token').value = {READ_TOKEN:?}; \
-             document.getElementById('login-form').requestSubmit(); true"
-        ));
+        let submit = |b: &mut Cdp, token: &str| {
+            b.eval(&format!(
+                "document.getElementById('token').value = {token:?}; \
+                 document.getElementById('login-form').requestSubmit(); true"
+            ));
+        };
+        // A wrong token is refused, forgotten, and the form asks again.
+        submit(b, "not-the-token-0123456789");
+        b.wait_for(
+            "the refusal",
+            "document.getElementById('login-error').innerText.includes('refused') \
+             && sessionStorage.getItem('steerdns-dashboard-token') === null",
+            "document.body.innerText",
+            SHOWS_WITHIN,
+        );
+        submit(b, READ_TOKEN);
         // The demo policy: GB has its own rule, SE is in Europe, US in North America; BR is
         // not in the test GeoIP data, so it is drawn paler with what the policy says.
         b.wait_for(
