@@ -147,6 +147,9 @@ pub fn router(
             post(ingest).layer(DefaultBodyLimit::max(INGEST_LIMIT)),
         )
         .with_state(admin.clone())
+        // Explicit, so it stays behind the token check once the dashboard's page is merged:
+        // without a token, an unknown path is 401 like every other.
+        .fallback(|| async { StatusCode::NOT_FOUND })
         .merge(super::dashboard::api(
             admin.controller.clone(),
             admin.monitor.clone(),
