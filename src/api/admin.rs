@@ -1,4 +1,5 @@
-//! The admin API under `/api/v1`. Every request needs `Authorization: Bearer <token>`, and
+//! The admin API under `/api/v1`. Every request needs `Authorization: Bearer <token>` (the
+//! dashboard's static page beside it does not: see [`super::dashboard`]), and
 //! what it may do depends on the token: the admin token may do everything; the probe token
 //! (`[admin] probe_token_file`) only `POST /api/v1/probe-results`, so that agents on remote
 //! vantage points cannot edit policies; the read token (`[admin] read_token_file`) only
@@ -21,6 +22,7 @@
 //! | `GET /api/v1/health` | health of every reported target |
 //! | `PUT /api/v1/health/{target}` `{"state":"up"\|"down"}`, `DELETE` | operator override (stored first: 503 if the store cannot take it) |
 //! | `POST /api/v1/probe-results` | a JSON array of probe results from an agent |
+//! | `GET /api/v1/dashboard[?since=SEQ]`, `GET /api/v1/dashboard/names/{name}` | what the dashboard shows ([`super::dashboard`]): names, health per location, recent events; per name the map, exceptions, region table and heat map |
 //! | `GET /api/v1/measurements` | RUM windows (target → region → samples, p50/p75/p95, failure rate), and what the serving snapshot uses: probe windows, RUM windows, each region's RUM choice, regional hold-outs |
 
 use std::net::IpAddr;
@@ -149,10 +151,20 @@ pub fn router(
             "/api/v1/probe-results",
             post(ingest).layer(DefaultBodyLimit::max(INGEST_LIMIT)),
         )
-        .layer(middleware::from_fn_with_state(admin.clone(), authorize))
+        .with_state(admin.clone())
+        // Explicit, so it stays behind the token check once the dashboard's page is merged:
+        // without a token, an unknown path is 401 like every other.
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .merge(super::dashboard::api(
+            admin.controller.clone(),
+            admin.monitor.clone(),
+        ))
+        .layer(middleware::from_fn_with_state(admin, authorize))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // The dashboard's static page: no token (it holds no data; see `dashboard`).
+        .merge(super::dashboard::pages())
+        // Rate limits ahead of everything, the page included.
         .layer(middleware::from_fn_with_state(limit, super::limit::limit))
-        .with_state(admin)
 }
 
 async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> Response {

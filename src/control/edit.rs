@@ -132,6 +132,20 @@ impl Controller {
             },
         );
         let publishing = Instant::now();
+        let message = format!(
+            "{}; {}",
+            if created { "created" } else { "replaced" },
+            changed_regions(&preview)
+        );
+        let why = if resumed.is_empty() {
+            "admin API".to_owned()
+        } else {
+            format!(
+                "admin API; resumes the halted ramp of {}",
+                resumed.join(", ")
+            )
+        };
+        self.note(crate::events::Kind::Policy, &key, &message, &why);
         let generation = self.publish(&state).map_err(EditError::Invalid);
         drop(state);
         self.persist_resumed(&resumed);
@@ -171,6 +185,7 @@ impl Controller {
             .map_err(cas_error)?;
         let mut state = self.lock();
         state.policies.remove(&key);
+        self.note(crate::events::Kind::Policy, &key, "deleted", "admin API");
         let generation = self.publish(&state).map_err(EditError::Invalid)?;
         info!(policy = %key, generation, "policy deleted");
         Ok(EditOutcome {
@@ -206,6 +221,14 @@ impl Controller {
                 .ok_or_else(|| EditError::NotFound(format!("{key} version {version}")))?
         };
         self.put_policy(&key, &text, pre, false)
+    }
+}
+
+/// `3 of 40 regions change`, for the timeline.
+fn changed_regions(preview: &Preview) -> String {
+    match preview.changes.len() {
+        0 => format!("no change in any of {} regions", preview.regions),
+        n => format!("{n} of {} regions change", preview.regions),
     }
 }
 

@@ -115,6 +115,19 @@ impl Controller {
         }
         refresh_health(&mut state);
         info!(targets = ?changed, "overrides or halted ramps changed in the store");
+        for t in &changed {
+            let message = match state.overrides.get(t) {
+                Some(h) => format!("operator override: {}", h.state),
+                None if current.overrides.contains_key(t) => "override cleared".to_owned(),
+                None => "ramp halt changed".to_owned(),
+            };
+            self.note(
+                crate::events::Kind::Health,
+                t,
+                &message,
+                "changed in the shared store (another node)",
+            );
+        }
         Ok(self.recompile(&mut state, |p| {
             p.targets.iter().any(|t| changed.contains(&t.id))
         }))
@@ -168,6 +181,11 @@ impl Controller {
         }
         refresh_health(&mut state);
         info!(target, state = ?state_now, "health override");
+        let message = match state_now {
+            Some(s) => format!("operator override: {s}"),
+            None => "override cleared".to_owned(),
+        };
+        self.note(crate::events::Kind::Health, target, &message, "admin API");
         Ok(self.recompile(&mut state, |p| p.targets.iter().any(|t| t.id == target)))
     }
 
@@ -196,6 +214,26 @@ impl Controller {
             }
         }
         refresh_health(&mut state);
+        for t in transitions {
+            let ramp = if halted.contains(&t.target) {
+                "; its ramp is halted at 0% until the policy is edited"
+            } else {
+                ""
+            };
+            self.note(
+                crate::events::Kind::Health,
+                &t.target,
+                &format!("{} → {}{ramp}", t.from, t.to),
+                &t.reason,
+            );
+        }
+        if transitions.len() > 1 {
+            let all: Vec<String> = transitions
+                .iter()
+                .map(|t| format!("{} {} → {}", t.target, t.from, t.to))
+                .collect();
+            self.set_cause(all.join("; "));
+        }
         let generation = self.recompile(&mut state, |p| {
             p.targets
                 .iter()
@@ -217,6 +255,7 @@ impl Controller {
             return self.published.load().generation;
         }
         state.perf.set_probes(&perf);
+        self.set_cause("new probe latency windows".into());
         self.recompile(&mut state, |p| {
             p.chain.iter().any(|s| {
                 matches!(s, policy::Step::Performance(p) if p.source != policy::kinds::performance::Source::Rum)
@@ -240,6 +279,7 @@ impl Controller {
             return self.published.load().generation;
         }
         state.perf.set_rum(rum);
+        self.set_cause("new real-user measurements".into());
         self.recompile(&mut state, Policy::uses_rum)
     }
 

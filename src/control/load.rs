@@ -326,6 +326,12 @@ impl Controller {
         let result = loaded.and_then(|next| {
             let generation = self.published.load().generation + 1;
             let snapshot = assemble(&next, generation).map_err(|e| LoadErrors(vec![e]))?;
+            self.note(
+                crate::events::Kind::Reload,
+                "configuration",
+                &format!("reloaded from {}", next.config.source),
+                "reload (SIGHUP)",
+            );
             self.swap_in(snapshot);
             *state = next;
             Ok(generation)
@@ -334,6 +340,12 @@ impl Controller {
             Ok(generation) => info!(generation, "reloaded configuration"),
             Err(errors) => {
                 self.published.mark_stale();
+                self.events.record(
+                    crate::events::Kind::Reload,
+                    "configuration",
+                    "reload refused; the previous configuration keeps serving",
+                    &errors.to_string(),
+                );
                 error!(%errors, "reload failed; the previous configuration keeps serving");
             }
         }
@@ -404,6 +416,17 @@ impl Controller {
                     }
                 }
                 Ok((key, policy)) => {
+                    let what = if existing.is_some() {
+                        "changed"
+                    } else {
+                        "added"
+                    };
+                    self.note(
+                        crate::events::Kind::Policy,
+                        &key,
+                        &format!("{what} in the policy store"),
+                        &source,
+                    );
                     resumed.extend(super::inputs::resume_ramps(&mut state, &policy, &key));
                     let steered = Arc::new(state.compile(policy));
                     next.insert(
@@ -417,6 +440,12 @@ impl Controller {
                     changed = true;
                 }
                 Err(e) => {
+                    self.events.record(
+                        crate::events::Kind::Policy,
+                        &source,
+                        "invalid; its last good version keeps serving",
+                        &e,
+                    );
                     errors.push(e);
                     if let Some(key) = existing
                         && let Some(old) = state.policies.remove(&key)
@@ -429,6 +458,14 @@ impl Controller {
         // Policies whose file is gone are removed.
         if !state.policies.is_empty() {
             changed = true;
+        }
+        for key in state.policies.keys() {
+            self.note(
+                crate::events::Kind::Policy,
+                key,
+                "removed from the policy store",
+                "",
+            );
         }
         state.policies = next;
         let generation = if changed {

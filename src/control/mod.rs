@@ -14,12 +14,13 @@
 //! One idea per file: [`load`] (config, zones, GeoIP and policies into a state; reloads),
 //! [`edit`] (policy edits and their preconditions), [`inputs`] (health, probe and RUM
 //! measurements, the resolver map), [`watch`] (the background loop: SIGHUP, change notices,
-//! timed recompiles). This file holds the state, publishing and recompiling. Depends on
+//! timed recompiles), `timeline` (what changed and why, into the [`crate::events`] ring). This file holds the state, publishing and recompiling. Depends on
 //! `config`, `zone`, `policy`, `geo`, `health`, `perf`, `rum`, `snapshot`, `store`, `preview`.
 
 mod edit;
 mod inputs;
 mod load;
+mod timeline;
 mod watch;
 
 pub use edit::{etag, policy_key};
@@ -204,6 +205,11 @@ pub struct Controller {
     /// without holding `state` across store calls: a reload's listing cannot predate a write
     /// it then installs over. Always taken before `state`, never on a runtime thread.
     edits: Mutex<()>,
+    /// Recent changes and their reasons, for the dashboard's timeline.
+    events: Arc<crate::events::Events>,
+    /// What the next publication's moves are attributed to (set by each entry point while it
+    /// holds the state lock, so it is the change being published).
+    cause: Mutex<String>,
 }
 
 impl State {
@@ -292,6 +298,8 @@ impl Controller {
             stores,
             measurements,
             edits: Mutex::new(()),
+            events: Arc::default(),
+            cause: Mutex::new(String::new()),
         })
     }
 
@@ -316,7 +324,9 @@ impl Controller {
     /// The one way a snapshot goes live: publish it and wake the control loop, which then
     /// re-reads [`Controller::next_change`].
     fn swap_in(&self, snapshot: Snapshot) {
+        let before = self.published.load_full();
         self.published.publish(snapshot);
+        self.record_moves(&before, &self.published.load());
         // A stored permit if the loop is busy: it re-reads the deadline on its next turn.
         self.rescheduled.notify_one();
     }
@@ -385,6 +395,7 @@ impl Controller {
     /// Recompile the tables whose hold-down (or other timed change) is due.
     pub fn recompile_due(&self) -> u64 {
         let mut state = self.lock();
+        self.set_cause("a timed change (hold-down or ramp step) came due".into());
         self.recompile(&mut state, |_| false)
     }
 }

@@ -105,8 +105,11 @@ impl RedisServer {
                 None => {
                     // Still a directory of its own: a replica writes the RDB of its full sync
                     // there, which would otherwise land in the working directory.
-                    let scratch = std::env::temp_dir()
-                        .join(format!("steerdns-redis-{}-{}", std::process::id(), self.port));
+                    let scratch = std::env::temp_dir().join(format!(
+                        "steerdns-redis-{}-{}",
+                        std::process::id(),
+                        self.port
+                    ));
                     std::fs::create_dir_all(&scratch).unwrap();
                     cmd.arg("--dir").arg(scratch).args(["--appendonly", "no"]);
                 }

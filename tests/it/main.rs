@@ -5,9 +5,11 @@ mod support;
 
 mod abuse;
 mod admin_api;
+mod cdp;
 mod cli;
 mod config;
 mod conformance;
+mod dashboard;
 mod durability;
 mod edns;
 mod explain;

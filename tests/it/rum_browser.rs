@@ -21,7 +21,7 @@ use steerdns::perf::Region;
 use super::rum_ingest::{http, metric, rum_config, start_rum};
 use crate::support::*;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
+pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const TEST_PAGE: &str = include_str!("../../rum-beacon/test/index.html");
 
 /// A fake CDN: answers `/rum/test.gif` after `delay`, or with 503 when `fail`; records the
