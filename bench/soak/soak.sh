@@ -8,8 +8,9 @@
 #   - beaconflood: RUM beacons (token fetch and beacon, keep-alive), in 60 s runs;
 #   - RSS of the server every 10 s.
 # It fails on any wrong answer, unparseable reply, reply to a response, failed edit, lost
-# server, or memory that grows (RSS over the second half of the run by more than 5% and
-# 2 MiB). Loopback only; bounded by DURATION and MAX_SECONDS; stops what it started.
+# server, or memory that grows after the warm-up (RSS from 300 s or the second half, whichever
+# is later, up by more than 5% and 2 MiB; runs under 400 s are not judged on memory). Loopback
+# only; bounded by DURATION and MAX_SECONDS; stops what it started.
 # See bench/soak/README.md.
 set -euo pipefail
 
