@@ -13,6 +13,8 @@ LOG_TAG=rrl
 source "$REPO_ROOT/bench/lib.sh"
 # shellcheck source=../rum/common.sh
 source "$REPO_ROOT/bench/rum/common.sh"
+# shellcheck source=common.sh
+source "$REPO_ROOT/bench/rrl/common.sh"
 
 REPEAT=${REPEAT:-3}
 DURATION=${DURATION:-10}
@@ -32,28 +34,7 @@ build_all
 echo "www.example.com A" >"$WORK/queries.txt"
 # The demo, loopback not exempt; `rps 0` turns RRL off.
 write_rrl_config() {
-  local dir=$1 rps=$2
-  mkdir -p "$dir"
-  cat >"$dir/steerdns.toml" <<TOML
-[dns]
-listen = ["127.0.0.1:5353"]
-[dns.rate_limit]
-responses_per_second = $rps
-slip = 2
-exempt = []
-[http]
-listen = "127.0.0.1:8080"
-[admin]
-listen = "off"
-[geoip]
-city = "$REPO_ROOT/tests/fixtures/geoip/GeoIP2-City-Test.mmdb"
-asn = "$REPO_ROOT/tests/fixtures/geoip/GeoLite2-ASN-Test.mmdb"
-[[zone]]
-origin = "example.com"
-file = "$REPO_ROOT/examples/zones/example.com.zone"
-[policies]
-dir = "$REPO_ROOT/policies"
-TOML
+  write_demo_config "$1" "$(printf '[dns.rate_limit]\nresponses_per_second = %s\nslip = 2\nexempt = []' "$2")"
 }
 
 counter() { awk -v k="$2" '$1 == k { print $2 }' "$1"; }

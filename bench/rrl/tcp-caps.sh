@@ -13,6 +13,8 @@ LOG_TAG=tcp-caps
 source "$REPO_ROOT/bench/lib.sh"
 # shellcheck source=../rum/common.sh
 source "$REPO_ROOT/bench/rum/common.sh"
+# shellcheck source=common.sh
+source "$REPO_ROOT/bench/rrl/common.sh"
 CONNECTIONS=${CONNECTIONS:-3000}
 READY_TRIES=${READY_TRIES:-100}
 LOOPBACK=127.0.0.1
@@ -21,23 +23,7 @@ require_common_tools
 require_tool dig bind9-dnsutils
 bench_setup tcp-caps
 build_steerdns
-mkdir -p "$WORK/s"
-cat >"$WORK/s/steerdns.toml" <<TOML
-[dns]
-listen = ["127.0.0.1:5353"]
-[http]
-listen = "127.0.0.1:8080"
-[admin]
-listen = "off"
-[geoip]
-city = "$REPO_ROOT/tests/fixtures/geoip/GeoIP2-City-Test.mmdb"
-asn = "$REPO_ROOT/tests/fixtures/geoip/GeoLite2-ASN-Test.mmdb"
-[[zone]]
-origin = "example.com"
-file = "$REPO_ROOT/examples/zones/example.com.zone"
-[policies]
-dir = "$REPO_ROOT/policies"
-TOML
+write_demo_config "$WORK/s"
 start_steerdns "$WORK/s" ""
 ulimit -n 8192 2>/dev/null || true
 

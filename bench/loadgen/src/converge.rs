@@ -170,7 +170,7 @@ impl Poller {
 
 struct Admin<'a> {
     options: &'a Options,
-    auth: String,
+    api: http::AdminApi,
 }
 
 impl Admin<'_> {
@@ -181,16 +181,7 @@ impl Admin<'_> {
         extra: &[(&str, &str)],
         body: &[u8],
     ) -> io::Result<http::Response> {
-        let mut headers = vec![("Authorization", self.auth.as_str())];
-        headers.extend_from_slice(extra);
-        http::exchange(
-            self.options.admin,
-            method,
-            path,
-            &headers,
-            body,
-            Duration::from_secs(10),
-        )
+        self.api.request(method, path, extra, body)
     }
 
     /// The current ETag of the policy, `None` if there is none.
@@ -298,7 +289,7 @@ pub fn run(options: &Options) -> io::Result<Vec<Trial>> {
     check(options).map_err(bad)?;
     let admin = Admin {
         options,
-        auth: format!("Bearer {}", options.token),
+        api: http::AdminApi::new(options.admin, &options.token),
     };
     let mut poller = Poller::new(options)?;
     let mut trials = Vec::new();

@@ -1,7 +1,7 @@
 //! The little HTTP/1.1 the bench tools speak: parsing one response from the front of a
 //! buffer (status line, headers, `Content-Length` body; no chunking), shared by the beacon
-//! flood's keep-alive connections and the convergence tool's admin requests, and a blocking
-//! one-request exchange for the latter.
+//! flood's keep-alive connections and the admin requests of the convergence tool and the
+//! soak, a blocking one-request exchange for the latter, and [`AdminApi`] on top of it.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -122,6 +122,41 @@ pub fn exchange(
             ));
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// steerdns's admin API with a bearer token, one blocking request per connection.
+pub struct AdminApi {
+    pub server: SocketAddr,
+    auth: String,
+}
+
+impl AdminApi {
+    pub fn new(server: SocketAddr, token: &str) -> Self {
+        Self {
+            server,
+            auth: format!("Bearer {token}"),
+        }
+    }
+
+    /// `extra` headers after `Authorization`; 10 s per read or write.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> io::Result<Response> {
+        let mut headers = vec![("Authorization", self.auth.as_str())];
+        headers.extend_from_slice(extra);
+        exchange(
+            self.server,
+            method,
+            path,
+            &headers,
+            body,
+            Duration::from_secs(10),
+        )
     }
 }
 

@@ -143,8 +143,7 @@ impl Shared {
 /// Run the soak; the summary says what was seen (the caller decides pass or fail).
 pub fn run(options: &Options) -> io::Result<Summary> {
     let admin = Admin {
-        server: options.admin,
-        auth: format!("Bearer {}", options.token),
+        api: http::AdminApi::new(options.admin, &options.token),
     };
     let mut etag = admin.etag(&options.edit_name)?;
     let mut tables: [Table; 2] = [HashMap::new(), HashMap::new()];
@@ -492,10 +491,9 @@ fn junk_packet(o: &Options, rng: &mut Rng) -> io::Result<Vec<u8>> {
     }
 }
 
-/// The admin API over `http::exchange`.
+/// The admin API: the policy's ETag and replacing it.
 struct Admin {
-    server: SocketAddr,
-    auth: String,
+    api: http::AdminApi,
 }
 
 impl Admin {
@@ -506,16 +504,7 @@ impl Admin {
         extra: &[(&str, &str)],
         body: &[u8],
     ) -> io::Result<http::Response> {
-        let mut headers = vec![("Authorization", self.auth.as_str())];
-        headers.extend_from_slice(extra);
-        http::exchange(
-            self.server,
-            method,
-            path,
-            &headers,
-            body,
-            Duration::from_secs(10),
-        )
+        self.api.request(method, path, extra, body)
     }
 
     fn etag(&self, name: &str) -> io::Result<String> {
