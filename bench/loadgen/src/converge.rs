@@ -174,19 +174,9 @@ struct Admin<'a> {
 }
 
 impl Admin<'_> {
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        extra: &[(&str, &str)],
-        body: &[u8],
-    ) -> io::Result<http::Response> {
-        self.api.request(method, path, extra, body)
-    }
-
     /// The current ETag of the policy, `None` if there is none.
     fn etag(&self) -> io::Result<Option<String>> {
-        let r = self.request(
+        let r = self.api.request(
             "GET",
             &format!("/api/v1/policies/{}", self.options.name),
             &[],
@@ -207,7 +197,7 @@ impl Admin<'_> {
             None => vec![("If-None-Match", "*"), ("Content-Type", "application/toml")],
         };
         let sent = Instant::now();
-        let r = self.request(
+        let r = self.api.request(
             "PUT",
             &format!("/api/v1/policies/{}", self.options.name),
             &headers,
@@ -241,7 +231,7 @@ impl Admin<'_> {
             .collect();
         let body = serde_json::to_vec(&results).map_err(|e| bad(e.to_string()))?;
         let sent = Instant::now();
-        let r = self.request(
+        let r = self.api.request(
             "POST",
             "/api/v1/probe-results",
             &[("Content-Type", "application/json")],

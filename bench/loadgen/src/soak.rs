@@ -228,7 +228,7 @@ fn expected_table(admin: &Admin, o: &Options) -> io::Result<Table> {
     for (n, name) in o.names.iter().enumerate() {
         for (c, subnet) in o.subnets.iter().enumerate() {
             let path = format!("/api/v1/explain?name={name}&client={subnet}");
-            let r = admin.request("GET", &path, &[], b"")?;
+            let r = admin.api.request("GET", &path, &[], b"")?;
             if r.status != 200 {
                 return Err(bad(format!("GET {path}: {} {}", r.status, r.body_text())));
             }
@@ -497,18 +497,10 @@ struct Admin {
 }
 
 impl Admin {
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        extra: &[(&str, &str)],
-        body: &[u8],
-    ) -> io::Result<http::Response> {
-        self.api.request(method, path, extra, body)
-    }
-
     fn etag(&self, name: &str) -> io::Result<String> {
-        let r = self.request("GET", &format!("/api/v1/policies/{name}"), &[], b"")?;
+        let r = self
+            .api
+            .request("GET", &format!("/api/v1/policies/{name}"), &[], b"")?;
         match (r.status, r.header("etag")) {
             (200, Some(e)) => Ok(e.to_owned()),
             (s, _) => Err(bad(format!("GET policy {name}: {s} {}", r.body_text()))),
@@ -519,7 +511,7 @@ impl Admin {
     fn put(&self, name: &str, text: &str, etag: &str) -> io::Result<String> {
         let headers = [("If-Match", etag), ("Content-Type", "application/toml")];
         let path = format!("/api/v1/policies/{name}");
-        let r = self.request("PUT", &path, &headers, text.as_bytes())?;
+        let r = self.api.request("PUT", &path, &headers, text.as_bytes())?;
         match (r.status, r.header("etag")) {
             (200 | 201, Some(e)) => Ok(e.to_owned()),
             (s, _) => Err(bad(format!("PUT {path}: {s} {}", r.body_text()))),
