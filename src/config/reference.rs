@@ -5,7 +5,8 @@
 //! keys and value kinds must be exactly those the `Raw*` structs accept (read off their
 //! `Deserialize` impls), every example must parse, every default must be what the parser
 //! yields when the key is absent, every range bound must be accepted and the value just past it
-//! rejected naming the key, and `docs/config.md` must be the current rendering.
+//! rejected naming the key, and `docs/config.md` must be the current rendering. The config
+//! the other docs show is checked against the parser and this table too (`snippets`).
 
 use std::fmt::Write;
 
@@ -1161,5 +1162,7 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|")
 }
 
+#[cfg(test)]
+mod snippets;
 #[cfg(test)]
 mod tests;
