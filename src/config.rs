@@ -2,7 +2,12 @@
 //!
 //! Raw file → [`Config`] with every path resolved relative to the file and every address
 //! parsed. Unknown keys are errors. Depends on `geo` (for [`DbSource`]). No I/O except reading
-//! the file.
+//! the file (and loading the TLS files it names). Every key is documented in [`reference`],
+//! whose tests hold the table to the `Raw*` structs and defaults below.
+
+pub mod reference;
+#[cfg(test)]
+mod shape;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
