@@ -20,6 +20,7 @@ mod fleet_outage;
 mod fleet_support;
 mod fleet_tls_sentinel;
 mod geoip;
+mod grafana;
 mod health;
 mod https;
 mod malformed;
