@@ -9,6 +9,7 @@ mod cdp;
 mod cli;
 mod config;
 mod conformance;
+mod cookbook;
 mod dashboard;
 mod durability;
 mod edns;
