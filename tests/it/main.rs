@@ -11,6 +11,7 @@ mod config;
 mod conformance;
 mod cookbook;
 mod dashboard;
+mod doc_links;
 mod durability;
 mod edns;
 mod explain;
