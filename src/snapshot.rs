@@ -9,7 +9,7 @@
 //! `decision`, `policy`, `geo`, `health`, `perf`, `rum`; pure except for the swap.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -279,6 +279,18 @@ pub struct Published {
     changed: tokio::sync::watch::Sender<u64>,
     /// Answers by name and target, kept across publications.
     answers: AnswerCounters,
+    /// When the serving snapshot was published (unix ms), for its age in `/metrics`.
+    published_at_ms: AtomicU64,
+    /// Recompiles of decision tables driven by inputs (health, measurements, timed
+    /// changes), and the time they took in all (µs).
+    recompiles: AtomicU64,
+    recompile_us: AtomicU64,
+}
+
+fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Published {
@@ -292,7 +304,31 @@ impl Published {
             store_stale: AtomicBool::new(false),
             changed,
             answers,
+            published_at_ms: AtomicU64::new(unix_ms_now()),
+            recompiles: AtomicU64::new(0),
+            recompile_us: AtomicU64::new(0),
         }
+    }
+
+    /// How long the serving snapshot has served.
+    pub fn age(&self) -> std::time::Duration {
+        let at = self.published_at_ms.load(Ordering::Relaxed);
+        std::time::Duration::from_millis(unix_ms_now().saturating_sub(at))
+    }
+
+    /// Count one recompile of decision tables that took `took` (compile and publish).
+    pub fn note_recompile(&self, took: std::time::Duration) {
+        self.recompiles.fetch_add(1, Ordering::Relaxed);
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.recompile_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// (recompiles, their total time in seconds).
+    pub fn recompile_totals(&self) -> (u64, f64) {
+        (
+            self.recompiles.load(Ordering::Relaxed),
+            self.recompile_us.load(Ordering::Relaxed) as f64 / 1e6,
+        )
     }
 
     /// Answers by steered name, target and type, for `/metrics`.
@@ -313,6 +349,7 @@ impl Published {
         let generation = next.generation;
         self.answers.attach(&next);
         self.current.store(Arc::new(next));
+        self.published_at_ms.store(unix_ms_now(), Ordering::Relaxed);
         self.stale.store(false, Ordering::Release);
         self.changed.send_replace(generation);
     }

@@ -104,6 +104,20 @@ async fn metrics(
 ) -> String {
     let snapshot = published.load();
     let mut out = String::new();
+    let (recompiles, recompile_s) = published.recompile_totals();
+    let _ = writeln!(
+        out,
+        "# HELP steerdns_snapshot_age_seconds Time since the serving snapshot was published.\n\
+         # TYPE steerdns_snapshot_age_seconds gauge\n\
+         steerdns_snapshot_age_seconds {:.3}\n\
+         # HELP steerdns_recompiles_total Recompiles of decision tables driven by health, measurements and timed changes (edits and reloads not counted).\n\
+         # TYPE steerdns_recompiles_total counter\n\
+         steerdns_recompiles_total {recompiles}\n\
+         # HELP steerdns_recompile_seconds_total Time those recompiles took, compile and publish.\n\
+         # TYPE steerdns_recompile_seconds_total counter\n\
+         steerdns_recompile_seconds_total {recompile_s:.6}",
+        published.age().as_secs_f64(),
+    );
     let _ = writeln!(
         out,
         "# HELP steerdns_snapshot_generation Generation of the serving snapshot.\n\

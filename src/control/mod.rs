@@ -363,7 +363,9 @@ impl Controller {
         }
         let compile_ms = ms(started);
         let publishing = Instant::now();
-        match self.publish(state) {
+        let published = self.publish(state);
+        self.published.note_recompile(started.elapsed());
+        match published {
             Ok(g) if recompiled > 0 => {
                 info!(
                     generation = g,

@@ -187,5 +187,20 @@ async fn answers_count_by_name_target_type_and_rcode_across_paths_and_edits() {
     );
     let edited_metrics = metrics().await;
     assert_eq!(sample(&edited_metrics, www_d), 4, "{edited_metrics}");
+
+    // A health override recompiles the tables that use the target; the snapshot is new.
+    let recompiles = |t: &str| sample(t, "steerdns_recompiles_total");
+    admin.set_health("cdn-d", Some("down")).await;
+    let flipped = metrics().await;
+    assert!(
+        recompiles(&flipped) > recompiles(&edited_metrics),
+        "{flipped}"
+    );
+    let age: f64 = flipped
+        .lines()
+        .find_map(|l| l.strip_prefix("steerdns_snapshot_age_seconds "))
+        .and_then(|v| v.parse().ok())
+        .expect("steerdns_snapshot_age_seconds");
+    assert!((0.0..5.0).contains(&age), "a fresh snapshot is {age} s old");
     running.shutdown().await;
 }
