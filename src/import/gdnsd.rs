@@ -391,11 +391,11 @@ fn geoip(ctx: &mut Ctx<'_>, record: &DynRecord) -> Option<Translated> {
         .cloned()
         .collect();
     if defined.len() != dcs.len() && !undefined_ok {
+        // Keep going: the map's own problems are worth reporting in the same run.
         ctx.problem(
             res.line,
             format!("{where_}.dcmap does not define every datacenter of map {map_name}"),
         );
-        return None;
     }
     // A datacenter list, restricted to the datacenters this resource defines.
     let list = |ctx: &mut Ctx<'_>, node: &Node, what: &str| -> Option<Vec<String>> {

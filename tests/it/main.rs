@@ -22,6 +22,7 @@ mod fleet_tls_sentinel;
 mod geoip;
 mod health;
 mod https;
+mod import_gdnsd;
 mod malformed;
 mod metrics;
 mod packaging;
