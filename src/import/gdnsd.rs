@@ -702,12 +702,25 @@ fn multifo_answer(ctx: &mut Ctx<'_>, node: &Node) -> Option<Answer> {
     };
     collect(ctx, node, &mut all);
     for family in ["addrs_v4", "addrs_v6"] {
-        if let Some(h) = node.get(family) {
-            if h.as_hash().is_none() {
-                ctx.problem(h.line, format!("multifo {family}: expected a hash"));
-                return None;
-            }
+        let Some(h) = node.get(family) else { continue };
+        if h.as_hash().is_some() {
             collect(ctx, h, &mut all);
+            continue;
+        }
+        // An address or a list of them.
+        let items = scalars(ctx, h, &format!("multifo {family}"))?;
+        let want_v4 = family == "addrs_v4";
+        for item in items {
+            match item.parse::<IpAddr>() {
+                Ok(ip) if ip.is_ipv4() == want_v4 => all.push(item),
+                _ => {
+                    ctx.problem(
+                        h.line,
+                        format!("multifo {family}: {item:?} is not an address of that family"),
+                    );
+                    return None;
+                }
+            }
         }
     }
     if !ok {

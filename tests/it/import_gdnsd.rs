@@ -165,24 +165,9 @@ const QUESTIONS: &[(&str, RecordType)] = &[
     ("nothing.example.com", RecordType::A),
 ];
 
-#[tokio::test]
-async fn imported_gdnsd_config_answers_like_gdnsd() {
-    let Some(bin) = gdnsd_binary() else {
-        eprintln!("SKIPPED: gdnsd is not installed (Debian package gdnsd)");
-        return;
-    };
-    let dir = TempDir::new("import-gdnsd");
-    let port = free_port();
-    let conf = copy_fixture(&dir, port);
-    let gdnsd = start_gdnsd(&bin, &conf, port).await;
-    let gdnsd_addr: SocketAddr = ([127, 0, 0, 1], port).into();
-
-    let out = dir.join("steerdns");
-    let report = steerdns::import::gdnsd::import(&conf, &out).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(report.policies.len(), 5, "{report}");
-    let steer = start_file(&out.join("steerdns.toml")).await;
-    let steer_addr = v4(&steer);
-
+/// Every question from every client to both servers: the same answers, and a steerdns ECS
+/// scope never wider than gdnsd's.
+async fn compare_all(phase: &str, gdnsd_addr: SocketAddr, steer_addr: SocketAddr) {
     let mut compared = 0;
     let mut scopes = Vec::new();
     let mut same_scope = 0;
@@ -194,7 +179,7 @@ async fn imported_gdnsd_config_answers_like_gdnsd() {
             assert_eq!(
                 answer_set(&s),
                 answer_set(&g),
-                "{qname} {qtype} from {client}: steerdns (left) and gdnsd (right) differ"
+                "{phase}: {qname} {qtype} from {client}: steerdns (left) and gdnsd (right) differ"
             );
             if let Some(subnet) = subnet
                 && !qname.starts_with("static")
@@ -222,9 +207,72 @@ async fn imported_gdnsd_config_answers_like_gdnsd() {
         }
     }
     eprintln!(
-        "compared {compared} answers, {same_scope} ECS scopes equal; www scopes: {}",
+        "{phase}: compared {compared} answers, {same_scope} ECS scopes equal; www scopes: {}",
         scopes.join("; ")
     );
+}
+
+/// Wait until `server` answers `qname` A (no ECS) with `address`.
+async fn wait_for_answer(server: SocketAddr, qname: &str, address: &str, who: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let reply = udp(server, &ask(qname, RecordType::A, None)).await;
+        if addresses(&reply.answers).iter().any(|a| a == address) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{who}: {qname} did not fail over to {address}: {reply:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn imported_gdnsd_config_answers_like_gdnsd() {
+    let Some(bin) = gdnsd_binary() else {
+        eprintln!("SKIPPED: gdnsd is not installed (Debian package gdnsd)");
+        return;
+    };
+    let dir = TempDir::new("import-gdnsd");
+    let port = free_port();
+    let conf = copy_fixture(&dir, port);
+    let gdnsd = start_gdnsd(&bin, &conf, port).await;
+    let gdnsd_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+
+    let out = dir.join("steerdns");
+    let report = steerdns::import::gdnsd::import(&conf, &out).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.policies.len(), 5, "{report}");
+    let steer = start_file(&out.join("steerdns.toml")).await;
+    let steer_addr = v4(&steer);
+
+    compare_all("all up", gdnsd_addr, steer_addr).await;
+
+    // Failover: the same datacenters down in both (gdnsd's admin_state file, steerdns's health
+    // overrides). Each list's next datacenter must take over alike.
+    std::fs::write(
+        conf.join("state/admin_state"),
+        "geoip/www/cdn-d => DOWN\ngeoip/pop/pop-fra => DOWN\nmetafo/fo/primary => DOWN\n",
+    )
+    .unwrap();
+    let admin = AdminClient::of(&steer);
+    for target in ["cdn-d", "pop-fra", "primary"] {
+        let path = format!("/api/v1/health/{target}");
+        let reply = admin
+            .request("PUT", &path, &[], br#"{"state":"down"}"#)
+            .await;
+        assert!(reply.status < 300, "{path}: {}", reply.error());
+    }
+    wait_for_answer(gdnsd_addr, "fo.example.com", "192.0.2.11", "gdnsd").await;
+    wait_for_answer(steer_addr, "fo.example.com", "192.0.2.11", "steerdns").await;
+    compare_all("cdn-d, pop-fra, primary down", gdnsd_addr, steer_addr).await;
+    // Not a no-op: GB's list is [cdn-d, cdn-c].
+    let gb = udp(
+        steer_addr,
+        &ask("www.example.com", RecordType::A, Some("81.2.69.142/32")),
+    )
+    .await;
+    assert_eq!(cname_targets(&gb), ["cdn-c.example.net."]);
 
     // weighted: gdnsd picks per query, at random. Its answers from one client over many queries
     // and steerdns's over many client networks must be the same two CNAMEs at about 70/30.
@@ -278,6 +326,64 @@ async fn imported_gdnsd_config_answers_like_gdnsd() {
     eprintln!("weighted cdn-a share over {rounds}: gdnsd {gdnsd_a}, steerdns {steer_a}");
     drop(gdnsd);
     steer.shutdown().await;
+}
+
+/// The command line: the bench's gdnsd config (a template, but the importer ignores
+/// `options`) into a new directory, then refusing to write into a directory that is not empty.
+#[test]
+fn the_import_command_writes_a_directory_that_steerdns_check_accepts() {
+    let dir = TempDir::new("import-gdnsd-cli");
+    let bench = Path::new(REPO).join("bench/gdnsd");
+    dir.write(
+        "gdnsd/config",
+        &std::fs::read_to_string(bench.join("config")).unwrap(),
+    );
+    dir.write(
+        "gdnsd/zones/example.com",
+        &std::fs::read_to_string(bench.join("zones/example.com")).unwrap(),
+    );
+    std::fs::create_dir_all(dir.join("gdnsd/geoip")).unwrap();
+    std::fs::copy(
+        Path::new(REPO).join("tests/fixtures/geoip/GeoIP2-City-Test.mmdb"),
+        dir.join("gdnsd/geoip/GeoIP2-City-Test.mmdb"),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_steerdns");
+    let run = |args: &[&std::ffi::OsStr]| Command::new(bin).args(args).output().unwrap();
+    let (src, out) = (dir.join("gdnsd"), dir.join("out"));
+    let import = run(&[
+        "import".as_ref(),
+        "gdnsd".as_ref(),
+        src.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&import.stdout);
+    assert!(
+        import.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    assert!(
+        stdout.contains("2 policy file(s) (pop.example.com, www.example.com)"),
+        "{stdout}"
+    );
+    let check = run(&["check".as_ref(), out.join("steerdns.toml").as_os_str()]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(String::from_utf8_lossy(&check.stdout).contains("2 steered name(s)"));
+    let again = run(&[
+        "import".as_ref(),
+        "gdnsd".as_ref(),
+        src.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists and is not empty"));
 }
 
 #[test]
