@@ -17,6 +17,7 @@ pub mod explain;
 pub mod fleet;
 pub mod geo;
 pub mod health;
+pub mod import;
 pub mod limit;
 pub mod monitor;
 pub mod perf;

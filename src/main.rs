@@ -1,4 +1,4 @@
-//! The `steerdns` command line: `serve`, `check`, `explain`, `probe`, `diff`, `policy`
+//! The `steerdns` command line: `serve`, `check`, `explain`, `probe`, `diff`, `import`, `policy`
 //! (export and import between a directory and a fleet's Redis), and `completions` and `man`,
 //! generated from these definitions.
 
@@ -126,6 +126,11 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Translate another server's config into a new steerdns config directory.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
     /// Print a shell completion script, e.g. `steerdns completions bash >
     /// /etc/bash_completion.d/steerdns`, or `source <(steerdns completions zsh)`.
     Completions {
@@ -135,6 +140,21 @@ enum Command {
     /// Print the steerdns(1) man page (roff) with every command and flag, e.g.
     /// `steerdns man > steerdns.1; man -l steerdns.1`.
     Man,
+}
+
+#[derive(Subcommand)]
+enum ImportSource {
+    /// A gdnsd 3.x config directory (config, zones/, geoip/): geoip maps, metafo, multifo and
+    /// weighted resources and the zones' DYNA/DYNC records become policies (one per steered
+    /// name), zones without those records, and a steerdns.toml. Whatever cannot be translated
+    /// exactly is listed with file and line, and nothing is written.
+    Gdnsd {
+        /// The gdnsd config directory (the one given to `gdnsd -c`).
+        dir: PathBuf,
+        /// Output directory (created; must be new or empty).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// How `steerdns policy` reaches the fleet's Redis (as `[store]` does for `serve`).
@@ -273,6 +293,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             serve(config, origin)
         }
         Command::Policy { action } => policy_command(action),
+        Command::Import {
+            source: ImportSource::Gdnsd { dir, out },
+        } => {
+            let report = steerdns::import::gdnsd::import(&dir, &out)?;
+            print!("{report}");
+            Ok(())
+        }
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "steerdns", &mut std::io::stdout());

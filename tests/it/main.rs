@@ -25,6 +25,7 @@ mod geoip;
 mod grafana;
 mod health;
 mod https;
+mod import_gdnsd;
 mod malformed;
 mod metrics;
 mod packaging;
