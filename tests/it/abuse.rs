@@ -101,7 +101,13 @@ async fn connect_from(server: SocketAddr, from: &str) -> TcpStream {
 /// Whether `stream` is served: a query gets its reply (`false`: closed without one).
 async fn served(stream: &mut TcpStream) -> bool {
     let q = query("pop.example.com", RecordType::A);
-    tcp_write(stream, &encode(&q)).await;
+    let message = encode(&q);
+    let mut framed = (message.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&message);
+    // A connection over a cap may be closed (and reset) before the query is written.
+    if stream.write_all(&framed).await.is_err() {
+        return false;
+    }
     match tcp_read(stream).await {
         Some(bytes) => {
             assert_eq!(decode(&bytes).metadata.id, q.metadata.id);
