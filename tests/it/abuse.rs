@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
 use crate::rum_ingest::metric;
