@@ -172,16 +172,19 @@ async fn tcp_connections_are_capped_in_all_and_per_network() {
     let mut c = connect_from(server, "127.0.0.9").await;
     assert!(served(&mut c).await, "a place again");
 
-    // Three queries per connection, pipelined: three replies, then the server closes.
+    // Three queries per connection, pipelined: three replies, then the server closes. Only
+    // as many as the cap allows are sent: a close with queries left unread is a reset, which
+    // can race the write of the rest (without the cap the connection stays open, and the
+    // read below times out).
     let mut pipelined = c;
-    let ids: Vec<u16> = (0..5).map(|_| next_id()).collect();
+    let ids: Vec<u16> = (0..2).map(|_| next_id()).collect();
     for id in &ids {
         let mut q = query("pop.example.com", RecordType::A);
         q.metadata.id = *id;
         tcp_write(&mut pipelined, &encode(&q)).await;
     }
     // The first query of this connection was answered above: two more, then the close.
-    for id in &ids[..2] {
+    for id in &ids {
         let reply = tcp_read(&mut pipelined).await.expect("a reply");
         assert_eq!(decode(&reply).metadata.id, *id);
     }
