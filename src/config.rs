@@ -712,6 +712,25 @@ pub fn check_prefix(prefix: &str) -> Result<(), String> {
 
 type FieldError = (&'static str, String);
 
+/// `value` if it is in `range`, else an error naming `field` and the range.
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    field: &'static str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, FieldError> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        let (lo, hi) = (range.start(), range.end());
+        Err((field, format!("{value} is out of range {lo}..={hi}")))
+    }
+}
+
+/// For a rate whose 0 means off: say so in the error.
+fn zero_is_off((field, reason): FieldError) -> FieldError {
+    (field, format!("{reason} (0 turns it off)"))
+}
+
 /// A certificate and its key, both or neither; they must load now.
 fn tls_pair(
     cert: Option<PathBuf>,
@@ -742,17 +761,14 @@ fn tls_pair(
 
 fn parse_http(raw: &RawHttp) -> Result<HttpLimits, FieldError> {
     let d = HttpLimits::default();
-    let max_connections = raw.max_connections.unwrap_or(d.max_connections);
-    if !(1..=1_000_000).contains(&max_connections) {
-        return Err((
-            "max_connections",
-            format!("{max_connections} is out of range 1..=1000000"),
-        ));
-    }
+    let max_connections = in_range(
+        "max_connections",
+        raw.max_connections.unwrap_or(d.max_connections),
+        1..=1_000_000,
+    )?;
     let ms = |field: &'static str, v: Option<u64>, default: Duration| match v {
         None => Ok(default),
-        Some(ms) if (100..=600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
-        Some(ms) => Err((field, format!("{ms} is out of range 100..=600000"))),
+        Some(ms) => in_range(field, ms, 100..=600_000).map(Duration::from_millis),
     };
     Ok(HttpLimits {
         max_connections,
@@ -772,13 +788,11 @@ fn parse_tcp(
     max_queries: Option<usize>,
 ) -> Result<TcpLimits, FieldError> {
     let d = TcpLimits::default();
-    let max_connections = max_connections.unwrap_or(d.max_connections);
-    if !(1..=1_000_000).contains(&max_connections) {
-        return Err((
-            "tcp_max_connections",
-            format!("{max_connections} is out of range 1..=1000000"),
-        ));
-    }
+    let max_connections = in_range(
+        "tcp_max_connections",
+        max_connections.unwrap_or(d.max_connections),
+        1..=1_000_000,
+    )?;
     // The default never exceeds a smaller total cap.
     let max_per_network = max_per_network.unwrap_or(d.max_per_network.min(max_connections));
     if !(1..=max_connections).contains(&max_per_network) {
@@ -820,38 +834,35 @@ fn parse_http_rate_limit(raw: RawHttpRateLimit) -> Result<HttpRateConfig, FieldE
         max_networks,
     } = raw;
     let d = HttpRateConfig::default();
-    let in_range = |field: &'static str, v: u64, lo: u64, hi: u64, note: &str| {
-        if (lo..=hi).contains(&v) {
-            Ok(())
-        } else {
-            Err((field, format!("{v} is out of range {lo}..={hi}{note}")))
-        }
-    };
-    let requests_per_second = requests_per_second.unwrap_or(d.requests_per_second);
-    in_range(
+    let requests_per_second = in_range(
         "requests_per_second",
-        requests_per_second.into(),
-        0,
-        1_000_000,
-        " (0 turns it off)",
-    )?;
+        requests_per_second.unwrap_or(d.requests_per_second),
+        0..=1_000_000,
+    )
+    .map_err(zero_is_off)?;
     // Ten seconds' worth unless given, so that a client's start-up burst goes through.
-    let burst = burst.unwrap_or_else(|| requests_per_second.saturating_mul(10).max(1));
-    in_range("burst", burst.into(), 1, 10_000_000, "")?;
-    let auth_failures_per_minute = auth_failures_per_minute.unwrap_or(d.auth_failures_per_minute);
-    in_range(
-        "auth_failures_per_minute",
-        auth_failures_per_minute.into(),
-        0,
-        1_000_000,
-        " (0 turns it off)",
+    let burst = in_range(
+        "burst",
+        burst.unwrap_or_else(|| requests_per_second.saturating_mul(10).max(1)),
+        1..=10_000_000,
     )?;
-    let ipv4_prefix = ipv4_prefix.unwrap_or(d.ipv4_prefix);
-    in_range("ipv4_prefix", ipv4_prefix.into(), 8, 32, "")?;
-    let ipv6_prefix = ipv6_prefix.unwrap_or(d.ipv6_prefix);
-    in_range("ipv6_prefix", ipv6_prefix.into(), 16, 128, "")?;
-    let max_networks = max_networks.unwrap_or(d.max_networks);
-    in_range("max_networks", max_networks as u64, 1, 10_000_000, "")?;
+    let auth_failures_per_minute = in_range(
+        "auth_failures_per_minute",
+        auth_failures_per_minute.unwrap_or(d.auth_failures_per_minute),
+        0..=1_000_000,
+    )
+    .map_err(zero_is_off)?;
+    let ipv4_prefix = in_range("ipv4_prefix", ipv4_prefix.unwrap_or(d.ipv4_prefix), 8..=32)?;
+    let ipv6_prefix = in_range(
+        "ipv6_prefix",
+        ipv6_prefix.unwrap_or(d.ipv6_prefix),
+        16..=128,
+    )?;
+    let max_networks = in_range(
+        "max_networks",
+        max_networks.unwrap_or(d.max_networks),
+        1..=10_000_000,
+    )?;
     Ok(HttpRateConfig {
         requests_per_second,
         burst,
@@ -872,31 +883,19 @@ fn parse_rate_limit(raw: RawRateLimit) -> Result<RrlConfig, FieldError> {
         exempt,
     } = raw;
     let d = RrlConfig::default();
-    let responses_per_second = responses_per_second.unwrap_or(d.responses_per_second);
-    if responses_per_second > 1_000_000 {
-        return Err((
-            "responses_per_second",
-            format!("{responses_per_second} is out of range 0..=1000000 (0 turns it off)"),
-        ));
-    }
-    let slip = slip.unwrap_or(d.slip);
-    if slip > 10 {
-        return Err(("slip", format!("{slip} is out of range 0..=10")));
-    }
-    let ipv4_prefix = ipv4_prefix.unwrap_or(d.ipv4_prefix);
-    if !(8..=32).contains(&ipv4_prefix) {
-        return Err((
-            "ipv4_prefix",
-            format!("{ipv4_prefix} is out of range 8..=32"),
-        ));
-    }
-    let ipv6_prefix = ipv6_prefix.unwrap_or(d.ipv6_prefix);
-    if !(16..=128).contains(&ipv6_prefix) {
-        return Err((
-            "ipv6_prefix",
-            format!("{ipv6_prefix} is out of range 16..=128"),
-        ));
-    }
+    let responses_per_second = in_range(
+        "responses_per_second",
+        responses_per_second.unwrap_or(d.responses_per_second),
+        0..=1_000_000,
+    )
+    .map_err(zero_is_off)?;
+    let slip = in_range("slip", slip.unwrap_or(d.slip), 0..=10)?;
+    let ipv4_prefix = in_range("ipv4_prefix", ipv4_prefix.unwrap_or(d.ipv4_prefix), 8..=32)?;
+    let ipv6_prefix = in_range(
+        "ipv6_prefix",
+        ipv6_prefix.unwrap_or(d.ipv6_prefix),
+        16..=128,
+    )?;
     let exempt = exempt.map_or(Ok(d.exempt), parse_exempt)?;
     Ok(RrlConfig {
         responses_per_second,
@@ -984,27 +983,16 @@ fn parse_health(raw: RawHealth) -> Result<(Thresholds, AgentCountries), FieldErr
     Ok((t, countries))
 }
 
-/// Validate `[rum]`; the error is (field below `rum.`, reason).
-/// `value` if it is in `range`, else an error naming `field` (of `[rum]`) and the range.
+/// [`in_range`] for `[rum]`, whose errors carry an owned field name.
 fn within<T: PartialOrd + std::fmt::Display>(
-    field: &str,
+    field: &'static str,
     value: T,
     range: std::ops::RangeInclusive<T>,
 ) -> Result<T, (String, String)> {
-    if range.contains(&value) {
-        Ok(value)
-    } else {
-        Err((
-            field.to_owned(),
-            format!(
-                "{value} is out of range {}..={}",
-                range.start(),
-                range.end()
-            ),
-        ))
-    }
+    in_range(field, value, range).map_err(|(f, r)| (f.to_owned(), r))
 }
 
+/// Validate `[rum]`; the error is (field below `rum.`, reason).
 fn parse_rum(
     raw: RawRum,
     resolve: &dyn Fn(PathBuf) -> PathBuf,
