@@ -8,9 +8,26 @@
 //! (flooding the table from many networks then costs only those new networks, never the ones
 //! already tracked). A refusal says how long until the next token ([`Refused::retry_after`]).
 //! Pure: time is passed in. Depends on nothing in the crate.
+//!
+//! [`client_network`]: the network an address counts against, for every per-network limit
+//! keyed by `IpNet` (HTTP requests, DNS TCP connections).
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// The network of `ip` (IPv4-mapped addresses as IPv4) at the given prefix lengths.
+pub fn client_network(ip: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> IpNet {
+    let ip = ip.to_canonical();
+    let prefix = if ip.is_ipv4() {
+        ipv4_prefix
+    } else {
+        ipv6_prefix
+    };
+    IpNet::new(ip, prefix).map_or_else(|_| IpNet::from(ip), |n| n.trunc())
+}
 use std::time::{Duration, Instant};
 
 /// How fast a bucket refills and how much it holds.

@@ -146,12 +146,11 @@ impl Limiter {
         if self.config.exempt.iter().any(|n| n.contains(&ip)) {
             return None;
         }
-        let prefix = if ip.is_ipv4() {
-            self.config.ipv4_prefix
-        } else {
-            self.config.ipv6_prefix
-        };
-        Some(IpNet::new(ip, prefix).map_or_else(|_| IpNet::from(ip), |n| n.trunc()))
+        Some(crate::limit::client_network(
+            ip,
+            self.config.ipv4_prefix,
+            self.config.ipv6_prefix,
+        ))
     }
 
     fn refuse(&self, net: IpNet, reason: Reason, why: Refused) -> Response {

@@ -137,10 +137,9 @@ impl Drop for Permit {
     }
 }
 
+/// A client network for the per-network cap: /24 or /56.
 fn client_network(ip: IpAddr) -> IpNet {
-    let ip = ip.to_canonical();
-    let prefix = if ip.is_ipv4() { 24 } else { 56 };
-    IpNet::new(ip, prefix).map_or_else(|_| IpNet::from(ip), |n| n.trunc())
+    crate::limit::client_network(ip, 24, 56)
 }
 
 /// Accept connections on `listener` until `stop` is cancelled; then every connection ends.
