@@ -2,12 +2,15 @@
 //! (the kernel spreads clients over them by address hash), receiving and replying in batches
 //! of up to [`BATCH`] datagrams per system call.
 //!
-//! Each datagram goes to the fast path, and to the full path when the fast path declines;
-//! both refuse the same sources ([`super::source`]). Before either, the shared rate limiter
-//! ([`super::rrl`]) may drop the datagram or answer it with a truncated stub. Plain threads, not tokio tasks: a worker
-//! only ever waits in `recvmmsg`, and hickory-server's task per datagram was a large share of
-//! the cost (bench/RESULTS.md). The snapshot is loaded
-//! once per batch; a batch never mixes two generations.
+//! A datagram from a source [`super::source`] refuses is dropped first (it must not count
+//! against a network's rate); then the shared rate limiter ([`super::rrl`]) may drop it or
+//! answer it with a truncated stub; the rest go to the fast path, and to the full path when
+//! the fast path declines. (Both paths also apply the source rule themselves, so each stands
+//! alone for the tests and fuzz targets that call them directly: a few comparisons.)
+//!
+//! Plain threads, not tokio tasks: a worker only ever waits in `recvmmsg`, and
+//! hickory-server's task per datagram was a large share of the cost (bench/RESULTS.md). The
+//! snapshot is loaded once per batch; a batch never mixes two generations.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
