@@ -260,11 +260,18 @@ fn explain_records(answer: &[serde_json::Value]) -> Vec<String> {
 }
 
 /// The CNAME and A records of a reply's answer section, sorted, or why it is not a good
-/// reply to the query with this ID.
-fn reply_records(packet: &[u8], id: u16) -> Result<Vec<String>, String> {
+/// reply to `query` (its ID and question echoed).
+fn reply_records(packet: &[u8], query: &[u8]) -> Result<Vec<String>, String> {
     let m = Message::from_vec(packet).map_err(|e| format!("unparseable reply: {e}"))?;
-    if m.metadata.id != id {
-        return Err(format!("reply ID {} to query {id}", m.metadata.id));
+    let q = Message::from_vec(query).map_err(|e| format!("our own query: {e}"))?;
+    if m.metadata.id != q.metadata.id {
+        return Err(format!(
+            "reply ID {} to query {}",
+            m.metadata.id, q.metadata.id
+        ));
+    }
+    if m.queries != q.queries {
+        return Err(format!("reply question {:?} to {:?}", m.queries, q.queries));
     }
     let mut out: Vec<String> = m
         .answers
@@ -324,7 +331,7 @@ fn checker(s: &Shared, seed: u64) {
                     if n >= 2 && u16::from_be_bytes([buf[0], buf[1]]) != id {
                         continue;
                     }
-                    match reply_records(&buf[..n], id) {
+                    match reply_records(&buf[..n], &query) {
                         Ok(got) => {
                             s.judge(key, sent, &got, false);
                         }
@@ -389,7 +396,7 @@ fn tcp_queries(s: &Shared, rng: &mut Rng) -> io::Result<()> {
         t.read_exact(&mut len)?;
         let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
         t.read_exact(&mut reply)?;
-        match reply_records(&reply, id) {
+        match reply_records(&reply, &query) {
             Ok(got) => {
                 s.judge(key, sent, &got, true);
             }
