@@ -210,13 +210,7 @@ impl Cdp {
 
 impl Drop for Cdp {
     fn drop(&mut self) {
-        // The group is the one this child leads: only processes this test started.
-        let pgid = self.child.id() as i32;
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        super::rum_browser::kill_group(&mut self.child);
     }
 }
 

@@ -575,6 +575,23 @@ impl ServeProcess {
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Start `serve -c config` off the runtime and wait for its DNS address.
+    pub(crate) async fn start(config: std::path::PathBuf) -> (Self, SocketAddr) {
+        tokio::task::spawn_blocking(move || {
+            let mut process = ServeProcess::spawn(&config);
+            let line = process.wait_for("DNS listening on ");
+            let addr = line
+                .split("DNS listening on ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|a| a.parse::<SocketAddr>().ok())
+                .unwrap_or_else(|| panic!("no address in {line:?}"));
+            (process, addr)
+        })
+        .await
+        .unwrap()
+    }
 }
 
 impl Drop for ServeProcess {
@@ -590,19 +607,7 @@ impl Drop for ServeProcess {
 async fn serve_binary_reloads_on_sighup_and_keeps_last_good() {
     let dir = TempDir::new("sighup");
     let config = write_config(&dir, DEMO_ZONE, &demo_policies());
-    let (mut process, server) = tokio::task::spawn_blocking(move || {
-        let mut process = ServeProcess::spawn(&config);
-        let line = process.wait_for("DNS listening on ");
-        let addr = line
-            .split("DNS listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.parse::<SocketAddr>().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        (process, addr)
-    })
-    .await
-    .unwrap();
+    let (mut process, server) = ServeProcess::start(config.clone()).await;
     assert_eq!(www_target(server, None).await, "cdn-a.example.net.");
 
     let hup = |pid: u32| {

@@ -2,7 +2,6 @@
 //! `systemd-analyze verify` (package systemd), and the example config under the unit's
 //! command line, with SIGHUP as `systemctl reload` sends it.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -169,19 +168,7 @@ async fn packaged_config_checks_serves_and_reloads_on_sighup() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let (mut process, server) = tokio::task::spawn_blocking(move || {
-        let mut process = ServeProcess::spawn(&config);
-        let line = process.wait_for("DNS listening on ");
-        let addr = line
-            .split("DNS listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.parse::<SocketAddr>().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        (process, addr)
-    })
-    .await
-    .unwrap();
+    let (mut process, server) = ServeProcess::start(config.clone()).await;
     let soa = dig(server, &["example.com", "SOA", "+norecurse"]).await;
     assert_eq!(soa.status, "NOERROR", "{}", soa.text);
     assert!(soa.flags.iter().any(|f| f == "aa"), "{}", soa.text);

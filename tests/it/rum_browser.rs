@@ -126,14 +126,19 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // The group is the one this child leads: only processes this test started.
-        let pgid = self.child.id() as i32;
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_group(&mut self.child);
     }
+}
+
+/// Kill a browser started as the leader of its own process group, with every process it
+/// started (the group is only processes this test started), and reap it.
+pub fn kill_group(child: &mut std::process::Child) {
+    let pgid = child.id() as i32;
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
