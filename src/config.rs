@@ -823,6 +823,21 @@ fn parse_exempt(list: Vec<String>) -> Result<Vec<ipnet::IpNet>, FieldError> {
         .collect()
 }
 
+/// The client-network keys every per-network limit has: `ipv4_prefix`, `ipv6_prefix` and
+/// `exempt`, each defaulting to `d`'s.
+fn parse_networks(
+    ipv4_prefix: Option<u8>,
+    ipv6_prefix: Option<u8>,
+    exempt: Option<Vec<String>>,
+    d: (u8, u8, Vec<ipnet::IpNet>),
+) -> Result<(u8, u8, Vec<ipnet::IpNet>), FieldError> {
+    Ok((
+        in_range("ipv4_prefix", ipv4_prefix.unwrap_or(d.0), 8..=32)?,
+        in_range("ipv6_prefix", ipv6_prefix.unwrap_or(d.1), 16..=128)?,
+        exempt.map_or(Ok(d.2), parse_exempt)?,
+    ))
+}
+
 fn parse_http_rate_limit(raw: RawHttpRateLimit) -> Result<HttpRateConfig, FieldError> {
     let RawHttpRateLimit {
         requests_per_second,
@@ -852,11 +867,11 @@ fn parse_http_rate_limit(raw: RawHttpRateLimit) -> Result<HttpRateConfig, FieldE
         0..=1_000_000,
     )
     .map_err(zero_is_off)?;
-    let ipv4_prefix = in_range("ipv4_prefix", ipv4_prefix.unwrap_or(d.ipv4_prefix), 8..=32)?;
-    let ipv6_prefix = in_range(
-        "ipv6_prefix",
-        ipv6_prefix.unwrap_or(d.ipv6_prefix),
-        16..=128,
+    let (ipv4_prefix, ipv6_prefix, exempt) = parse_networks(
+        ipv4_prefix,
+        ipv6_prefix,
+        exempt,
+        (d.ipv4_prefix, d.ipv6_prefix, d.exempt),
     )?;
     let max_networks = in_range(
         "max_networks",
@@ -869,7 +884,7 @@ fn parse_http_rate_limit(raw: RawHttpRateLimit) -> Result<HttpRateConfig, FieldE
         auth_failures_per_minute,
         ipv4_prefix,
         ipv6_prefix,
-        exempt: exempt.map_or(Ok(d.exempt), parse_exempt)?,
+        exempt,
         max_networks,
     })
 }
@@ -890,13 +905,12 @@ fn parse_rate_limit(raw: RawRateLimit) -> Result<RrlConfig, FieldError> {
     )
     .map_err(zero_is_off)?;
     let slip = in_range("slip", slip.unwrap_or(d.slip), 0..=10)?;
-    let ipv4_prefix = in_range("ipv4_prefix", ipv4_prefix.unwrap_or(d.ipv4_prefix), 8..=32)?;
-    let ipv6_prefix = in_range(
-        "ipv6_prefix",
-        ipv6_prefix.unwrap_or(d.ipv6_prefix),
-        16..=128,
+    let (ipv4_prefix, ipv6_prefix, exempt) = parse_networks(
+        ipv4_prefix,
+        ipv6_prefix,
+        exempt,
+        (d.ipv4_prefix, d.ipv6_prefix, d.exempt),
     )?;
-    let exempt = exempt.map_or(Ok(d.exempt), parse_exempt)?;
     Ok(RrlConfig {
         responses_per_second,
         slip,
