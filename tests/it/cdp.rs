@@ -39,8 +39,23 @@ fn pipe() -> (OwnedFd, OwnedFd) {
 }
 
 impl Cdp {
-    /// Start Chromium with a `width` × `height` window and attach to a blank page.
+    /// Start Chromium with a `width` × `height` window and attach to a blank page. A browser
+    /// that exits before answering its first command (it happens now and then when several
+    /// start at once on a loaded machine) is started once more; its stderr is in the panic
+    /// if the second one dies too.
     pub fn launch(width: u32, height: u32) -> Self {
+        match Self::start(width, height) {
+            Ok(cdp) => cdp,
+            Err(first) => {
+                eprintln!("chromium exited at start, starting it again: {first}");
+                Self::start(width, height).unwrap_or_else(|again| {
+                    panic!("chromium exited at start twice:\n{first}\n{again}")
+                })
+            }
+        }
+    }
+
+    fn start(width: u32, height: u32) -> Result<Self, String> {
         use std::os::fd::AsRawFd;
         use std::os::unix::process::CommandExt;
         if !std::path::Path::new(CHROMIUM).exists() {
@@ -70,14 +85,26 @@ impl Cdp {
             .arg(format!("--user-data-dir={}", profile.path.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(profile.join("stderr.log")).expect("stderr log"),
+            ))
             .process_group(0);
-        // SAFETY: only async-signal-safe calls (dup2) between fork and exec.
+        // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and exec. Both ends
+        // are first copied above 9, so placing one on 3 cannot clobber the other when it
+        // happens to be fd 3 or 4 already.
         unsafe {
             command.pre_exec(move || {
-                if libc::dup2(child_in, 3) < 0 || libc::dup2(child_out, 4) < 0 {
+                let high_in = libc::fcntl(child_in, libc::F_DUPFD, 10);
+                let high_out = libc::fcntl(child_out, libc::F_DUPFD, 10);
+                if high_in < 0
+                    || high_out < 0
+                    || libc::dup2(high_in, 3) < 0
+                    || libc::dup2(high_out, 4) < 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
+                libc::close(high_in);
+                libc::close(high_out);
                 Ok(())
             });
         }
@@ -115,7 +142,16 @@ impl Cdp {
             session: None,
             _profile: profile,
         };
-        let target = cdp.call("Target.createTarget", json!({ "url": "about:blank" }));
+        let target = match cdp.try_call("Target.createTarget", json!({ "url": "about:blank" })) {
+            Ok(target) => target,
+            Err(e) => {
+                let log =
+                    std::fs::read_to_string(cdp._profile.join("stderr.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                return Err(format!("{e}; its stderr ends:\n{}", tail.join("\n")));
+            }
+        };
         let target_id = target["targetId"].as_str().expect("a target id").to_owned();
         let attached = cdp.call(
             "Target.attachToTarget",
@@ -133,12 +169,18 @@ impl Cdp {
             "Emulation.setDeviceMetricsOverride",
             json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false }),
         );
-        cdp
+        Ok(cdp)
     }
 
     /// One protocol command on the attached page (browser-wide before attaching); its result,
     /// or a panic with the protocol's error.
     pub fn call(&mut self, method: &str, params: Value) -> Value {
+        self.try_call(method, params)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Self::call`], with a browser that went away (or did not answer) as an error.
+    fn try_call(&mut self, method: &str, params: Value) -> Result<Value, String> {
         self.next_id += 1;
         let id = self.next_id;
         let mut message = json!({ "id": id, "method": method, "params": params });
@@ -149,21 +191,22 @@ impl Cdp {
         bytes.push(0);
         self.commands
             .write_all(&bytes)
-            .unwrap_or_else(|e| panic!("{method}: the browser went away: {e}"));
+            .map_err(|e| format!("{method}: the browser went away: {e}"))?;
         let deadline = Instant::now() + CALL_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let reply = self
                 .replies
                 .recv_timeout(left)
-                .unwrap_or_else(|e| panic!("{method}: no reply within {CALL_TIMEOUT:?}: {e}"));
+                .map_err(|e| format!("{method}: no reply within {CALL_TIMEOUT:?}: {e}"))?;
             if reply["id"].as_u64() != Some(id) {
                 continue; // an event, or a reply to an earlier call that timed out
             }
             if let Some(error) = reply.get("error") {
+                // A protocol error is the test's fault, not the browser's: no second start.
                 panic!("{method}: {error}");
             }
-            return reply["result"].clone();
+            return Ok(reply["result"].clone());
         }
     }
 
