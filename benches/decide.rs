@@ -62,6 +62,41 @@ fn decide(c: &mut Criterion) {
             b.iter(|| black_box(compile(&policy, &geo, &inputs)))
         });
     }
+    // The query path (`answer::decide`): the precomputed runs, else a lookup. The demo `www`
+    // shape with its ASN rule, with a CIDR rule added, and without either: tables with rules
+    // decide from runs of one outcome, so the three should cost about the same.
+    let geo_only = WWW.replace(
+        r#"{ match = { asn = 6167 }, targets = ["cdn-a", "cdn-b"] },"#,
+        "",
+    );
+    let with_cidr = WWW.replace(
+        r#"{ match = { asn = 6167 }, targets = ["cdn-a", "cdn-b"] },"#,
+        r#"{ match = { asn = 6167 }, targets = ["cdn-a", "cdn-b"] },
+  { match = { cidr = "81.2.69.192/26" }, targets = ["cdn-b"] },"#,
+    );
+    assert!(
+        geo_only != WWW && with_cidr != WWW,
+        "the demo www policy changed shape"
+    );
+    for (label, text) in [
+        ("www-geo-only", geo_only.as_str()),
+        ("www-asn", WWW),
+        ("www-asn-cidr", with_cidr.as_str()),
+    ] {
+        let policy = policy::parse(label, text).expect("policy parses");
+        let (table, _) = compile(&policy, &geo, &inputs);
+        c.bench_function(&format!("query-path-decide/{label}"), |b| {
+            b.iter(|| {
+                for ip in &clients {
+                    let d = table.decide_without_lookup(*ip).unwrap_or_else(|| {
+                        let located = geo.locate(*ip);
+                        table.decide(*ip, &located, &geo)
+                    });
+                    black_box(table.select(&d, Some(*ip)));
+                }
+            })
+        });
+    }
 }
 
 criterion_group!(benches, decide);

@@ -23,7 +23,7 @@ use std::time::SystemTime;
 
 use ipnet::IpNet;
 
-use crate::geo::{GeoDb, Located, ScopeIndex, common_prefix};
+use crate::geo::{GeoDb, Located, RuleRow, ScopeIndex, common_prefix};
 use crate::policy::{self, Client, Inputs, Outcome, Pick, Policy, TargetId, Trace};
 
 /// Most records one answer can carry (see `policy` validation).
@@ -78,6 +78,10 @@ pub struct Table {
     /// Widest uniform network for the partition `by_class` induces; `None` when the policy
     /// does not use location.
     scopes: Option<Arc<ScopeIndex>>,
+    /// For tables with ASN or CIDR rules (not RUM rows, which change with every window): the
+    /// address space labelled by outcome, which decides without a database lookup; and the
+    /// outcome of each of its parts.
+    by_rows: Option<(Arc<ScopeIndex>, Box<[OutcomeId]>)>,
     /// The outcome of each part of `scopes` (parts numbered by first appearance in `by_class`).
     part_outcomes: Box<[OutcomeId]>,
     answers: usize,
@@ -164,7 +168,8 @@ pub fn compile(policy: &Policy, geo: &GeoDb, inputs: &Inputs) -> (Table, Option<
     } else {
         Default::default()
     };
-    let uses_asn = policy.uses_asn() || !rum_asns.is_empty();
+    let rum_rows = !rum_asns.is_empty();
+    let uses_asn = policy.uses_asn() || rum_rows;
     let mut asns: Vec<u32> = rules
         .iter()
         .flat_map(|r| r.matches.asn.iter().copied())
@@ -172,8 +177,9 @@ pub fn compile(policy: &Policy, geo: &GeoDb, inputs: &Inputs) -> (Table, Option<
         .collect();
     asns.sort_unstable();
     asns.dedup();
-    let by_asn = asns
-        .into_iter()
+    let by_asn: HashMap<u32, Row> = asns
+        .iter()
+        .copied()
         .map(|asn| {
             (
                 asn,
@@ -190,7 +196,7 @@ pub fn compile(policy: &Policy, geo: &GeoDb, inputs: &Inputs) -> (Table, Option<
         .collect();
     nets.sort_by_key(|n| (std::cmp::Reverse(n.prefix_len()), *n));
     nets.dedup();
-    let by_cidr = nets
+    let by_cidr: Box<[(IpNet, Row)]> = nets
         .into_iter()
         .map(|net| {
             (
@@ -210,6 +216,18 @@ pub fn compile(policy: &Policy, geo: &GeoDb, inputs: &Inputs) -> (Table, Option<
     } else {
         None
     };
+    let by_rows = ((uses_asn || !by_cidr.is_empty()) && !rum_rows).then(|| {
+        let cidrs: Vec<IpNet> = by_cidr.iter().map(|(net, _)| *net).collect();
+        let (index, parts) = geo.outcome_index(uses_location, &asns, &cidrs, |class, row| {
+            let per_class = match row {
+                RuleRow::Plain => &by_class,
+                RuleRow::Asn(i) => &by_asn[&asns[i]].per_class,
+                RuleRow::Cidr(i) => &by_cidr[i].1.per_class,
+            };
+            per_class[class].0
+        });
+        (index, parts.into_iter().map(OutcomeId).collect())
+    });
     let mut part_outcomes = Vec::new();
     for outcome in by_class.iter() {
         if !part_outcomes.contains(outcome) {
@@ -225,6 +243,7 @@ pub fn compile(policy: &Policy, geo: &GeoDb, inputs: &Inputs) -> (Table, Option<
         uses_location,
         uses_asn,
         scopes,
+        by_rows,
         part_outcomes: part_outcomes.into(),
         answers: usize::from(policy.answers),
         salt,
@@ -239,11 +258,19 @@ pub fn compile(policy: &Policy, geo: &GeoDb, inputs: &Inputs) -> (Table, Option<
 
 impl Table {
     /// Decide without locating the client in the GeoIP databases, where that is possible: the
-    /// table has no ASN or CIDR rules, and the precomputed runs describe the client's address
-    /// (they give its part of the classes, hence its outcome, and the widest scope in one
-    /// binary search); or the answer does not depend on location at all. `None`: locate and
-    /// call [`Table::decide`], which gives the same decision wherever this one gives any.
+    /// precomputed runs describe the client's address (they give its part of the classes, or
+    /// with ASN and CIDR rules its outcome, and the widest scope in one binary search); or the
+    /// answer does not depend on location at all. `None`: locate and call [`Table::decide`],
+    /// which gives the same decision wherever this one gives any.
     pub fn decide_without_lookup(&self, ip: IpAddr) -> Option<Decision> {
+        if let Some((index, outcomes)) = &self.by_rows {
+            let (part, mut scope) = index.part_and_widest(ip)?;
+            let outcome = *outcomes.get(part as usize)?;
+            if self.outcome(outcome).pick.needs_hash() {
+                scope = scope.max(hash_prefix(ip));
+            }
+            return Some(Decision { outcome, scope });
+        }
         if self.uses_asn || !self.by_cidr.is_empty() {
             return None;
         }
@@ -262,8 +289,20 @@ impl Table {
         Some(Decision { outcome, scope })
     }
 
-    /// Decide for a client address already located in `geo`. The hot path.
+    /// Decide for a client address already located in `geo`.
     pub fn decide(&self, ip: IpAddr, located: &Located, geo: &GeoDb) -> Decision {
+        // Tables with rows decide from their own runs wherever those describe the address, so
+        // both ways give one answer (and one scope) for every client.
+        if self.by_rows.is_some()
+            && let Some(decision) = self.decide_without_lookup(ip)
+        {
+            return decision;
+        }
+        self.decide_located(ip, located, geo)
+    }
+
+    /// The decision from the client's located record: what the runs are checked against.
+    fn decide_located(&self, ip: IpAddr, located: &Located, geo: &GeoDb) -> Decision {
         let class = located
             .loc
             .map_or(geo.classes().len(), |l| geo.class_of(l).index());

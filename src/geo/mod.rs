@@ -117,6 +117,14 @@ pub struct GeoDb {
     /// One index per distinct partition of the classes, shared by the tables that induce it.
     /// Control plane only: queries read the `Arc` a table holds, never this map.
     scope_cache: Mutex<HashMap<Box<[u32]>, Weak<ScopeIndex>>>,
+    /// The address space as runs of one ASN (overrides with an ASN painted in), per family;
+    /// one run of "none" without an ASN database.
+    asn_runs_v4: Runs<u32>,
+    asn_runs_v6: Runs<u128>,
+    /// The ASN database answers `::ffff:a.b.c.d` from its IPv4 tree (or there is none).
+    asn_mapped_v4: bool,
+    /// [`GeoDb::outcome_index`]'s indexes, shared like `scope_cache`'s.
+    outcome_cache: Mutex<HashMap<Box<[u32]>, Weak<ScopeIndex>>>,
 }
 
 impl std::fmt::Debug for GeoDb {
@@ -183,8 +191,16 @@ impl GeoDb {
         let runs_v4 = runs_v4.overlay(&layer_v4);
         let runs_v6 = runs_v6.overlay(&layer_v6);
 
-        let (asn, asn_name, asn_by_offset) = match asn {
-            None => (None, None, HashMap::new()),
+        let (asn, asn_name, asn_index) = match asn {
+            None => (
+                None,
+                None,
+                AsnIndex {
+                    asn_by_offset: HashMap::new(),
+                    runs_v4: Runs::uniform(NOT_LOCATED),
+                    runs_v6: Runs::uniform(NOT_LOCATED),
+                },
+            ),
             Some(source) => {
                 let name = source.describe();
                 let reader = source.load()?;
@@ -196,9 +212,30 @@ impl GeoDb {
                         expected: "a GeoLite2/GeoIP2 ASN database",
                     });
                 }
-                let by_offset = index_asns(&reader, &name)?;
-                (Some(reader), Some(name), by_offset)
+                let index = index_asns(&reader, &name)?;
+                (Some(reader), Some(name), index)
             }
+        };
+        // Painted like the classes: the first override that holds decides, and one that
+        // states no ASN leaves the database's (OPAQUE in a layer means "do not paint").
+        let mut asn_layer_v4 = Vec::new();
+        let mut asn_layer_v6 = Vec::new();
+        for (net, _, asn) in &overrides {
+            let label = asn.map_or(OPAQUE, |a| a.min(NOT_LOCATED));
+            match net {
+                IpNet::V4(n) => {
+                    asn_layer_v4.push((u32::from(n.network()), u32::from(n.broadcast()), label));
+                }
+                IpNet::V6(n) => {
+                    asn_layer_v6.push((u128::from(n.network()), u128::from(n.broadcast()), label));
+                }
+            }
+        }
+        let asn_runs_v4 = asn_index.runs_v4.overlay(&asn_layer_v4);
+        let asn_runs_v6 = asn_index.runs_v6.overlay(&asn_layer_v6);
+        let asn_mapped_v4 = match &asn {
+            Some(reader) => mapped_is_v4(reader, &asn_runs_v6),
+            None => true,
         };
 
         let country_of_class = number_countries(&classes.classes);
@@ -216,7 +253,11 @@ impl GeoDb {
             asn_name,
             locations,
             loc_by_offset,
-            asn_by_offset,
+            asn_by_offset: asn_index.asn_by_offset,
+            asn_runs_v4,
+            asn_runs_v6,
+            asn_mapped_v4,
+            outcome_cache: Mutex::new(HashMap::new()),
             overrides,
         })
     }
@@ -371,6 +412,134 @@ impl GeoDb {
         Some(index)
     }
 
+    /// An index whose parts are a table's outcomes, for tables with ASN or CIDR rules: with it
+    /// they decide without a database lookup too. `outcome(class, row)` is the table's outcome
+    /// for a client of class `class` (`classes().len()`: not in the database) that falls in
+    /// `row`; `asns` are the ASNs with rows (sorted), `cidrs` the CIDR rules in the order the
+    /// table checks them (the first that holds wins, over any ASN row). A table that reads no
+    /// location (`uses_location` false) or no ASN gets runs that ignore it, so nothing it
+    /// does not read narrows its scopes. Returns the index and,
+    /// per part, the `outcome` value it stands for. Indexes are shared like
+    /// [`GeoDb::scope_index`]'s. Control plane only: a pass over the class and ASN runs.
+    pub fn outcome_index(
+        &self,
+        uses_location: bool,
+        asns: &[u32],
+        cidrs: &[IpNet],
+        outcome: impl Fn(usize, RuleRow) -> u32,
+    ) -> (Arc<ScopeIndex>, Vec<u32>) {
+        let not_located = self.classes.len();
+        let rows = std::iter::once(RuleRow::Plain)
+            .chain((0..asns.len()).map(RuleRow::Asn))
+            .chain((0..cidrs.len()).map(RuleRow::Cidr));
+        // The key: every (row, class) outcome renamed by first appearance, then what the rows
+        // are. Equal keys give equal indexes.
+        let mut parts: Vec<u32> = Vec::new();
+        let mut key: Vec<u32> = Vec::new();
+        let mut part_of = HashMap::new();
+        let mut table: Vec<u32> = Vec::new();
+        for row in rows {
+            for class in 0..=not_located {
+                let o = outcome(class, row);
+                let part = *part_of.entry(o).or_insert_with(|| {
+                    parts.push(o);
+                    parts.len() as u32 - 1
+                });
+                key.push(part);
+                table.push(part);
+            }
+        }
+        key.push(u32::from(uses_location));
+        key.extend_from_slice(asns);
+        for net in cidrs {
+            key.push(u32::from(net.prefix_len()));
+            match net {
+                IpNet::V4(n) => key.push(u32::from(n.network())),
+                IpNet::V6(n) => {
+                    let bits = u128::from(n.network());
+                    key.extend((0..4).map(|i| (bits >> (32 * i)) as u32));
+                }
+            }
+        }
+        let key: Box<[u32]> = key.into();
+        let mut cache = self
+            .outcome_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(index) = cache.get(&key).and_then(Weak::upgrade) {
+            return (index, parts);
+        }
+        cache.retain(|_, index| index.strong_count() > 0);
+
+        let width = not_located + 1;
+        // `table[row * width + class]`, rows numbered Plain, ASN rows, CIDR rows.
+        let part = |class: u32, row: u32| -> u32 {
+            if class == OPAQUE || row == OPAQUE {
+                return OPAQUE;
+            }
+            let class = if class == NOT_LOCATED {
+                not_located
+            } else {
+                class as usize
+            };
+            let row = if row == NOT_LOCATED {
+                0
+            } else {
+                row as usize + 1
+            };
+            table.get(row * width + class).copied().unwrap_or(OPAQUE)
+        };
+        // An ASN's row number, or NOT_LOCATED for "no row".
+        let asn_row = |asn: u32| match asn {
+            OPAQUE => OPAQUE,
+            NOT_LOCATED => NOT_LOCATED,
+            asn => asns.binary_search(&asn).map_or(NOT_LOCATED, |i| i as u32),
+        };
+        let first_cidr_row = asns.len() as u32;
+        let mut layer_v4 = Vec::new();
+        let mut layer_v6 = Vec::new();
+        for (i, net) in cidrs.iter().enumerate() {
+            let row = first_cidr_row + i as u32;
+            match net {
+                IpNet::V4(n) => {
+                    layer_v4.push((u32::from(n.network()), u32::from(n.broadcast()), row));
+                }
+                IpNet::V6(n) => {
+                    layer_v6.push((u128::from(n.network()), u128::from(n.broadcast()), row));
+                }
+            }
+        }
+        let rows_of = |asn_row: u32, cidr: u32| if cidr == OPAQUE { asn_row } else { cidr };
+        let (asn_v4, asn_v6) = if asns.is_empty() {
+            (Runs::uniform(NOT_LOCATED), Runs::uniform(NOT_LOCATED))
+        } else {
+            (
+                self.asn_runs_v4.relabel(asn_row),
+                self.asn_runs_v6.relabel(asn_row),
+            )
+        };
+        let rows_v4 = scope::combine(&asn_v4, &Runs::painted(&layer_v4), rows_of);
+        let rows_v6 = scope::combine(&asn_v6, &Runs::painted(&layer_v6), rows_of);
+        // Class 0 stands for every class when the table reads no location.
+        let (class_v4, class_v6) = if uses_location {
+            (self.runs_v4.clone(), self.runs_v6.clone())
+        } else {
+            (Runs::uniform(0), Runs::uniform(0))
+        };
+        let index = Arc::new(ScopeIndex::from_parts(
+            &scope::combine(&class_v4, &rows_v4, part),
+            &scope::combine(&class_v6, &rows_v6, part),
+            // CIDR rules are matched on the address as sent: an IPv4 rule does not hold for
+            // `::ffff:a.b.c.d`, so such tables do not read IPv4-mapped clients as IPv4. Nor
+            // does a table that reads only CIDR rules need to.
+            (self.mapped_v4 || !uses_location)
+                && (self.asn_mapped_v4 || asns.is_empty())
+                && cidrs.is_empty(),
+        ));
+        cache.insert(key, Arc::downgrade(&index));
+        (index, parts)
+    }
+
     /// Widest prefix around `ip` in which every address has the same location class (or is
     /// not in the database with it), whatever the policy. `None` where the runs do not describe
     /// the space. A lookup, but a binary search: fine per query.
@@ -391,6 +560,17 @@ impl GeoDb {
         let asn: geoip2::Asn = found.decode().ok()??;
         asn.autonomous_system_organization.map(str::to_owned)
     }
+}
+
+/// Which of a table's rows a client falls in, for [`GeoDb::outcome_index`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleRow {
+    /// No ASN or CIDR rule's row: the table's per-class outcomes.
+    Plain,
+    /// The row of the `i`-th ASN given.
+    Asn(usize),
+    /// The row of the `i`-th CIDR rule given.
+    Cidr(usize),
 }
 
 /// Zero every bit after the first `prefix` bits.
@@ -483,35 +663,6 @@ impl ClassId {
     }
 }
 
-/// Walk every network once and decode each distinct record (by data offset) once.
-fn index_by_offset<T>(
-    reader: &Reader<Vec<u8>>,
-    name: &str,
-    decode: impl Fn(
-        &maxminddb::LookupResult<'_, Vec<u8>>,
-    ) -> Result<Option<T>, maxminddb::MaxMindDbError>,
-) -> Result<Vec<(usize, T)>, GeoError> {
-    let invalid = |e: maxminddb::MaxMindDbError| GeoError::Invalid {
-        db: name.to_owned(),
-        reason: e.to_string(),
-    };
-    let mut seen = std::collections::HashSet::new();
-    let mut records = Vec::new();
-    for network in reader.networks(WithinOptions::default()).map_err(invalid)? {
-        let network = network.map_err(invalid)?;
-        let Some(offset) = network.offset() else {
-            continue;
-        };
-        if !seen.insert(offset) {
-            continue;
-        }
-        if let Some(record) = decode(&network).map_err(invalid)? {
-            records.push((offset, record));
-        }
-    }
-    Ok(records)
-}
-
 /// What one walk of the City database yields.
 struct CityIndex {
     locations: Vec<Location>,
@@ -591,12 +742,59 @@ fn mapped_is_v4(reader: &Reader<Vec<u8>>, runs_v6: &Runs<u128>) -> bool {
             .all(agrees)
 }
 
-fn index_asns(reader: &Reader<Vec<u8>>, name: &str) -> Result<HashMap<usize, u32>, GeoError> {
-    let records = index_by_offset(reader, name, |n| {
-        n.decode::<geoip2::Asn>()
-            .map(|r| r.and_then(|r| r.autonomous_system_number))
-    })?;
-    Ok(records.into_iter().collect())
+/// What one walk of the ASN database yields.
+struct AsnIndex {
+    asn_by_offset: HashMap<usize, u32>,
+    /// The address space as runs of one ASN ([`NOT_LOCATED`] where there is none).
+    runs_v4: Runs<u32>,
+    runs_v6: Runs<u128>,
+}
+
+/// Walk every network of the ASN database once, empty ones included: decode each distinct
+/// record once, and record the address space as runs of one ASN.
+fn index_asns(reader: &Reader<Vec<u8>>, name: &str) -> Result<AsnIndex, GeoError> {
+    let invalid = |e: maxminddb::MaxMindDbError| GeoError::Invalid {
+        db: name.to_owned(),
+        reason: e.to_string(),
+    };
+    let mut asn_by_offset = HashMap::new();
+    let mut decoded: HashMap<usize, Option<u32>> = HashMap::new();
+    let mut v4 = RunsBuilder::new();
+    let mut v6 = RunsBuilder::new();
+    let walk = WithinOptions::default().include_networks_without_data();
+    for network in reader.networks(walk).map_err(invalid)? {
+        let network = network.map_err(invalid)?;
+        let asn = match network.offset() {
+            None => None,
+            Some(offset) => match decoded.get(&offset) {
+                Some(asn) => *asn,
+                None => {
+                    let asn = network
+                        .decode::<geoip2::Asn>()
+                        .map_err(invalid)?
+                        .and_then(|r| r.autonomous_system_number);
+                    decoded.insert(offset, asn);
+                    if let Some(asn) = asn {
+                        asn_by_offset.insert(offset, asn);
+                    }
+                    asn
+                }
+            },
+        };
+        // ASNs at the top of the range are reserved (RFC 6996/7300): never in the database,
+        // and never mistaken for the two labels that mean "none" and "not described".
+        let label = asn.filter(|a| *a < NOT_LOCATED).unwrap_or(NOT_LOCATED);
+        let net = network.network().map_err(invalid)?;
+        match net.ip() {
+            IpAddr::V4(first) => v4.network(u32::from(first), net.prefix(), label),
+            IpAddr::V6(first) => v6.network(u128::from(first), net.prefix(), label),
+        }
+    }
+    Ok(AsnIndex {
+        asn_by_offset,
+        runs_v4: v4.finish(),
+        runs_v6: v6.finish(),
+    })
 }
 
 #[cfg(test)]

@@ -108,47 +108,87 @@ impl<A: Bits> Runs<A> {
         (label != OPAQUE).then(|| widest_within(x, first, next))
     }
 
+    /// One run of `label` over the whole space.
+    pub(crate) fn uniform(label: u32) -> Self {
+        Runs {
+            starts: vec![A::ZERO],
+            labels: vec![label],
+        }
+    }
+
+    /// The same space relabelled by `f`, neighbours with equal new labels merged.
+    pub(crate) fn relabel(&self, f: impl Fn(u32) -> u32) -> Self {
+        let mut out = RunsBuilder::new();
+        for (start, label) in self.starts.iter().zip(&self.labels) {
+            out.label(*start, f(*label));
+        }
+        out.next = None;
+        out.finish()
+    }
+
     /// Paint `layer` over these runs. `layer` is (first, last, label) in priority order: where
     /// several cover an address, the first wins (as `GeoDb::locate` checks overrides).
     pub(crate) fn overlay(&self, layer: &[(A, A, u32)]) -> Self {
         if layer.is_empty() {
             return self.clone();
         }
-        // The layer's own runs: a label (or none) per stretch between its boundaries.
+        let painted = Runs::painted(layer);
+        combine(
+            self,
+            &painted,
+            |base, paint| {
+                if paint == OPAQUE { base } else { paint }
+            },
+        )
+    }
+
+    /// The runs of `layer` alone ((first, last, label) in priority order); [`OPAQUE`] where
+    /// no entry covers. For short layers (overrides, a table's CIDR rules).
+    pub(crate) fn painted(layer: &[(A, A, u32)]) -> Self {
         let mut bounds: Vec<A> = std::iter::once(A::ZERO)
             .chain(layer.iter().map(|(first, _, _)| *first))
             .chain(layer.iter().filter_map(|(_, last, _)| last.checked_next()))
             .collect();
         bounds.sort_unstable();
         bounds.dedup();
-        let painted: Vec<Option<u32>> = bounds
-            .iter()
-            .map(|b| {
-                layer
-                    .iter()
-                    .find(|(first, last, _)| first <= b && b <= last)
-                    .map(|(_, _, label)| *label)
-            })
-            .collect();
-
-        let mut points: Vec<A> = self.starts.iter().chain(&bounds).copied().collect();
-        points.sort_unstable();
-        points.dedup();
         let mut out = RunsBuilder::new();
-        let (mut i, mut j) = (0, 0);
-        for here in points {
-            while self.starts.get(i + 1).is_some_and(|s| *s <= here) {
-                i += 1;
-            }
-            while bounds.get(j + 1).is_some_and(|b| *b <= here) {
-                j += 1;
-            }
-            let base = self.labels.get(i).copied().unwrap_or(OPAQUE);
-            out.label(here, painted.get(j).copied().flatten().unwrap_or(base));
+        for b in bounds {
+            let label = layer
+                .iter()
+                .find(|(first, last, _)| *first <= b && b <= *last)
+                .map_or(OPAQUE, |(_, _, label)| *label);
+            out.label(b, label);
         }
         out.next = None;
         out.finish()
     }
+}
+
+/// Two views of one space merged: every address labelled `f(label in a, label in b)`. One pass
+/// over both, so merging the City's runs with the ASN database's costs their length.
+pub(crate) fn combine<A: Bits>(a: &Runs<A>, b: &Runs<A>, f: impl Fn(u32, u32) -> u32) -> Runs<A> {
+    let mut out = RunsBuilder::new();
+    let (mut i, mut j) = (0, 0);
+    let mut here = A::ZERO;
+    loop {
+        while a.starts.get(i + 1).is_some_and(|s| *s <= here) {
+            i += 1;
+        }
+        while b.starts.get(j + 1).is_some_and(|s| *s <= here) {
+            j += 1;
+        }
+        let la = a.labels.get(i).copied().unwrap_or(OPAQUE);
+        let lb = b.labels.get(j).copied().unwrap_or(OPAQUE);
+        out.label(here, f(la, lb));
+        let next = match (a.starts.get(i + 1), b.starts.get(j + 1)) {
+            (Some(x), Some(y)) => *x.min(y),
+            (Some(x), None) | (None, Some(x)) => *x,
+            (None, None) => break,
+        };
+        here = next;
+    }
+    out.next = None;
+    out.finish()
 }
 
 /// Widest prefix of an aligned network around `x` inside the run `[first, next)`: one bit
@@ -308,6 +348,15 @@ impl ScopeIndex {
         ScopeIndex {
             v4: Grouped::new(v4, group_of),
             v6: Grouped::new(v6, group_of),
+            mapped_v4,
+        }
+    }
+
+    /// From runs already labelled by part (labels are the parts; [`OPAQUE`] stays opaque).
+    pub(crate) fn from_parts(v4: &Runs<u32>, v6: &Runs<u128>, mapped_v4: bool) -> Self {
+        ScopeIndex {
+            v4: Grouped::new(v4, |label| label),
+            v6: Grouped::new(v6, |label| label),
             mapped_v4,
         }
     }

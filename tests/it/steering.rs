@@ -30,8 +30,10 @@ const WWW: &[(&str, &str, Option<u8>)] = &[
     ("216.160.83.56/32", "cdn-b.example.net.", Some(29)),
     // US over IPv6: City 2001:480:10::/48.
     ("2001:480:10::/48", "cdn-b.example.net.", Some(48)),
-    // Not in any DB: the default. City region 10.0.0.0/8.
-    ("10.0.0.0/24", "cdn-a.example.net.", Some(8)),
+    // Not in any DB: the default. City region 10.0.0.0/8, but all of 8.0.0.0/5 is in neither
+    // DB and gets the default too: the policy's ASN rules are precomputed into runs of one
+    // answer, so the scope is the /5.
+    ("10.0.0.0/24", "cdn-a.example.net.", Some(5)),
     // CN, Asia: no rule, the default. City 175.16.199.0/24.
     ("175.16.199.0/24", "cdn-a.example.net.", Some(24)),
     // AU, Oceania, AS721: no rule. City 214.0.1.0/24, ASN 214.0.0.0/8; its neighbour
