@@ -12,9 +12,14 @@
 //! The ECS scope is the widest network around the client in which every address gets the same
 //! outcome. For clients decided by the per-class outcomes (no ASN or CIDR row applies), the
 //! table holds the shared [`ScopeIndex`] of the partition its outcomes induce on the classes,
-//! which can merge networks of different classes that this policy answers alike. Inside an
-//! ASN or CIDR row the scope falls back to one location class ([`GeoDb::class_scope`]), bounded
-//! by the ASN network and the CIDR rules as before.
+//! which can merge networks of different classes that this policy answers alike. A table with
+//! ASN or CIDR rules holds instead runs of one *outcome* ([`GeoDb::outcome_index`]: the class
+//! runs merged with the ASN database's runs and the table's CIDR rules, shared by tables of
+//! the same shape), so it too decides in one binary search with no database lookup. Only
+//! where runs do not describe the address (IPv6 aliases of the IPv4 tree), and for tables with
+//! RUM rows per ASN (rebuilt with every measurement window, too often to precompute), does the
+//! located path decide: inside an ASN or CIDR row its scope is one location class
+//! ([`GeoDb::class_scope`]), bounded by the ASN network and the CIDR rules.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -21,8 +21,10 @@
 //!   never in the fast path's tables).
 //!
 //! Per query: one lock-free snapshot load (per batch on UDP), a hash lookup of the name, for
-//! steered names a GeoIP tree walk and a table index (and, for a query without ECS while the
-//! resolver map has entries, one hash lookup). No I/O besides the reply, no locks.
+//! steered names one binary search in the table's precomputed runs (a GeoIP tree walk where
+//! they do not describe the address; see `decision`) and a table index (and, for a query
+//! without ECS while the resolver map has entries, one hash lookup). No I/O besides the
+//! reply, no locks.
 
 pub mod answer;
 pub mod batch;

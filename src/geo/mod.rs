@@ -1,11 +1,13 @@
 //! Where a client address is: continent, country, subdivision, coordinates and ASN.
 //!
 //! Owns the MaxMind readers (held in memory) and a table of the distinct locations in the City
-//! database, built once at load. Pure after load: `locate` is called once per steered query and
-//! does two tree walks and two hash lookups; it never decodes a record or allocates.
+//! database, built once at load. Pure after load: `locate` does two tree walks and two hash
+//! lookups and never decodes a record or allocates; most steered queries do not call it, as
+//! their tables decide from the runs below.
 //! Operator overrides (CIDR → location) are checked first. Also owns the address space as runs
 //! of one location class ([`scope`]), from which ECS scopes wider than one record's network are
-//! computed. May depend on nothing else in the crate.
+//! computed, and the ASN database's space as runs of one ASN, which [`GeoDb::outcome_index`]
+//! merges with a table's rules. May depend on nothing else in the crate.
 
 pub mod iso;
 mod location;
