@@ -18,6 +18,7 @@ pub mod local_copy;
 pub mod policy_dir;
 pub mod redis;
 pub mod state_file;
+pub mod timed;
 
 use std::collections::{BTreeMap, BTreeSet};
 
