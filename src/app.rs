@@ -28,6 +28,7 @@ use crate::rum::resolver_map::{Limits, ResolverSessions};
 use crate::rum::task::{self as rum_task, SharedSessions};
 use crate::snapshot::Published;
 use crate::store::redis::{RedisOptions, RedisStore, StoreStatus};
+use crate::store::timed;
 
 /// The environment variable that sets the admin token (wins over `[admin] token_file`).
 pub const TOKEN_ENV: &str = "STEERDNS_ADMIN_TOKEN";
@@ -88,8 +89,17 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
     };
     let stores = match &redis {
         Some(r) => Stores {
-            policies: Some(r.clone()),
-            measurements: Some(r.clone()),
+            policies: Some(timed::timed_policies(
+                r.clone(),
+                timed::Store::Redis,
+                &r.metrics,
+            )),
+            measurements: Some(timed::timed_measurements(
+                r.clone(),
+                timed::Store::Redis,
+                &r.metrics,
+            )),
+            metrics: r.metrics.clone(),
         },
         None => Stores::default(),
     };
@@ -161,6 +171,7 @@ pub async fn start(config: Config, origin: ConfigOrigin) -> anyhow::Result<Runni
         config.udp_threads,
         &config.tcp,
         &config.rate_limit,
+        config.query_sample,
         published.clone(),
     )?;
     for addr in &dns.addrs {

@@ -54,6 +54,15 @@ struct RawConfig {
     rum: Option<RawRum>,
     #[serde(default)]
     store: RawStore,
+    #[serde(default)]
+    log: RawLog,
+}
+
+/// `[log]`: what the server logs besides its own events.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    query_sample: Option<f64>,
 }
 
 /// `[store]`: where a fleet shares its state. Absent: the single-node stores.
@@ -311,6 +320,8 @@ pub struct Config {
     pub rum: Option<RumConfig>,
     /// `[store]`: the fleet's shared store, if any.
     pub store: StoreConfig,
+    /// `[log] query_sample`: the fraction of queries logged, one line each (0: none).
+    pub query_sample: f64,
 }
 
 /// `[store]`, validated (`crate::store::redis` documents the key schema).
@@ -431,6 +442,7 @@ impl Config {
             probes,
             rum,
             store,
+            log,
         } = raw;
         let RawDns {
             listen,
@@ -575,6 +587,8 @@ impl Config {
             .map_err(|(f, r)| err(&format!("rum.{f}"), r))?;
 
         let store = parse_store(store, &resolve).map_err(|(f, r)| err(&format!("store.{f}"), r))?;
+        let query_sample = log.query_sample.unwrap_or(0.0);
+        check_query_sample(query_sample).map_err(|r| err("log.query_sample", r))?;
 
         Ok(Config {
             source: file.to_owned(),
@@ -603,7 +617,19 @@ impl Config {
             probes,
             rum,
             store,
+            query_sample,
         })
+    }
+}
+
+/// A query log sampling fraction (`[log] query_sample`, `serve --query-sample`): 0 to 1.
+pub fn check_query_sample(fraction: f64) -> Result<(), String> {
+    if (0.0..=1.0).contains(&fraction) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{fraction} is not a fraction in [0, 1] (0: no query log, 1: every query)"
+        ))
     }
 }
 

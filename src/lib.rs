@@ -20,6 +20,7 @@ pub mod health;
 pub mod import;
 pub mod limit;
 pub mod monitor;
+pub mod obs;
 pub mod perf;
 pub mod policy;
 pub mod preview;

@@ -75,6 +75,10 @@ enum Command {
         /// DNS starts and answers while Redis is down.
         #[arg(long, value_name = "URL")]
         redis: Option<String>,
+        /// Log this fraction of DNS queries (0 to 1), one structured line each: client network,
+        /// name, type, rcode, answer, targets, reason, path. Overrides `[log] query_sample`.
+        #[arg(long = "query-sample", value_name = "FRACTION")]
+        query_sample: Option<f64>,
     },
     /// Copy a fleet's policies between a directory and Redis (seed a fleet, back it up).
     Policy {
@@ -271,9 +275,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             dns_listen,
             http_listen,
             redis,
+            query_sample,
         } => {
             let origin = origin(config);
             let mut config = origin.load()?;
+            if let Some(fraction) = query_sample {
+                steerdns::config::check_query_sample(fraction)
+                    .map_err(|e| anyhow::anyhow!("--query-sample: {e}"))?;
+                config.query_sample = fraction;
+            }
             if let Some(url) = redis {
                 steerdns::config::check_redis_url(&url)
                     .map_err(|e| anyhow::anyhow!("--redis: {e}"))?;

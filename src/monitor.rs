@@ -218,6 +218,7 @@ async fn run(
                 let (transitions, perf) = match tracker.lock() {
                     Ok(mut t) => {
                         let transitions = t.evaluate(now);
+                        controller.published().obs().health.sync_locations(t.verdicts());
                         let due = now.duration_since(last_perf).unwrap_or_default() >= PERF_EVERY;
                         (transitions, due.then(|| t.perf()))
                     }

@@ -21,6 +21,7 @@ use crate::decision::{self, Table};
 use crate::dns::counters::{AnswerCounters, TargetCounter};
 use crate::geo::GeoDb;
 use crate::health::HealthView;
+use crate::obs::Obs;
 use crate::perf::PerfView;
 use crate::policy::{Inputs, Policy, TargetAnswer};
 use crate::rum::init_zone::InitZone;
@@ -285,6 +286,8 @@ pub struct Published {
     /// changes), and the time they took in all (µs).
     recompiles: AtomicU64,
     recompile_us: AtomicU64,
+    /// Health transitions, probe locations, store calls, for `/metrics`.
+    obs: Arc<Obs>,
 }
 
 fn unix_ms_now() -> u64 {
@@ -295,6 +298,11 @@ fn unix_ms_now() -> u64 {
 
 impl Published {
     pub fn new(first: Snapshot) -> Self {
+        Self::with_obs(first, Arc::default())
+    }
+
+    /// [`Published::new`], counting into `obs` (whose store registry the stores report to).
+    pub fn with_obs(first: Snapshot, obs: Arc<Obs>) -> Self {
         let (changed, _) = tokio::sync::watch::channel(first.generation);
         let answers = AnswerCounters::default();
         answers.attach(&first);
@@ -307,7 +315,13 @@ impl Published {
             published_at_ms: AtomicU64::new(unix_ms_now()),
             recompiles: AtomicU64::new(0),
             recompile_us: AtomicU64::new(0),
+            obs,
         }
+    }
+
+    /// The metrics beyond the data plane's (see [`crate::obs`]).
+    pub fn obs(&self) -> &Arc<Obs> {
+        &self.obs
     }
 
     /// How long the serving snapshot has served.
@@ -348,7 +362,11 @@ impl Published {
     pub fn publish(&self, next: Snapshot) {
         let generation = next.generation;
         self.answers.attach(&next);
-        self.current.store(Arc::new(next));
+        let old = self.current.swap(Arc::new(next));
+        let new = self.current.load();
+        if !Arc::ptr_eq(&old.health, &new.health) {
+            self.obs.health.note_published(&old.health, &new.health);
+        }
         self.published_at_ms.store(unix_ms_now(), Ordering::Relaxed);
         self.stale.store(false, Ordering::Release);
         self.changed.send_replace(generation);

@@ -187,6 +187,8 @@ async fn metrics(
     dns.udp.rcodes.render("udp", &mut out);
     dns.tcp.stats.rcodes.render("tcp", &mut out);
     out.push_str(&published.answer_counters().render());
+    dns.query_log.render(&mut out);
+    published.obs().render(&mut out);
     let (rrl, tcp) = (&dns.rrl.stats, &dns.tcp.stats);
     let _ = writeln!(
         out,

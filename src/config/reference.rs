@@ -1032,6 +1032,21 @@ pub const SECTIONS: &[Section] = &[
             },
         ],
     },
+    Section {
+        name: "log",
+        array: false,
+        about: "What the server logs besides its own events (on stderr; `--log-format json` makes each line a JSON object). `serve --query-sample` overrides `query_sample`.",
+        keys: &[Key {
+            range: closed(0.0, 1.0),
+            about: "The fraction of DNS queries logged, one line each: `client` (the ECS subnet, else the source's /24 or /56, never the whole address), `name`, `qtype`, `rcode`, `answer`, `targets` and `reason` (steered names), `path` (`fast`, `full`, `tcp`). 0: none. Sampled queries wait for the log in a bounded queue; when it is full they are dropped and counted in `steerdns_query_log_total`. Read at start: a reload does not change it.",
+            ..key(
+                "query_sample",
+                Type::Float,
+                DefaultValue::Value("0.0"),
+                "0.01",
+            )
+        }],
+    },
 ];
 
 /// The section named `name`.

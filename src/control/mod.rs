@@ -46,6 +46,7 @@ use crate::rum::init_zone::InitZone;
 use crate::rum::nonce_log::NonceLog;
 use crate::rum::resolver_map::ResolverMap;
 use crate::snapshot::{Published, Snapshot, Steered};
+use crate::store::timed::{self, StoreMetrics};
 use crate::store::{MeasurementStore, PolicyDir, PolicyStore, StateFile, state_file};
 use crate::zone::Zones;
 
@@ -164,6 +165,9 @@ struct State {
 pub struct Stores {
     pub policies: Option<Arc<dyn PolicyStore>>,
     pub measurements: Option<Arc<dyn MeasurementStore>>,
+    /// Where store calls are timed: given stores are wrapped by whoever gives them
+    /// ([`crate::store::timed`]); the defaults below are wrapped here.
+    pub metrics: Arc<StoreMetrics>,
 }
 
 impl Stores {
@@ -173,7 +177,11 @@ impl Stores {
             return Some(store.clone());
         }
         match &config.policies {
-            PolicySource::Dir(dir) => Some(Arc::new(PolicyDir::new(dir))),
+            PolicySource::Dir(dir) => Some(timed::timed_policies(
+                Arc::new(PolicyDir::new(dir)),
+                timed::Store::Files,
+                &self.metrics,
+            )),
             PolicySource::Embedded(_) => None,
         }
     }
@@ -182,12 +190,18 @@ impl Stores {
         if let Some(store) = &self.measurements {
             return Ok(store.clone());
         }
-        match &config.policies {
-            PolicySource::Dir(dir) => StateFile::open(&dir.join(state_file::FILE_NAME))
-                .map(|s| Arc::new(s) as Arc<dyn MeasurementStore>)
-                .map_err(|e| LoadErrors(vec![e.to_string()])),
-            PolicySource::Embedded(_) => Ok(Arc::new(StateFile::memory())),
-        }
+        let store: Arc<dyn MeasurementStore> = match &config.policies {
+            PolicySource::Dir(dir) => Arc::new(
+                StateFile::open(&dir.join(state_file::FILE_NAME))
+                    .map_err(|e| LoadErrors(vec![e.to_string()]))?,
+            ),
+            PolicySource::Embedded(_) => Arc::new(StateFile::memory()),
+        };
+        Ok(timed::timed_measurements(
+            store,
+            timed::Store::Memory,
+            &self.metrics,
+        ))
     }
 }
 
@@ -292,7 +306,10 @@ impl Controller {
         );
         Ok(Controller {
             origin,
-            published: Arc::new(Published::new(first)),
+            published: Arc::new(Published::with_obs(
+                first,
+                Arc::new(crate::obs::Obs::with_store(stores.metrics.clone())),
+            )),
             state: Mutex::new(state),
             rescheduled: tokio::sync::Notify::new(),
             stores,

@@ -32,9 +32,12 @@ pub struct Reply<'s> {
     pub scope: u8,
     /// The steering decision, when a steered name was answered.
     pub decision: Option<Decision>,
+    /// The steered names answered on the way (a chain may pass several) and their first
+    /// chosen target: counted by [`resolve`] once the reply's rcode is final.
+    counted: [Option<(&'s Steered, usize)>; MAX_CHAIN],
 }
 
-impl Reply<'_> {
+impl<'s> Reply<'s> {
     fn new(rcode: ResponseCode, authoritative: bool) -> Self {
         Reply {
             rcode,
@@ -44,6 +47,14 @@ impl Reply<'_> {
             additionals: Vec::new(),
             scope: 0,
             decision: None,
+            counted: [None; MAX_CHAIN],
+        }
+    }
+
+    /// Note an answer of `steered` by its first chosen target, to count with the final rcode.
+    fn note_counted(&mut self, steered: &'s Steered, target: usize) {
+        if let Some(slot) = self.counted.iter_mut().find(|s| s.is_none()) {
+            *slot = Some((steered, target));
         }
     }
 
@@ -93,8 +104,27 @@ impl Asker {
     }
 }
 
-/// Answer a question from the snapshot.
+/// Answer a question from the snapshot, counting the steered names answered
+/// ([`super::counters`]) under the reply's final rcode.
 pub fn resolve<'s>(
+    snapshot: &'s Snapshot,
+    qname: &LowerName,
+    qtype: RecordType,
+    asker: &Asker,
+) -> Reply<'s> {
+    let reply = resolve_uncounted(snapshot, qname, qtype, asker);
+    for (steered, target) in reply.counted.iter().flatten() {
+        super::counters::count_rcode(
+            steered,
+            *target,
+            u16::from(qtype),
+            u16::from(reply.rcode.low()),
+        );
+    }
+    reply
+}
+
+fn resolve_uncounted<'s>(
     snapshot: &'s Snapshot,
     qname: &LowerName,
     qtype: RecordType,
@@ -202,7 +232,7 @@ fn steered_answer<'s>(
     let selected = steered.table.select(&decision, asker.steer_on());
     let targets = selected.as_slice();
     if let Some(first) = targets.first() {
-        super::counters::count(steered, first.index(), u16::from(qtype));
+        reply.note_counted(steered, first.index());
     }
     let records = |t: &crate::policy::TargetId| &steered.answers[t.index()];
     if let Some(cname) = targets.first().and_then(|t| records(t).cname.as_ref()) {

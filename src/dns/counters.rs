@@ -1,5 +1,5 @@
-//! Answers by steered name, chosen target and query type, for `/metrics`
-//! (`steerdns_answers_total{name,target,type}`).
+//! Answers by steered name, chosen target, query type and rcode, for `/metrics`
+//! (`steerdns_answers_total{name,target,type,rcode}`).
 //!
 //! DNS counts where it picks the targets (the UDP fast path once its reply is written, the
 //! full path on UDP and TCP); `explain` and previews never count. The hot path adds one to a
@@ -29,6 +29,20 @@ const SHARDS: usize = 4;
 /// The query types counted apart; CNAME, ANY and the rest are `other`.
 const TYPES: [&str; 3] = ["A", "AAAA", "other"];
 
+/// The rcodes a steered name's reply is counted under: NOERROR (also NODATA), NXDOMAIN (a
+/// CNAME chain through our zones that ends at a missing name), SERVFAIL, and the rest.
+const ANSWER_RCODES: [&str; 4] = ["NOERROR", "NXDOMAIN", "SERVFAIL", "other"];
+
+/// Which of [`ANSWER_RCODES`] a reply's rcode (the header's four bits) is.
+pub fn rcode_slot(rcode: u16) -> usize {
+    match rcode {
+        0 => 0,
+        3 => 1,
+        2 => 2,
+        _ => 3,
+    }
+}
+
 /// Which of [`TYPES`] a query type is.
 pub fn type_slot(qtype: u16) -> usize {
     match qtype {
@@ -40,9 +54,9 @@ pub fn type_slot(qtype: u16) -> usize {
 
 #[repr(align(64))]
 #[derive(Debug, Default)]
-struct Shard([AtomicU64; TYPES.len()]);
+struct Shard([AtomicU64; TYPES.len() * ANSWER_RCODES.len()]);
 
-/// One (name, target) pair's answers, by query type.
+/// One (name, target) pair's answers, by query type and rcode.
 #[derive(Debug, Default)]
 pub struct TargetCounter {
     shards: [Shard; SHARDS],
@@ -55,26 +69,41 @@ thread_local! {
 }
 
 impl TargetCounter {
+    /// Count one NOERROR answer.
     pub fn hit(&self, type_slot: usize) {
+        self.hit_rcode(type_slot, 0);
+    }
+
+    pub fn hit_rcode(&self, type_slot: usize, rcode_slot: usize) {
         let shard = MY_SHARD.with(|s| *s);
-        if let Some(c) = self.shards[shard].0.get(type_slot) {
+        if let Some(c) = self.shards[shard]
+            .0
+            .get(type_slot * ANSWER_RCODES.len() + rcode_slot)
+        {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    fn total(&self, type_slot: usize) -> u64 {
+    fn total(&self, type_slot: usize, rcode_slot: usize) -> u64 {
+        let at = type_slot * ANSWER_RCODES.len() + rcode_slot;
         self.shards
             .iter()
-            .map(|s| s.0[type_slot].load(Ordering::Relaxed))
+            .map(|s| s.0.get(at).map_or(0, |c| c.load(Ordering::Relaxed)))
             .sum()
     }
 }
 
-/// Count one answer of `steered` whose first chosen target is `target` (an index into the
-/// policy's targets). A `Steered` not yet published has no counters and is not counted.
+/// Count one NOERROR answer of `steered` whose first chosen target is `target` (an index into
+/// the policy's targets): the UDP fast path's (it only answers NOERROR). A `Steered` not yet
+/// published has no counters and is not counted.
 pub fn count(steered: &Steered, target: usize, qtype: u16) {
+    count_rcode(steered, target, qtype, 0);
+}
+
+/// [`count`] with the reply's final rcode (the full path counts once the chain is resolved).
+pub fn count_rcode(steered: &Steered, target: usize, qtype: u16, rcode: u16) {
     if let Some(c) = steered.counters.get().and_then(|c| c.get(target)) {
-        c.hit(type_slot(qtype));
+        c.hit_rcode(type_slot(qtype), rcode_slot(rcode));
     }
 }
 
@@ -114,18 +143,24 @@ impl AnswerCounters {
         let pairs = self.pairs.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::from(
             "# HELP steerdns_answers_total Answers to steered names over UDP and TCP, by name, \
-             chosen target (the first, when several are chosen) and query type (A, AAAA, other).\n\
+             chosen target (the first, when several are chosen), query type (A, AAAA, other) and \
+             the reply's rcode (NOERROR, NXDOMAIN, SERVFAIL, other; NOERROR always, the rest once seen).\n\
              # TYPE steerdns_answers_total counter\n",
         );
         for ((name, target), counter) in pairs.iter() {
             for (slot, qtype) in TYPES.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "steerdns_answers_total{{name=\"{}\",target=\"{}\",type=\"{qtype}\"}} {}",
-                    escape(name),
-                    escape(target),
-                    counter.total(slot)
-                );
+                for (rslot, rcode) in ANSWER_RCODES.iter().enumerate() {
+                    let n = counter.total(slot, rslot);
+                    if rslot > 0 && n == 0 {
+                        continue;
+                    }
+                    let _ = writeln!(
+                        out,
+                        "steerdns_answers_total{{name=\"{}\",target=\"{}\",type=\"{qtype}\",rcode=\"{rcode}\"}} {n}",
+                        escape(name),
+                        escape(target),
+                    );
+                }
             }
         }
         out
@@ -166,15 +201,20 @@ impl ReplyCodes {
             if code > 5 && n == 0 {
                 continue;
             }
-            let name = RCODES
-                .get(code)
-                .map_or_else(|| format!("RCODE{code}"), |n| (*n).to_owned());
+            let name = rcode_name(code as u16);
             let _ = writeln!(
                 out,
                 "steerdns_replies_total{{transport=\"{transport}\",rcode=\"{name}\"}} {n}"
             );
         }
     }
+}
+
+/// An rcode's name as the metrics write it (`NOERROR`, `NXDOMAIN`, …, `RCODE<n>`).
+pub fn rcode_name(code: u16) -> std::borrow::Cow<'static, str> {
+    RCODES
+        .get(usize::from(code))
+        .map_or_else(|| format!("RCODE{code}").into(), |n| (*n).into())
 }
 
 /// The rcode of a reply's wire bytes (0 if it is too short to say).
@@ -211,7 +251,21 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!((c.total(0), c.total(1), c.total(2)), (6000, 0, 6));
+        assert_eq!((c.total(0, 0), c.total(1, 0), c.total(2, 0)), (6000, 0, 6));
+    }
+
+    #[test]
+    fn answers_by_rcode_render_noerror_always_and_the_rest_once_seen() {
+        let c = TargetCounter::default();
+        c.hit(0);
+        c.hit_rcode(1, rcode_slot(3));
+        c.hit_rcode(1, rcode_slot(9));
+        assert_eq!(
+            [rcode_slot(0), rcode_slot(2), rcode_slot(3), rcode_slot(5)],
+            [0, 2, 1, 3]
+        );
+        assert_eq!((c.total(0, 0), c.total(1, 1), c.total(1, 3)), (1, 1, 1));
+        assert_eq!((c.total(0, 1), c.total(2, 0)), (0, 0));
     }
 
     #[test]

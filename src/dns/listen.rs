@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::query_log::QueryLog;
 use super::rrl::{RateLimiter, RrlConfig};
 use super::tcp::{Gate, TcpLimits};
 use super::udp::{self, UdpStats, UdpWorkers};
@@ -28,6 +29,8 @@ pub struct DnsServer {
     pub rrl: Arc<RateLimiter>,
     /// TCP caps and their counters.
     pub tcp_gate: Arc<Gate>,
+    /// The sampled query log and its counters.
+    pub query_log: Arc<QueryLog>,
 }
 
 /// The data plane's counters, for `/metrics`.
@@ -36,6 +39,7 @@ pub struct DnsCounters {
     pub udp: Arc<UdpStats>,
     pub rrl: Arc<RateLimiter>,
     pub tcp: Arc<Gate>,
+    pub query_log: Arc<QueryLog>,
 }
 
 impl DnsServer {
@@ -44,6 +48,7 @@ impl DnsServer {
             udp: self.udp_stats.clone(),
             rrl: self.rrl.clone(),
             tcp: self.tcp_gate.clone(),
+            query_log: self.query_log.clone(),
         }
     }
 
@@ -58,12 +63,14 @@ impl DnsServer {
 
 /// Bind UDP sockets (`udp_threads` per address, default one per CPU we may run on) and a TCP
 /// listener on each address (the same port for both, also when the port is 0) and serve them.
-/// Must be called inside the tokio runtime, which serves TCP.
+/// Must be called inside the tokio runtime, which serves TCP (and the query log's task, when
+/// `query_sample` is above 0).
 pub fn bind(
     addrs: &[SocketAddr],
     udp_threads: Option<usize>,
     tcp: &TcpLimits,
     rate_limit: &RrlConfig,
+    query_sample: f64,
     published: Arc<Published>,
 ) -> io::Result<DnsServer> {
     let threads = udp_threads.unwrap_or_else(|| {
@@ -74,6 +81,10 @@ pub fn bind(
     let rrl = Arc::new(RateLimiter::new(rate_limit.clone()));
     let stop_tcp = CancellationToken::new();
     let mut tcp_tasks = JoinSet::new();
+    let (query_log, log_task) = QueryLog::new(query_sample);
+    if let Some(task) = log_task {
+        tcp_tasks.spawn(task.run(stop_tcp.clone()));
+    }
     let mut bound = Vec::with_capacity(addrs.len());
     let mut all_udp = Vec::new();
     for addr in addrs {
@@ -89,11 +100,12 @@ pub fn bind(
             tcp,
             handler.clone(),
             gate.clone(),
+            query_log.clone(),
             stop_tcp.clone(),
         ));
     }
     let udp_stats = Arc::new(UdpStats::default());
-    let udp = UdpWorkers::spawn(all_udp, &published, &udp_stats, &rrl)?;
+    let udp = UdpWorkers::spawn(all_udp, &published, &udp_stats, &rrl, &query_log)?;
     Ok(DnsServer {
         tcp: tcp_tasks,
         stop_tcp,
@@ -102,6 +114,7 @@ pub fn bind(
         udp_stats,
         rrl,
         tcp_gate: gate,
+        query_log,
     })
 }
 

@@ -17,6 +17,8 @@
 //! - [`ecs`] reads and writes the EDNS Client Subnet option (RFC 7871).
 //! - [`counters`]: answers by steered name, chosen target and type, one relaxed add per
 //!   answer on the thread's own shard.
+//! - [`query_log`]: the sampled query log (`[log] query_sample`), handed off the query path
+//!   through a bounded channel.
 //! - `init` answers the RUM zone's nonce names and logs who asked (full path only: they are
 //!   never in the fast path's tables).
 //!
@@ -36,6 +38,7 @@ pub mod full;
 pub mod handler;
 mod init;
 pub mod listen;
+pub mod query_log;
 pub mod rrl;
 pub mod source;
 pub mod tcp;

@@ -32,6 +32,7 @@ use tracing::debug;
 
 use super::counters::ReplyCodes;
 use super::full::{self, Transport};
+use super::query_log::{Path, QueryLog};
 use super::{Handler, source};
 
 /// `[dns]` TCP settings, validated.
@@ -147,6 +148,7 @@ pub async fn serve(
     listener: TcpListener,
     handler: Arc<Handler>,
     gate: Arc<Gate>,
+    query_log: Arc<QueryLog>,
     stop: CancellationToken,
 ) {
     let mut connections = JoinSet::new();
@@ -175,9 +177,10 @@ pub async fn serve(
         };
         let handler = handler.clone();
         let gate = gate.clone();
+        let query_log = query_log.clone();
         connections.spawn(async move {
             let _permit = permit;
-            if let Err(error) = connection(stream, peer, &handler, &gate).await {
+            if let Err(error) = connection(stream, peer, &handler, &gate, &query_log).await {
                 debug!(%error, %peer, "TCP connection ended");
             }
         });
@@ -190,6 +193,7 @@ async fn connection(
     peer: SocketAddr,
     handler: &Handler,
     gate: &Gate,
+    query_log: &QueryLog,
 ) -> std::io::Result<()> {
     let limits = &gate.limits;
     let idle_timeout = limits.idle_timeout;
@@ -229,6 +233,9 @@ async fn connection(
             Err(_) => return Ok(()),
         }
         gate.stats.rcodes.add_reply(&reply);
+        if query_log.is_on() {
+            query_log.record(&handler.snapshot(), peer, &reply, Path::Tcp);
+        }
         answered += 1;
         if limits.max_queries != 0 && answered >= limits.max_queries {
             // RFC 7766 §6.2.3: the server may close; the client reconnects for more.

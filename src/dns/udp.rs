@@ -24,6 +24,7 @@ use tracing::{debug, warn};
 
 use super::batch::Packets;
 use super::counters::{ReplyCodes, rcode_of};
+use super::query_log::{Path, QueryLog};
 use super::rrl::{RateLimiter, Verdict, slip_reply};
 use super::{Handler, fast, full, source};
 use crate::snapshot::Published;
@@ -61,6 +62,7 @@ impl UdpWorkers {
         published: &Arc<Published>,
         stats: &Arc<UdpStats>,
         rrl: &Arc<RateLimiter>,
+        query_log: &Arc<QueryLog>,
     ) -> io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(sockets.len());
@@ -71,6 +73,7 @@ impl UdpWorkers {
                 published: published.clone(),
                 stats: stats.clone(),
                 rrl: rrl.clone(),
+                query_log: query_log.clone(),
                 stop: stop.clone(),
             };
             threads.push(
@@ -134,6 +137,7 @@ struct Worker {
     published: Arc<Published>,
     stats: Arc<UdpStats>,
     rrl: Arc<RateLimiter>,
+    query_log: Arc<QueryLog>,
     stop: Arc<AtomicBool>,
 }
 
@@ -186,12 +190,15 @@ impl Worker {
                 if let Some(len) = fast::answer(&snapshot, raw, from, out) {
                     fast += 1;
                     rcodes[rcode_of(out)] += 1;
+                    let reply = out.get(..len).unwrap_or_default();
+                    self.query_log.record(&snapshot, from, reply, Path::Fast);
                     return Some(len);
                 }
                 let reply = full::respond(&self.handler, raw, from)?;
                 out.get_mut(..reply.len())?.copy_from_slice(&reply);
                 full += 1;
                 rcodes[rcode_of(&reply)] += 1;
+                self.query_log.record(&snapshot, from, &reply, Path::Full);
                 Some(reply.len())
             });
         }

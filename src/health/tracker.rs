@@ -432,6 +432,13 @@ impl Tracker {
             .collect()
     }
 
+    /// Per target and location: (target, agent, state), borrowed, for the metrics.
+    pub fn verdicts(&self) -> impl Iterator<Item = (&str, &str, State)> {
+        self.locations
+            .iter()
+            .map(|((t, a), l)| (t.as_str(), a.as_str(), l.state))
+    }
+
     /// Latency windows per (target, region) from successful probes: the second performance
     /// signal beside RUM. Agents without a configured region count for the world only.
     pub fn perf(&self) -> PerfView {

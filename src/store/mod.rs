@@ -10,7 +10,8 @@
 //!   through to a small JSON file next to the policies).
 //!
 //! [`redis::RedisStore`] implements both for a fleet, and shares probe results between nodes
-//! (its module documents the key schema).
+//! (its module documents the key schema). [`timed`] wraps either trait to time every call
+//! (`steerdns_store_op_seconds`).
 //!
 //! May depend on nothing else in the crate; does file I/O, never on the query path.
 
@@ -18,6 +19,7 @@ pub mod local_copy;
 pub mod policy_dir;
 pub mod redis;
 pub mod state_file;
+pub mod timed;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -422,13 +422,13 @@ async fn reload_adds_a_steered_name() {
 // ---------------------------------------------------------------------------------------------
 // The real binary
 
-fn steerdns() -> Command {
+pub(crate) fn steerdns() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_steerdns"));
     command.env("NO_COLOR", "1").env("RUST_LOG", "info");
     command
 }
 
-async fn run(mut command: Command) -> std::process::Output {
+pub(crate) async fn run(mut command: Command) -> std::process::Output {
     tokio::time::timeout(
         Duration::from_secs(60),
         tokio::task::spawn_blocking(move || command.output()),
@@ -523,12 +523,14 @@ pub(crate) struct ServeProcess {
 }
 
 impl ServeProcess {
-    pub(crate) fn spawn(config: &Path) -> Self {
+    /// Spawn `serve -c config` on an ephemeral DNS port, HTTP off, with more arguments.
+    pub(crate) fn spawn_with(config: &Path, args: &[&str]) -> Self {
         let mut command = steerdns();
         command
             .args(["serve", "--config"])
             .arg(config)
             .args(["--dns-listen", "127.0.0.1:0", "--http-listen", "off"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -572,14 +574,27 @@ impl ServeProcess {
         }
     }
 
+    /// The log lines read so far (by [`ServeProcess::wait_for`]).
+    pub(crate) fn log(&self) -> &[String] {
+        &self.log
+    }
+
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Start `serve -c config` off the runtime and wait for its DNS address.
     pub(crate) async fn start(config: std::path::PathBuf) -> (Self, SocketAddr) {
+        Self::start_with(config, Vec::new()).await
+    }
+
+    /// [`ServeProcess::start`] with more arguments after `serve`'s own.
+    pub(crate) async fn start_with(
+        config: std::path::PathBuf,
+        args: Vec<&'static str>,
+    ) -> (Self, SocketAddr) {
         tokio::task::spawn_blocking(move || {
-            let mut process = ServeProcess::spawn(&config);
+            let mut process = ServeProcess::spawn_with(&config, &args);
             let line = process.wait_for("DNS listening on ");
             let addr = line
                 .split("DNS listening on ")

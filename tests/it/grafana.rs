@@ -2,14 +2,16 @@
 //! metric its queries name is exported, every label they match on or group by exists on that
 //! metric, every exact label value they match exists, and every exported family is on the
 //! dashboard. Checked against the real text of two running servers: one with `[rum]` and a
-//! health override (target health, RUM families) and one fleet node on a real `redis-server`
-//! (the `steerdns_store_*` families, only exported in fleet mode).
+//! health override and a probe result (target health, transitions, location verdicts, RUM
+//! families) and one fleet node on a real `redis-server` (the fleet-only `steerdns_store_*`
+//! families, and Redis in the store timings).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
 use super::fleet_support::{RedisServer, node};
+use super::health::{post_results, result};
 use super::rum_ingest::{http, rum_config, start_rum};
 use crate::support::*;
 
@@ -174,6 +176,15 @@ fn queries(dashboard: &Value) -> Vec<(String, String)> {
     out
 }
 
+/// A histogram's family name for one of its series; other names unchanged.
+fn histogram_base(name: &str) -> &str {
+    ["_bucket", "_sum", "_count"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .filter(|base| base.ends_with("_seconds"))
+        .unwrap_or(name)
+}
+
 /// Problems of the dashboard's queries against what the servers export, one line each.
 fn drift(dashboard: &Value, samples: &Samples) -> Vec<String> {
     let mut errors = Vec::new();
@@ -230,7 +241,11 @@ fn drift(dashboard: &Value, samples: &Samples) -> Vec<String> {
     }
     for family in samples.keys() {
         let skipped = NOT_ON_DASHBOARD.iter().any(|(name, _)| name == family);
-        if !used.contains(family) && !skipped {
+        // A histogram is on the dashboard when any of its series (_bucket, _sum, _count) is.
+        let on = used
+            .iter()
+            .any(|u| histogram_base(u) == histogram_base(family));
+        if !on && !skipped {
             errors.push(format!("{family} is exported but on no panel"));
         }
     }
@@ -312,12 +327,24 @@ async fn every_dashboard_query_names_real_metrics_and_labels() {
     let dashboard: Value = serde_json::from_str(DASHBOARD).expect("grafana/steerdns.json parses");
     let mut samples = Samples::new();
 
-    // A single node with [rum]; an override gives steerdns_target_health its samples.
+    // A single node with [rum]; an override gives steerdns_target_health its samples (and
+    // a transition), a probe result steerdns_probe_health.
     let rum = rum_config(&[("cdn-a", "https://cdn-a.example.net/t.gif".into())], "");
     let (_dir, running) = start_rum("grafana-rum", &rum).await;
-    AdminClient::of(&running)
-        .set_health("cdn-a", Some("down"))
-        .await;
+    let admin = AdminClient::of(&running);
+    admin.set_health("cdn-a", Some("down")).await;
+    let now = std::time::SystemTime::now();
+    let posted = post_results(&admin, &[result("cdn-a", "grafana-loc", now, true)]).await;
+    assert_eq!(posted.status, 200, "{posted}");
+    eventually("a location verdict in /metrics", TIMEOUT, async || {
+        let r = http_request(http(&running), "GET", "/metrics", &[], b"").await;
+        if r.body.contains("location=\"grafana-loc\"") {
+            Ok(())
+        } else {
+            Err(r.body)
+        }
+    })
+    .await;
     let r = http_request(http(&running), "GET", "/metrics", &[], b"").await;
     assert_eq!(r.status, 200, "{r}");
     assert!(
@@ -334,6 +361,13 @@ async fn every_dashboard_query_names_real_metrics_and_labels() {
     let r = http_request(http(&fleet.running), "GET", "/metrics", &[], b"").await;
     assert_eq!(r.status, 200, "{r}");
     assert!(r.body.contains("steerdns_store_up 1"), "{}", r.body);
+    // Its calls to Redis are timed at the store seam.
+    assert!(
+        r.body
+            .contains("steerdns_store_op_seconds_count{store=\"redis\",op=\"list\"}"),
+        "{}",
+        r.body
+    );
     parse_exposition(&r.body, &mut samples);
     fleet.running.shutdown().await;
 

@@ -28,6 +28,7 @@ mod https;
 mod import_gdnsd;
 mod malformed;
 mod metrics;
+mod observability;
 mod packaging;
 mod policies;
 mod protocol;

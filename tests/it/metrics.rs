@@ -109,9 +109,8 @@ async fn answers_count_by_name_target_type_and_rcode_across_paths_and_edits() {
     let running = start_file(&config).await;
     let (server, web) = (v4(&running), http(&running));
     let admin = AdminClient::of(&running);
-    let www_d = "steerdns_answers_total{name=\"www.example.com.\",target=\"cdn-d\",type=\"A\"}";
-    let www_d_aaaa =
-        "steerdns_answers_total{name=\"www.example.com.\",target=\"cdn-d\",type=\"AAAA\"}";
+    let www_d = "steerdns_answers_total{name=\"www.example.com.\",target=\"cdn-d\",type=\"A\",rcode=\"NOERROR\"}";
+    let www_d_aaaa = "steerdns_answers_total{name=\"www.example.com.\",target=\"cdn-d\",type=\"AAAA\",rcode=\"NOERROR\"}";
     let metrics = || async { http_request(web, "GET", "/metrics", &[], b"").await.body };
     let before = metrics().await;
     assert_eq!(sample(&before, www_d), 0, "{before}");

@@ -14,6 +14,7 @@ use tracing::warn;
 use super::keys::{JOIN_STREAM_LEN, JOIN_TTL, PROBE_STREAM_LEN, PROBE_TTL, RUM_TTL_S};
 use super::{RedisStore, store_error};
 use crate::store::policy_dir::write_atomic;
+use crate::store::timed::{Op, Store};
 use crate::store::{Durable, MeasurementStore, StoreError, StoredOverride};
 
 /// One RUM series' results in one minute, as added to the shared buckets.
@@ -114,7 +115,7 @@ pub struct SharedProbe {
 
 impl RedisStore {
     /// Append probe results received by this node to the shared stream, in one pipeline.
-    pub async fn append_probes(&self, batch: &[SharedProbe]) -> Result<(), String> {
+    async fn append_probes_untimed(&self, batch: &[SharedProbe]) -> Result<(), String> {
         let entries = batch.iter().map(|p| {
             vec![
                 ("node", p.node.clone()),
@@ -131,7 +132,7 @@ impl RedisStore {
 
     /// Probe results after stream id `after` (`"<ms>-0"` for "since then"), at most `count`;
     /// returns them with the id to continue from. Malformed entries are skipped.
-    pub async fn read_probes(
+    async fn read_probes_untimed(
         &self,
         after: &str,
         count: usize,
@@ -151,7 +152,7 @@ impl RedisStore {
     }
 
     /// Append resolver-map join inputs received by this node to the shared stream.
-    pub async fn append_joins(&self, batch: &[SharedJoin]) -> Result<(), String> {
+    async fn append_joins_untimed(&self, batch: &[SharedJoin]) -> Result<(), String> {
         let opt = |v: Option<String>| v.unwrap_or_default();
         let entries = batch.iter().map(|j| {
             let mut fields = vec![
@@ -183,7 +184,7 @@ impl RedisStore {
 
     /// Join inputs after stream id `after`, at most `count`, with the id to continue from.
     /// Malformed entries are skipped.
-    pub async fn read_joins(
+    async fn read_joins_untimed(
         &self,
         after: &str,
         count: usize,
@@ -259,7 +260,7 @@ impl RedisStore {
     }
 
     /// Add RUM results to the shared per-minute buckets, in one pipeline.
-    pub async fn add_rum(&self, deltas: &[RumDelta]) -> Result<(), String> {
+    async fn add_rum_untimed(&self, deltas: &[RumDelta]) -> Result<(), String> {
         if deltas.is_empty() {
             return Ok(());
         }
@@ -302,7 +303,7 @@ impl RedisStore {
     }
 
     /// Every series' buckets for the minutes `from..=to`: (series, minute, fields).
-    pub async fn read_rum(
+    async fn read_rum_untimed(
         &self,
         from: u64,
         to: u64,
@@ -338,6 +339,74 @@ impl RedisStore {
             .zip(fields)
             .map(|((series, m), f)| (series, m, f))
             .collect())
+    }
+}
+
+/// The fleet's calls outside the store traits, each timed as one operation
+/// (`steerdns_store_op_seconds{store="redis"}`).
+impl RedisStore {
+    /// Append probe results received by this node to the shared stream, in one pipeline.
+    pub async fn append_probes(&self, batch: &[SharedProbe]) -> Result<(), String> {
+        self.timed(Op::AppendProbes, self.append_probes_untimed(batch))
+            .await
+    }
+
+    /// Probe results after stream id `after` (`"<ms>-0"` for "since then"), at most `count`;
+    /// returns them with the id to continue from. Malformed entries are skipped.
+    pub async fn read_probes(
+        &self,
+        after: &str,
+        count: usize,
+    ) -> Result<(Vec<SharedProbe>, String), String> {
+        self.timed(Op::ReadProbes, self.read_probes_untimed(after, count))
+            .await
+    }
+
+    /// Append resolver-map join inputs received by this node to the shared stream.
+    pub async fn append_joins(&self, batch: &[SharedJoin]) -> Result<(), String> {
+        self.timed(Op::AppendJoins, self.append_joins_untimed(batch))
+            .await
+    }
+
+    /// Join inputs after stream id `after`, at most `count`, with the id to continue from.
+    pub async fn read_joins(
+        &self,
+        after: &str,
+        count: usize,
+    ) -> Result<(Vec<SharedJoin>, String), String> {
+        self.timed(Op::ReadJoins, self.read_joins_untimed(after, count))
+            .await
+    }
+
+    /// Add RUM results to the shared per-minute buckets, in one pipeline.
+    pub async fn add_rum(&self, deltas: &[RumDelta]) -> Result<(), String> {
+        self.timed(Op::AddRum, self.add_rum_untimed(deltas)).await
+    }
+
+    /// Every series' buckets for the minutes `from..=to`: (series, minute, fields).
+    pub async fn read_rum(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(String, u64, HashMap<String, u64>)>, String> {
+        self.timed(Op::ReadRum, self.read_rum_untimed(from, to))
+            .await
+    }
+
+    async fn timed<T>(
+        &self,
+        op: Op,
+        call: impl std::future::Future<Output = Result<T, String>>,
+    ) -> Result<T, String> {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        self.metrics.observe(
+            Store::Redis,
+            op,
+            started.elapsed().as_secs_f64(),
+            result.is_err(),
+        );
+        result
     }
 }
 

@@ -106,6 +106,9 @@ pub struct RedisStore {
     loaded: AtomicBool,
     cached_durable: Mutex<Option<Durable>>,
     pub status: std::sync::Arc<StoreStatus>,
+    /// Call latency and errors (`steerdns_store_op_seconds`): the trait calls through the
+    /// decorators of [`super::timed`], the fleet's own calls here.
+    pub metrics: std::sync::Arc<super::timed::StoreMetrics>,
 }
 
 fn now_ms() -> u64 {
@@ -156,6 +159,7 @@ impl RedisStore {
             loaded: AtomicBool::new(false),
             cached_durable: Mutex::new(None),
             status: Default::default(),
+            metrics: Default::default(),
         })
     }
 
