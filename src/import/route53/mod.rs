@@ -568,13 +568,18 @@ fn assign(
                     .map(|s| format!("{}-{s}", place.country.as_deref().unwrap_or_default())),
                 ..Match::default()
             };
-            for tier in tiers {
-                rules.push((m.clone(), tier.clone()));
+            if multi {
+                for tier in tiers {
+                    rules.push((m.clone(), tier.clone()));
+                }
+            } else {
+                // One target per tier: the failover selector takes them in this order.
+                rules.push((m, tiers.iter().flatten().cloned().collect()));
             }
         }
-        // The default's fallbacks apply to located clients too: as rules on every continent,
-        // after the continents' own rules (same specificity, later in the file).
-        if default.len() > 1 {
+        // With weights, the default's fallbacks apply to located clients as rules on every
+        // continent, after the continents' own rules (same specificity, later in the file).
+        if multi && default.len() > 1 {
             let any = Match {
                 continents: CONTINENTS.iter().map(|c| (*c).to_owned()).collect(),
                 ..Match::default()
@@ -583,10 +588,12 @@ fn assign(
                 rules.push((any.clone(), tier.clone()));
             }
         }
-        steps.push(Step::Geo {
-            default: default.first().cloned().unwrap_or_default(),
-            rules,
-        });
+        let default = if multi {
+            default.first().cloned().unwrap_or_default()
+        } else {
+            default.iter().flatten().cloned().collect()
+        };
+        steps.push(Step::Geo { default, rules });
     }
     if multi {
         let weights = weights
