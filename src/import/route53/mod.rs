@@ -549,7 +549,30 @@ fn assign(
             )
         })
         .collect();
-    let last_resort = default.first().and_then(|t| t.first()).cloned();
+    // Clients not in the GeoIP data only have the geo default, one list: with weights, that is
+    // the default's first tier, and its fallback is `last_resort`, the best of the second tier.
+    let last_resort = if multi && default.len() > 1 {
+        if default.len() > 2 || default[1].len() > 1 {
+            warn(format!(
+                "clients not in the GeoIP data: when every target of the default's first choice \
+                 ({}) is down, steerdns answers last_resort; Route 53 would go on through {} \
+                 fallback level(s) ({})",
+                default[0].join(", "),
+                default.len() - 1,
+                default[1..]
+                    .iter()
+                    .map(|t| t.join(" + "))
+                    .collect::<Vec<_>>()
+                    .join(", then ")
+            ));
+        }
+        default[1]
+            .iter()
+            .max_by_key(|t| (weights.get(*t).copied().flatten(), std::cmp::Reverse(*t)))
+            .cloned()
+    } else {
+        default.first().and_then(|t| t.first()).cloned()
+    };
     let mut steps = vec![Step::Up];
     let needs_geo = !classes.is_empty() || (default.len() > 1 && multi);
     if needs_geo {

@@ -2,7 +2,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{Options, import};
-use crate::import::ImportError;
 
 static N: AtomicUsize = AtomicUsize::new(0);
 
