@@ -155,14 +155,14 @@ enum ImportSource {
         #[arg(long)]
         out: PathBuf,
     },
-    /// An Amazon Route 53 traffic policy document (JSON, AWSPolicyFormatVersion 2015-10-01 or
-    /// 2023-05-09), e.g. from `aws route53 get-traffic-policy`: its failover, geo, weighted
-    /// and multivalue rules become one policy for --name (geo rules, one per fallback level,
-    /// then a weighted or failover pick), its endpoints targets, plus the zone holding the
-    /// name and a steerdns.toml. Latency and geoproximity rules become geo by each AWS
-    /// region's continent, health checks (ids only in the document) steerdns probes or
-    /// overrides you add: each such difference is a warning naming the rule. Malformed input
-    /// is an error naming the file and JSON path, and nothing is written.
+    /// An Amazon Route 53 traffic policy document (JSON, format 2015-10-01 or 2023-05-09),
+    /// e.g. the Document of `aws route53 get-traffic-policy`. Its failover, geo, weighted and
+    /// multivalue rules become one policy for --name (geo rules, one per fallback level, then
+    /// a weighted or failover pick) and its endpoints become targets; the zone holding the name
+    /// and a steerdns.toml are written too. Latency and geoproximity rules become geo rules by
+    /// continent, and health checks (only ids in the document) are left to steerdns probes or
+    /// overrides: each such difference is a warning naming the rule. Malformed input is an
+    /// error naming the file and JSON path, and nothing is written.
     Route53 {
         /// The traffic policy document (the `Document` of the traffic policy, as JSON).
         document: PathBuf,

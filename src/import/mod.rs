@@ -1,9 +1,10 @@
 //! `steerdns import`: translate another server's steering config into a steerdns config
 //! directory (steerdns.toml, zones/, policies/).
 //!
-//! Today the one source is gdnsd 3.x ([`gdnsd`]): its vscf `config` ([`vscf`]), the `geoip`,
+//! Two sources: gdnsd 3.x ([`gdnsd`]): its vscf `config` ([`vscf`]), the `geoip`,
 //! `metafo`, `multifo` and `weighted` plugin resources, and the zone files whose `DYNA`/`DYNC`
-//! records point at them. The importer never guesses: whatever it cannot express exactly is a
+//! records point at them; and Amazon Route 53 traffic policy documents ([`route53`]), one
+//! steered name each. The importer never guesses: whatever it cannot express exactly is a
 //! [`Problem`] naming file, line and what, and nothing is written; behaviour that differs only
 //! under failure (health checks) is written with a warning in the generated config's header.
 //! The output is loaded and compiled by steerdns itself before the import reports success.
