@@ -5,7 +5,7 @@
 //! Depends on `serde_json` only; health checks and evaluate-target-health are kept as read so
 //! the translation can say what it drops.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
@@ -13,6 +13,10 @@ use serde_json::{Map, Value};
 pub const MAX_BYTES: usize = 1 << 20;
 /// Rules nested deeper than this are refused (Route 53 allows far fewer levels).
 const MAX_DEPTH: usize = 32;
+/// Entries of the tree with shared rules expanded: the translation walks it once per client
+/// location class, so a document whose rules reference each other many times over is refused
+/// rather than walked for hours.
+const MAX_EXPANDED: usize = 2_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordType {
@@ -100,6 +104,8 @@ pub struct Document {
     pub rules: BTreeMap<String, (Rule, String)>,
     /// Geoproximity biases and other settings read but not used, for warnings: (path, what).
     pub ignored: Vec<(String, String)>,
+    /// Rules the start reaches (the others are not translated).
+    pub reachable: BTreeSet<String>,
 }
 
 /// A problem at a JSON path.
@@ -265,12 +271,27 @@ pub fn parse(text: &str) -> Result<Document, PathError> {
         endpoints,
         rules,
         ignored,
+        reachable: BTreeSet::new(),
     };
     let start_path = match &doc.start {
         Target::Rule(_) => "StartRule",
         Target::Endpoint(_) => "StartEndpoint",
     };
-    doc.check_target(&doc.start, start_path, &mut Vec::new())?;
+    let mut done = BTreeSet::new();
+    doc.check_target(&doc.start, start_path, &mut Vec::new(), &mut done)?;
+    let mut doc = doc;
+    doc.reachable = done;
+    let size = doc.expanded(&doc.start, &mut BTreeMap::new());
+    if size > MAX_EXPANDED {
+        return Err(PathError {
+            path: start_path.to_owned(),
+            line: 0,
+            reason: format!(
+                "the rule tree expands to more than {MAX_EXPANDED} entries (a rule referenced \
+                 from several places counts each time)"
+            ),
+        });
+    }
     Ok(doc)
 }
 
@@ -574,7 +595,13 @@ fn location(
 
 impl Document {
     /// Every reference exists and the rules form a tree of bounded depth.
-    fn check_target(&self, t: &Target, path: &str, stack: &mut Vec<String>) -> Res<()> {
+    fn check_target(
+        &self,
+        t: &Target,
+        path: &str,
+        stack: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Res<()> {
         match t {
             Target::Endpoint(id) => {
                 if !self.endpoints.contains_key(id) {
@@ -594,6 +621,9 @@ impl Document {
                         format!("no rule {id:?} in Rules ({})", known.join(", ")),
                     );
                 };
+                if done.contains(id) {
+                    return Ok(());
+                }
                 if stack.contains(id) {
                     return err(
                         path,
@@ -608,11 +638,34 @@ impl Document {
                 }
                 stack.push(id.clone());
                 for r in rule.refs() {
-                    self.check_target(&r.to, &reference_path(r), stack)?;
+                    self.check_target(&r.to, &reference_path(r), stack, done)?;
                 }
                 let _ = rpath;
                 stack.pop();
+                done.insert(id.clone());
                 Ok(())
+            }
+        }
+    }
+}
+
+impl Document {
+    /// How many entries the tree has with every shared rule expanded (saturating; the rules
+    /// are known to be acyclic here).
+    fn expanded(&self, t: &Target, memo: &mut BTreeMap<String, usize>) -> usize {
+        match t {
+            Target::Endpoint(_) => 1,
+            Target::Rule(id) => {
+                if let Some(n) = memo.get(id) {
+                    return *n;
+                }
+                let n = self.rules.get(id).map_or(1, |(rule, _)| {
+                    rule.refs()
+                        .iter()
+                        .fold(1usize, |n, r| n.saturating_add(self.expanded(&r.to, memo)))
+                });
+                memo.insert(id.clone(), n);
+                n
             }
         }
     }

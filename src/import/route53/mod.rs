@@ -73,6 +73,13 @@ pub fn import(path: &Path, options: &Options, out: &Path) -> Result<Report, Impo
     let ids = target_ids(&doc, &mut warn);
     let mut answers = answers(&doc, &ids, &mut warn).map_err(|(p, r)| problem(p, 0, r))?;
     health_notes(&doc, &ids, &mut warn);
+    for (id, (_, path)) in &doc.rules {
+        if !doc.reachable.contains(id) {
+            warn(format!(
+                "{path}: rule {id:?} is not reached from the start, so it is not translated"
+            ));
+        }
+    }
     for (path, what) in &doc.ignored {
         warn(format!("{path}: {what} is not translated"));
     }
@@ -629,9 +636,18 @@ fn assign(
         steps.push(Step::Geo { default, rules });
     }
     if multi {
+        // Nested weights multiply; past a million, scale them down (shares kept to 1e-6).
+        let top = weights.values().filter_map(|w| *w).max().unwrap_or(1);
+        let scale = top.div_ceil(1_000_000).max(1);
+        if scale > 1 {
+            warn(format!(
+                "nested weights multiply to {top}: divided by {scale} (shares rounded to about \
+                 one in a million)"
+            ));
+        }
         let weights = weights
             .into_iter()
-            .map(|(id, w)| (id, w.unwrap_or(1).min(u128::from(u32::MAX)) as u64))
+            .map(|(id, w)| (id, (w.unwrap_or(1) / scale).max(1) as u64))
             .collect();
         steps.push(Step::Weighted(weights));
     } else if needs_geo {

@@ -329,3 +329,45 @@ fn an_endpoint_weighted_differently_in_two_places_gets_a_second_target() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn a_rule_graph_that_expands_exponentially_is_refused_not_walked() {
+    // r0 → r1 twice → r2 twice ... : 2^30 paths through 31 rules.
+    let mut rules = Vec::new();
+    for i in 0..30 {
+        rules.push(format!(
+            r#""r{i}": {{"RuleType": "failover", "Primary": {{"RuleReference": "r{n}"}},
+                        "Secondary": {{"RuleReference": "r{n}"}}}}"#,
+            n = i + 1
+        ));
+    }
+    rules.push(
+        r#""r30": {"RuleType": "failover", "Primary": {"EndpointReference": "a"},
+                    "Secondary": {"EndpointReference": "b"}}"#
+            .into(),
+    );
+    let json = doc("A", TWO, &rules.join(",\n"), r#""StartRule": "r0""#);
+    let err = run(&json).unwrap_err();
+    assert!(
+        err.contains("StartRule: the rule tree expands to more than 2000 entries"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_rule_the_start_does_not_reach_is_reported() {
+    let json = doc(
+        "A",
+        TWO,
+        r#""used": {"RuleType": "failover", "Primary": {"EndpointReference": "a"},
+                    "Secondary": {"EndpointReference": "b"}},
+           "spare": {"RuleType": "weighted", "Items": [{"EndpointReference": "a", "Weight": 1}]}"#,
+        r#""StartRule": "used""#,
+    );
+    let (text, warnings) = run(&json).unwrap();
+    assert!(text.contains("order = [\"a\", \"b\"]"), "{text}");
+    assert_eq!(
+        warnings,
+        ["Rules.spare: rule \"spare\" is not reached from the start, so it is not translated"]
+    );
+}
