@@ -160,9 +160,10 @@ enum ImportSource {
     /// multivalue rules become one policy for --name (geo rules, one per fallback level, then
     /// a weighted or failover pick) and its endpoints become targets; the zone holding the name
     /// and a steerdns.toml are written too. Latency and geoproximity rules become geo rules by
-    /// continent, and health checks (only ids in the document) are left to steerdns probes or
-    /// overrides: each such difference is a warning naming the rule. Malformed input is an
-    /// error naming the file and JSON path, and nothing is written.
+    /// continent. Health checks (only ids in the document) become probe targets when
+    /// --health-checks gives their configurations and steerdns probes can run them. Each
+    /// difference is a warning naming the rule. Malformed input is an error naming the file
+    /// and JSON path, and nothing is written.
     Route53 {
         /// The traffic policy document (the `Document` of the traffic policy, as JSON).
         document: PathBuf,
@@ -179,6 +180,11 @@ enum ImportSource {
         /// uses its bundled test data; set one before production).
         #[arg(long, value_name = "CITY.mmdb")]
         geoip: Option<PathBuf>,
+        /// The health checks' configurations: the JSON of `aws route53 list-health-checks`.
+        /// HTTP(S), string-match and TCP checks the policy references become steerdns probe
+        /// target files (probes/targets/) and [probes]; without it, health checks are warnings.
+        #[arg(long, value_name = "FILE")]
+        health_checks: Option<PathBuf>,
         /// Output directory (created; must be new or empty).
         #[arg(long)]
         out: PathBuf,
@@ -336,6 +342,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     zone,
                     ttl,
                     geoip,
+                    health_checks,
                     out,
                 },
         } => {
@@ -344,6 +351,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 zone,
                 ttl,
                 geoip: geoip.map(|g| g.display().to_string()),
+                health_checks,
             };
             let report = steerdns::import::route53::import(&document, &options, &out)?;
             print!("{report}");

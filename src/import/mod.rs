@@ -100,13 +100,15 @@ pub(crate) fn read_bounded(path: &Path, max: usize) -> Result<String, ImportErro
 }
 
 /// Write a new config directory (`out` must not exist or be empty): `steerdns.toml`,
-/// `zones/<origin>.zone`, `policies/<name>.toml`; then load and compile it with steerdns's own
-/// loader, the judge of what was written. Returns the policy names.
+/// `zones/<origin>.zone`, `policies/<name>.toml` and `extra` files (path relative to `out`,
+/// text); then load and compile it with steerdns's own loader, the judge of what was written.
+/// Returns the policy names.
 pub(crate) fn write_dir(
     out: &Path,
     config: &str,
     zones: &[(String, String)],
     policies: &[emit::Policy],
+    extra: &[(PathBuf, String)],
 ) -> Result<Vec<String>, ImportError> {
     let io = |path: &Path, e: std::io::Error| ImportError::Io(format!("{}: {e}", path.display()));
     if out.exists() {
@@ -129,6 +131,13 @@ pub(crate) fn write_dir(
         let path = out.join("policies").join(policy.file_name());
         std::fs::write(&path, policy.to_toml()).map_err(|e| io(&path, e))?;
         names.insert(policy.name.clone());
+    }
+    for (rel, text) in extra {
+        let path = out.join(rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        }
+        std::fs::write(&path, text).map_err(|e| io(&path, e))?;
     }
     let config_path = out.join("steerdns.toml");
     std::fs::write(&config_path, config).map_err(|e| io(&config_path, e))?;

@@ -351,7 +351,7 @@ fn write(
         &zone_names,
         &ctx.warnings,
     );
-    let written = super::write_dir(out, &config, zones, policies)?;
+    let written = super::write_dir(out, &config, zones, policies, &[])?;
     Ok(Report {
         out: out.to_owned(),
         zones: zone_names,

@@ -10,12 +10,16 @@
 //!   policies), alias endpoints (CloudFront, ELB, S3 website, ...) CNAMEs to their DNS name;
 //! - a multivalue rule becomes one target holding all its addresses.
 //!
+//! - health checks, given their configurations (`--health-checks`), become probe target
+//!   files where steerdns probes can run them ([`health`]).
+//!
 //! Malformed input is a [`Problem`] naming the file and the JSON path, and nothing is written.
 //! What steerdns answers differently (latency, geoproximity, health checks it cannot see,
 //! random versus per-network weighted picks) is a warning naming the rule, also written into
 //! the generated files.
 
 mod doc;
+mod health;
 mod regions;
 mod tiers;
 
@@ -41,6 +45,9 @@ pub struct Options {
     pub ttl: u32,
     /// A GeoIP2/GeoLite2 City database for `[geoip] city`.
     pub geoip: Option<String>,
+    /// The health checks' configurations (`aws route53 list-health-checks` JSON), to turn
+    /// into probe target files.
+    pub health_checks: Option<std::path::PathBuf>,
 }
 
 const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
@@ -72,7 +79,26 @@ pub fn import(path: &Path, options: &Options, out: &Path) -> Result<Report, Impo
     };
     let ids = target_ids(&doc, &mut warn);
     let mut answers = answers(&doc, &ids, &mut warn).map_err(|(p, r)| problem(p, 0, r))?;
-    health_notes(&doc, &ids, &mut warn);
+    let configs = match &options.health_checks {
+        Some(p) => {
+            let text = read_bounded(p, doc::MAX_BYTES)?;
+            health::parse(&text).map_err(|e| {
+                ImportError::Untranslatable(vec![Problem {
+                    file: p.display().to_string(),
+                    line: 0,
+                    what: e,
+                }])
+            })?
+        }
+        None => BTreeMap::new(),
+    };
+    let probes = health_notes(
+        &doc,
+        &ids,
+        &configs,
+        options.health_checks.is_some(),
+        &mut warn,
+    );
     for (id, (_, path)) in &doc.rules {
         if !doc.reachable.contains(id) {
             warn(format!(
@@ -129,7 +155,32 @@ pub fn import(path: &Path, options: &Options, out: &Path) -> Result<Report, Impo
         std::slice::from_ref(&zone),
         &warnings,
     );
-    let written = super::write_dir(out, &config, &[(zone.clone(), zone_text)], &[policy])?;
+    let mut config = config;
+    let mut extra = Vec::new();
+    if !probes.is_empty() {
+        config.push_str(
+            "\n[probes]\n# Checks translated from the Route 53 health checks (--health-checks).\n\
+             targets = \"probes/targets\"\n",
+        );
+        for (target, text) in &probes {
+            let rel = Path::new("probes/targets").join(format!("{target}.toml"));
+            // The probes' own parser is the judge of what was written.
+            steerdns_probes::parse_target(&rel.display().to_string(), text).map_err(|e| {
+                ImportError::Generated {
+                    dir: out.display().to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
+            extra.push((rel, text.clone()));
+        }
+    }
+    let written = super::write_dir(
+        out,
+        &config,
+        &[(zone.clone(), zone_text)],
+        &[policy],
+        &extra,
+    )?;
     Ok(Report {
         out: out.to_owned(),
         zones: vec![zone],
@@ -300,28 +351,64 @@ fn cname(v: &str) -> Option<String> {
     (!name.is_root() && name.num_labels() >= 2).then_some(fq)
 }
 
-/// Health checks are Route 53 objects referenced by id, not part of the document: say, for each
-/// reference, what steerdns does instead.
-fn health_notes(doc: &Document, ids: &BTreeMap<String, String>, warn: &mut impl FnMut(String)) {
-    for (rule, _) in doc.rules.values() {
+/// Health checks are Route 53 objects referenced by id, not part of the document. With their
+/// configurations (`--health-checks`), the ones steerdns probes can run become probe target
+/// files (target id, TOML); for the others, say what steerdns does instead.
+fn health_notes(
+    doc: &Document,
+    ids: &BTreeMap<String, String>,
+    configs: &BTreeMap<String, serde_json::Value>,
+    given: bool,
+    warn: &mut impl FnMut(String),
+) -> BTreeMap<String, String> {
+    let mut probes: BTreeMap<String, (Vec<String>, String)> = BTreeMap::new();
+    for (rule_id, (rule, _)) in &doc.rules {
+        if !doc.reachable.contains(rule_id) {
+            continue;
+        }
         for r in rule.refs() {
             let target = match &r.to {
                 Target::Endpoint(e) => ids.get(e).cloned(),
                 Target::Rule(_) => None,
             };
             if let Some(hc) = &r.health_check {
-                match &target {
-                    Some(t) => warn(format!(
-                        "{}.HealthCheck: Route 53 health check {hc:?} is not in the document, so it \
-                         is not translated: target {t:?} counts as up until a steerdns probe \
+                let untranslated = |why: &str| match &target {
+                    Some(t) => format!(
+                        "{}.HealthCheck: Route 53 health check {hc:?} {why}, so it is not \
+                         translated: target {t:?} counts as up until a steerdns probe \
                          ([probes]) or an operator override (PUT /api/v1/health/{t}) marks it down",
                         r.path
-                    )),
-                    None => warn(format!(
+                    ),
+                    None => format!(
                         "{}.HealthCheck: Route 53 health check {hc:?} on a rule is not translated: \
                          steerdns counts the rule up while any of its endpoints is",
                         r.path
-                    )),
+                    ),
+                };
+                match (configs.get(hc), &target) {
+                    (None, _) if !given => warn(untranslated("is not in the document")),
+                    (None, _) => warn(untranslated("is not in the --health-checks file")),
+                    (Some(_), None) => warn(untranslated("")),
+                    (Some(config), Some(t)) => match health::checks(hc, config) {
+                        Ok(text) => {
+                            let entry = probes.entry(t.clone()).or_default();
+                            if !entry.0.contains(hc) {
+                                entry.0.push(hc.clone());
+                                entry.1.push_str(&text);
+                                warn(format!(
+                                    "{}.HealthCheck: Route 53 health check {hc:?} is a steerdns probe \
+                                     check of target {t:?} (probes/targets/{t}.toml); its failure \
+                                     threshold and checker regions are steerdns's own ([health])",
+                                    r.path
+                                ));
+                            }
+                        }
+                        Err(why) => warn(format!(
+                            "{}.HealthCheck: {why}: target {t:?} counts as up until a steerdns \
+                             probe or an operator override marks it down",
+                            r.path
+                        )),
+                    },
                 }
             }
             if r.evaluate_target_health == Some(true)
@@ -339,6 +426,19 @@ fn health_notes(doc: &Document, ids: &BTreeMap<String, String>, warn: &mut impl 
             }
         }
     }
+    probes
+        .into_iter()
+        .map(|(t, (hcs, checks))| {
+            let toml_target = toml::Value::String(t.clone()).to_string();
+            (
+                t,
+                format!(
+                    "# From Route 53 health check(s) {} (steerdns import route53).\ntarget = {toml_target}\n{checks}",
+                    hcs.join(", ")
+                ),
+            )
+        })
+        .collect()
 }
 
 /// Per client class, the tiers; and what steerdns needs to answer them.

@@ -29,6 +29,7 @@ fn options(name: &str) -> Options {
         zone: None,
         ttl: 60,
         geoip: None,
+        health_checks: None,
     }
 }
 
@@ -369,5 +370,77 @@ fn a_rule_the_start_does_not_reach_is_reported() {
     assert_eq!(
         warnings,
         ["Rules.spare: rule \"spare\" is not reached from the start, so it is not translated"]
+    );
+}
+
+#[test]
+fn health_checks_given_by_configuration_become_probe_target_files() {
+    let json = doc(
+        "A",
+        r#""a": {"Type": "value", "Value": "192.0.2.1"},
+           "b": {"Type": "value", "Value": "192.0.2.2"},
+           "c": {"Type": "value", "Value": "192.0.2.3"}"#,
+        r#""f": {"RuleType": "failover",
+                 "Primary": {"EndpointReference": "a", "HealthCheck": "hc-web"},
+                 "Secondary": {"RuleReference": "w"}},
+           "w": {"RuleType": "weighted", "Items": [
+                 {"EndpointReference": "b", "Weight": 1, "HealthCheck": "hc-tcp"},
+                 {"EndpointReference": "c", "Weight": 1, "HealthCheck": "hc-calc"},
+                 {"EndpointReference": "a", "Weight": 0, "HealthCheck": "hc-gone"}]}"#,
+        r#""StartRule": "f""#,
+    );
+    let checks = r#"{"HealthChecks": [
+        {"Id": "hc-web", "HealthCheckConfig": {"Type": "HTTPS_STR_MATCH", "IPAddress": "192.0.2.1",
+         "Port": 8443, "ResourcePath": "health", "FullyQualifiedDomainName": "www.example.com",
+         "SearchString": "ok", "RequestInterval": 10, "FailureThreshold": 3}},
+        {"Id": "hc-tcp", "HealthCheckConfig": {"Type": "TCP", "IPAddress": "192.0.2.2", "Port": 443}},
+        {"Id": "hc-calc", "HealthCheckConfig": {"Type": "CALCULATED", "ChildHealthChecks": ["hc-tcp"]}}
+    ]}"#;
+    let dir = tmp();
+    let doc_path = dir.0.join("policy.json");
+    std::fs::write(&doc_path, json).unwrap();
+    let hc_path = dir.0.join("health-checks.json");
+    std::fs::write(&hc_path, checks).unwrap();
+    let mut opts = options("www.example.com");
+    opts.health_checks = Some(hc_path);
+    let out = dir.0.join("out");
+    let report = import(&doc_path, &opts, &out).unwrap_or_else(|e| panic!("{e}"));
+    let a = std::fs::read_to_string(out.join("probes/targets/a.toml")).unwrap();
+    for want in [
+        "target = \"a\"",
+        "kind = \"http\"",
+        "url = \"https://www.example.com/health\"",
+        "connect_to = \"192.0.2.1:8443\"",
+        "body_contains = \"ok\"",
+        "interval_ms = 10000",
+    ] {
+        assert!(a.contains(want), "missing {want:?} in:\n{a}");
+    }
+    let b = std::fs::read_to_string(out.join("probes/targets/b.toml")).unwrap();
+    assert!(
+        b.contains("kind = \"tcp\"\naddress = \"192.0.2.2:443\""),
+        "{b}"
+    );
+    assert!(!out.join("probes/targets/c.toml").exists());
+    let config = std::fs::read_to_string(out.join("steerdns.toml")).unwrap();
+    assert!(config.contains("[probes]\n"), "{config}");
+    let all: Vec<String> = report.warnings.iter().map(|w| w.what.clone()).collect();
+    let all = all.join("\n");
+    for want in [
+        "Rules.f.Primary.HealthCheck: Route 53 health check \"hc-web\" is a steerdns probe check of target \"a\"",
+        "Rules.w.Items[2].HealthCheck: Route 53 health check \"hc-gone\" is not in the --health-checks file",
+        "Rules.w.Items[1].HealthCheck: health check \"hc-calc\" is of type CALCULATED, which steerdns probes cannot run",
+    ] {
+        assert!(all.contains(want), "missing {want:?} in:\n{all}");
+    }
+    // A broken health checks file is an error naming it.
+    std::fs::write(dir.0.join("bad.json"), "{\"HealthChecks\": [{}]}").unwrap();
+    opts.health_checks = Some(dir.0.join("bad.json"));
+    let err = import(&doc_path, &opts, &dir.0.join("out2"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bad.json: HealthChecks[0].Id: missing"),
+        "{err}"
     );
 }
