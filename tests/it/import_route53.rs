@@ -102,7 +102,8 @@ impl Reference<'_> {
                 .entry(&rule["Primary"], at)
                 .or_else(|| self.entry(&rule["Secondary"], at)),
             // The smallest matching region (subdivision, country, continent) whose answer is
-            // healthy, then the larger ones, then the default location.
+            // healthy, then the larger ones, then the default location (the documented
+            // geolocation behaviour with health checks, as we read it).
             "geo" => {
                 let locations = rule["Locations"].as_array().unwrap();
                 let text = |l: &Value, k: &str| l.get(k).and_then(Value::as_str).map(str::to_owned);

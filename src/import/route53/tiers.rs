@@ -5,8 +5,8 @@
 //! the next matching one), then a `weighted` selector.
 //!
 //! Exact for failover (primary's tiers, then secondary's), geo (the most specific matching
-//! location, then the less specific ones and the default: Route 53 moves to the larger region
-//! when a location's records are unhealthy), weighted sets of endpoints or of single-tier rules
+//! location, then the less specific ones and the default: our reading of Route 53's geolocation
+//! health behaviour, where an unhealthy location's clients go to the larger region), weighted sets of endpoints or of single-tier rules
 //! (weights multiplied through), and weight-0 items (used only when the others are down).
 //! Approximated, with a note: a weighted rule over rules that have several tiers (steerdns moves
 //! to an item's next tier only when every item's first tier is down), latency and geoproximity
