@@ -159,6 +159,40 @@ enum ImportSource {
         #[arg(long)]
         out: PathBuf,
     },
+    /// An Amazon Route 53 traffic policy document (JSON, format 2015-10-01 or 2023-05-09),
+    /// e.g. the Document of `aws route53 get-traffic-policy`. Its failover, geo, weighted and
+    /// multivalue rules become one policy for --name (geo rules, one per fallback level, then
+    /// a weighted or failover pick) and its endpoints become targets; the zone holding the name
+    /// and a steerdns.toml are written too. Latency and geoproximity rules become geo rules by
+    /// continent. Health checks (only ids in the document) become probe targets when
+    /// --health-checks gives their configurations and steerdns probes can run them. Each
+    /// difference is a warning naming the rule. Malformed input is an error naming the file
+    /// and JSON path, and nothing is written.
+    Route53 {
+        /// The traffic policy document (the `Document` of the traffic policy, as JSON).
+        document: PathBuf,
+        /// The name the policy answers (the traffic policy record's name), e.g. www.example.com.
+        #[arg(long, value_name = "FQDN")]
+        name: String,
+        /// The zone that holds --name. Default: --name without its first label.
+        #[arg(long, value_name = "ORIGIN")]
+        zone: Option<String>,
+        /// TTL of the answers, in seconds (a policy record's TTL is not in the document).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=86400))]
+        ttl: u32,
+        /// A GeoIP2/GeoLite2 City database for [geoip] city. Default: none named (steerdns then
+        /// uses its bundled test data; set one before production).
+        #[arg(long, value_name = "CITY.mmdb")]
+        geoip: Option<PathBuf>,
+        /// The health checks' configurations: the JSON of `aws route53 list-health-checks`.
+        /// HTTP(S), string-match and TCP checks the policy references become steerdns probe
+        /// target files (probes/targets/) and [probes]; without it, health checks are warnings.
+        #[arg(long, value_name = "FILE")]
+        health_checks: Option<PathBuf>,
+        /// Output directory (created; must be new or empty).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// How `steerdns policy` reaches the fleet's Redis (as `[store]` does for `serve`).
@@ -307,6 +341,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             source: ImportSource::Gdnsd { dir, out },
         } => {
             let report = steerdns::import::gdnsd::import(&dir, &out)?;
+            print!("{report}");
+            Ok(())
+        }
+        Command::Import {
+            source:
+                ImportSource::Route53 {
+                    document,
+                    name,
+                    zone,
+                    ttl,
+                    geoip,
+                    health_checks,
+                    out,
+                },
+        } => {
+            let options = steerdns::import::route53::Options {
+                name,
+                zone,
+                ttl,
+                geoip: geoip.map(|g| g.display().to_string()),
+                health_checks,
+            };
+            let report = steerdns::import::route53::import(&document, &options, &out)?;
             print!("{report}");
             Ok(())
         }

@@ -1,20 +1,22 @@
 //! `steerdns import`: translate another server's steering config into a steerdns config
 //! directory (steerdns.toml, zones/, policies/).
 //!
-//! Today the one source is gdnsd 3.x ([`gdnsd`]): its vscf `config` ([`vscf`]), the `geoip`,
+//! Two sources: gdnsd 3.x ([`gdnsd`]): its vscf `config` ([`vscf`]), the `geoip`,
 //! `metafo`, `multifo` and `weighted` plugin resources, and the zone files whose `DYNA`/`DYNC`
-//! records point at them. The importer never guesses: whatever it cannot express exactly is a
+//! records point at them; and Amazon Route 53 traffic policy documents ([`route53`]), one
+//! steered name each. The importer never guesses: whatever it cannot express exactly is a
 //! [`Problem`] naming file, line and what, and nothing is written; behaviour that differs only
 //! under failure (health checks) is written with a warning in the generated config's header.
 //! The output is loaded and compiled by steerdns itself before the import reports success.
 
 pub mod emit;
 pub mod gdnsd;
+pub mod route53;
 pub mod vscf;
 pub mod zonefile;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Something in the source config, at a file and line, that cannot be (exactly) translated.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -80,4 +82,71 @@ impl fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+/// A source file, refused when larger than `max` bytes (read whole, so bounded first).
+pub(crate) fn read_bounded(path: &Path, max: usize) -> Result<String, ImportError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ImportError::Io(format!("{}: cannot read: {e}", path.display())))?;
+    if meta.len() > max as u64 {
+        return Err(ImportError::Io(format!(
+            "{}: {} bytes, more than the {max} accepted",
+            path.display(),
+            meta.len()
+        )));
+    }
+    std::fs::read_to_string(path)
+        .map_err(|e| ImportError::Io(format!("{}: cannot read: {e}", path.display())))
+}
+
+/// Write a new config directory (`out` must not exist or be empty): `steerdns.toml`,
+/// `zones/<origin>.zone`, `policies/<name>.toml` and `extra` files (path relative to `out`,
+/// text); then load and compile it with steerdns's own loader, the judge of what was written.
+/// Returns the policy names.
+pub(crate) fn write_dir(
+    out: &Path,
+    config: &str,
+    zones: &[(String, String)],
+    policies: &[emit::Policy],
+    extra: &[(PathBuf, String)],
+) -> Result<Vec<String>, ImportError> {
+    let io = |path: &Path, e: std::io::Error| ImportError::Io(format!("{}: {e}", path.display()));
+    if out.exists() {
+        let mut entries = std::fs::read_dir(out).map_err(|e| io(out, e))?;
+        if entries.next().is_some() {
+            return Err(ImportError::Io(format!(
+                "{}: exists and is not empty; choose a new --out directory",
+                out.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(out.join("zones")).map_err(|e| io(out, e))?;
+    std::fs::create_dir_all(out.join("policies")).map_err(|e| io(out, e))?;
+    for (origin, text) in zones {
+        let path = out.join("zones").join(format!("{origin}.zone"));
+        std::fs::write(&path, text).map_err(|e| io(&path, e))?;
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for policy in policies {
+        let path = out.join("policies").join(policy.file_name());
+        std::fs::write(&path, policy.to_toml()).map_err(|e| io(&path, e))?;
+        names.insert(policy.name.clone());
+    }
+    for (rel, text) in extra {
+        let path = out.join(rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        }
+        std::fs::write(&path, text).map_err(|e| io(&path, e))?;
+    }
+    let config_path = out.join("steerdns.toml");
+    std::fs::write(&config_path, config).map_err(|e| io(&config_path, e))?;
+
+    let generated = |reason: String| ImportError::Generated {
+        dir: out.display().to_string(),
+        reason,
+    };
+    let loaded = crate::config::Config::load(&config_path).map_err(|e| generated(e.to_string()))?;
+    crate::control::build_snapshot(&loaded, 1).map_err(|e| generated(e.to_string()))?;
+    Ok(names.into_iter().collect())
 }

@@ -26,6 +26,7 @@ mod grafana;
 mod health;
 mod https;
 mod import_gdnsd;
+mod import_route53;
 mod malformed;
 mod metrics;
 mod observability;
