@@ -3,16 +3,17 @@
 //! Covered: A and AAAA for steered names whose chosen targets have addresses, any type a zone
 //! holds records for at exactly the question name (see `Zones::answers`), and the negative
 //! answers (`negative`: NXDOMAIN and NODATA with the zone's SOA). The reply is the query's
-//! header and question, the rendered records, and our OPT record with the ECS option echoed and its scope filled in: no message object, no name encoding, no allocation. The
-//! decision itself is the same `answer::decide` and `Table::select` the full path uses, with
-//! the same `Asker` (so a resolver the resolver map locates as its users is steered alike).
+//! header and question, the rendered records, and our OPT record with the ECS option echoed
+//! and its scope filled in: no message object, no name encoding, no allocation. The decision
+//! itself is the same `answer::decide` and `Table::select` the full path uses, with the same
+//! `Asker` (so a resolver the resolver map locates as its users is steered alike).
 //!
 //! Anything else returns `None` and goes to the full path (`handler` on hickory-proto), which
 //! is the reference: CNAME chains, NODATA for steered names, referrals, wildcards, explain and
 //! RUM zone names, ANY, errors of every kind (a question with a compression pointer among
 //! them: FORMERR there), responses (dropped there), and replies too large for the client's
-//! buffer (which get TC there). A source the shared rule refuses ([`super::source::answerable`]) gets `None`, and
-//! the full path gives it nothing either.
+//! buffer (which get TC there). A source the shared rule refuses
+//! ([`super::source::answerable`]) gets `None`, and the full path gives it nothing either.
 //! `tests/it/fastpath.rs` checks that both paths give the same answers.
 
 mod negative;
