@@ -20,7 +20,8 @@
 //! - `init` answers the RUM zone's nonce names and logs who asked (full path only: they are
 //!   never in the fast path's tables).
 //!
-//! Per query: one lock-free snapshot load (per batch on UDP), a hash lookup of the name, for
+//! Per query: one lock-free snapshot load (per batch on UDP), a hash lookup of the name (for a
+//! negative answer, one more per label up to the closest name the zones hold), for
 //! steered names a GeoIP tree walk and a table index (and, for a query without ECS while the
 //! resolver map has entries, one hash lookup). No I/O besides the reply, no locks.
 
