@@ -625,6 +625,18 @@ fn negative_cases() -> Vec<(String, Vec<RecordType>, Expect)> {
         ("example.com.".into(), vec![T::ANY], Declined),
         ("example.org.".into(), no_a.clone(), Declined),
     ];
+    // More labels than the encoder remembers (64): the zone's own labels are not among them,
+    // so the SOA's owner cannot point into the question.
+    cases.push((
+        format!("{}example.com.", "a.".repeat(70)),
+        no_a.clone(),
+        NxDomain,
+    ));
+    cases.push((
+        format!("{}example.com.", "x.".repeat(62)),
+        no_a.clone(),
+        NxDomain,
+    ));
     for (i, label) in random_labels(60).into_iter().enumerate() {
         let name = match i % 4 {
             0 => format!("{label}.example.com."),
