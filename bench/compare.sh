@@ -10,6 +10,9 @@
 #            vs gdnsd (geoip -> weighted) vs the no-op responder.
 #   static   plain A queries for static names: steerdns, gdnsd, NSD, Knot, no-op responder.
 #   tcp      the steered queries with dnsperf -m tcp: steerdns and gdnsd.
+#   nxdomain a random-subdomain flood: A queries for random names under example.com (a fresh
+#            file of NXDOMAIN_NAMES random labels), each NXDOMAIN with the SOA: steerdns,
+#            gdnsd, NSD, Knot, no-op responder.
 # Each server's answers are checked with dig before it is measured; a wrong answer stops the
 # script. Server CPU time (utime+stime of the process tree) and RSS are read from /proc.
 #
@@ -19,6 +22,8 @@
 #   DURATION=10                 seconds per run (1..600)
 #   REPEAT=1                    rounds (medians are reported; the server order alternates)
 #   SERVERS="steerdns gdnsd nsd knot noop"   a subset to run
+#   SCENARIOS="steered static tcp nxdomain"  a subset to run
+#   NXDOMAIN_NAMES=100000       random names in the nxdomain scenario's query file
 #   BOTH_CORES=0                1 = one extra steerdns row per UDP scenario, unpinned (both cores)
 #   SUBNETS=5000                ECS subnets for loadgen (IPV6_PERCENT=30 of them IPv6)
 #   LOADGEN_SOCKETS=4 LOADGEN_OUTSTANDING=64   loadgen: sockets x outstanding per socket
@@ -46,6 +51,8 @@ source "$BENCH_DIR/lib.sh"
 DURATION=${DURATION:-10}
 REPEAT=${REPEAT:-1}
 SERVERS=${SERVERS:-steerdns gdnsd nsd knot noop}
+SCENARIOS=${SCENARIOS:-steered static tcp nxdomain}
+NXDOMAIN_NAMES=${NXDOMAIN_NAMES:-100000}
 BOTH_CORES=${BOTH_CORES:-0}
 SUBNETS=${SUBNETS:-5000}
 IPV6_PERCENT=${IPV6_PERCENT:-30}
@@ -109,6 +116,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 wants() { [[ " $SERVERS " == *" $1 "* ]]; }
+wants_scenario() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 # --- prerequisites -----------------------------------------------------------
 
@@ -140,6 +148,16 @@ check_prerequisites() {
   fi
   if ! [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || ((DURATION > 600)); then die "DURATION must be 1..600 (seconds)"; fi
   if ! [[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || ((REPEAT > 20)); then die "REPEAT must be 1..20"; fi
+  if ! [[ "$NXDOMAIN_NAMES" =~ ^[1-9][0-9]*$ ]] || ((NXDOMAIN_NAMES > 10000000)); then
+    die "NXDOMAIN_NAMES must be 1..10000000"
+  fi
+  local sc
+  for sc in $SCENARIOS; do
+    case $sc in
+      steered | static | tcp | nxdomain) ;;
+      *) die "SCENARIOS may contain steered, static, tcp and nxdomain; got '$sc'" ;;
+    esac
+  done
   if (($(nproc) < 2)); then
     log "WARNING: only $(nproc) CPU: server and load share CPU 0, numbers will be pessimistic"
     SERVER_CPU=0
@@ -202,6 +220,24 @@ make_subnets() {
   DNSPERF_SUBNET=$(awk '$2 == "EU" && $1 !~ /:/ { print $1; exit }' "$WORK_DIR/subnets.txt")
   [[ -n "$DNSPERF_SUBNET" ]] || die "no European IPv4 subnet in $WORK_DIR/subnets.txt"
   DNSPERF_ECS_HEX=$(ecs_option_hex "$DNSPERF_SUBNET")
+}
+
+# The random-subdomain flood: one random label (letters and digits, 8 to 30 long, seeded so
+# runs compare) under example.com per line. None of them exists in the zone, which has no
+# wildcard.
+make_nxdomain_queries() {
+  NXDOMAIN_QUERIES="$WORK_DIR/queries-nxdomain.txt"
+  python3 - "$NXDOMAIN_NAMES" "$NXDOMAIN_QUERIES" <<'PY'
+import random, string, sys
+count, path = int(sys.argv[1]), sys.argv[2]
+rng = random.Random(1)
+chars = string.ascii_lowercase + string.digits
+with open(path, "w") as f:
+    for _ in range(count):
+        label = "".join(rng.choice(chars) for _ in range(rng.randint(8, 30)))
+        f.write(f"{label}.example.com A\n")
+PY
+  log "nxdomain: $NXDOMAIN_NAMES random names under example.com in $NXDOMAIN_QUERIES"
 }
 
 # --- servers -----------------------------------------------------------------
@@ -368,11 +404,23 @@ verify_server() {
       failures=$((failures + 1))
     }
   fi
+  # The flood's names: NXDOMAIN, the zone's SOA (TTL 300 here) as the only authority record.
+  local line status authority
+  for line in $(head -n 3 "$NXDOMAIN_QUERIES" | cut -d' ' -f1); do
+    status=$(dig @"$LOOPBACK" -p "$port" +norecurse +time=1 +tries=1 "$line" A 2>/dev/null |
+      sed -n 's/.*status: \([A-Z]*\),.*/\1/p')
+    authority=$(dig @"$LOOPBACK" -p "$port" +norecurse +time=1 +tries=1 +noall +authority "$line" A \
+      2>/dev/null | awk 'NF && $1 !~ /^;/ { print $1, $4 }' | paste -sd';' -)
+    if [[ "$status" != NXDOMAIN || "$authority" != "example.com. SOA" ]]; then
+      log "WRONG $server $line A: want NXDOMAIN with the SOA, got '${status:-<no reply>}' with '${authority:-<no authority>}'"
+      failures=$((failures + 1))
+    fi
+  done
   ((failures == 0)) || die "$server: $failures wrong answer(s); not benchmarking a server that answers wrongly"
   if [[ "$server" == steerdns* || "$server" == gdnsd ]]; then
-    log "$server: verified ${#STATIC_CASES[@]} static answers and the steered answer per continent and family"
+    log "$server: verified ${#STATIC_CASES[@]} static answers, NXDOMAIN and the steered answer per continent and family"
   else
-    log "$server: verified ${#STATIC_CASES[@]} static answers"
+    log "$server: verified ${#STATIC_CASES[@]} static answers and NXDOMAIN"
   fi
 }
 
@@ -428,9 +476,14 @@ cpu_busy_pct() {
 # line of results.tsv.
 run_load() {
   local scenario=$1 server=$2 tool=$3 round=$4
+  wants_scenario "$scenario" || return 0
   local out="$WORK_DIR/raw/$scenario-$server-$tool-round$round.txt"
   local queries=$STEERED_QUERIES
   [[ "$scenario" == static ]] && queries=$STATIC_QUERIES
+  [[ "$scenario" == nxdomain ]] && queries=$NXDOMAIN_QUERIES
+  # Every reply must have this rcode (the no-op responder echoes queries: NOERROR).
+  local rcode=NOERROR
+  [[ "$scenario" == nxdomain && "$server" != noop ]] && rcode=NXDOMAIN
   local -a cmd
   case $tool in
     loadgen)
@@ -446,7 +499,11 @@ run_load() {
     dnsperf | dnsperf-tcp)
       cmd=(dnsperf -s "$LOOPBACK" -p "$SERVER_PORT" -d "$queries" -l "$DURATION" -t 1
            -T 1 -c "$DNSPERF_CLIENTS" -q "$DNSPERF_OUTSTANDING")
-      if [[ "$scenario" == static ]]; then cmd+=(-e); else cmd+=(-E "8:$DNSPERF_ECS_HEX"); fi
+      if [[ "$scenario" == static || "$scenario" == nxdomain ]]; then
+        cmd+=(-e)
+      else
+        cmd+=(-E "8:$DNSPERF_ECS_HEX")
+      fi
       [[ "$tool" == dnsperf-tcp ]] && cmd+=(-m tcp)
       ;;
   esac
@@ -467,7 +524,8 @@ run_load() {
   rss=$(tree_rss_kb "$SERVER_PID")
   kill -0 "$SERVER_PID" 2>/dev/null || die "$server died during the run"
   python3 "$BENCH_DIR/compare_table.py" record "$out" "$tool" "$scenario" "$server" "$round" \
-    "$((cpu1 - cpu0))" "$CLK_TCK" "$rss" "$server_busy" "$client_busy" >>"$WORK_DIR/results.tsv" ||
+    "$((cpu1 - cpu0))" "$CLK_TCK" "$rss" "$rcode" "$server_busy" "$client_busy" \
+    >>"$WORK_DIR/results.tsv" ||
     die "could not read the $tool output $out"
 }
 
@@ -484,6 +542,8 @@ measure_server() {
       run_load static "$server" loadgen "$round"
       run_load static "$server" dnsperf "$round"
       run_load tcp "$server" dnsperf-tcp "$round"
+      run_load nxdomain "$server" loadgen "$round"
+      run_load nxdomain "$server" dnsperf "$round"
       ;;
     noop)
       run_load steered "$server" loadgen "$round"
@@ -491,14 +551,19 @@ measure_server() {
       run_load steered "$server" dnsperf "$round"
       run_load static "$server" loadgen "$round"
       run_load static "$server" dnsperf "$round"
+      run_load nxdomain "$server" loadgen "$round"
+      run_load nxdomain "$server" dnsperf "$round"
       ;;
     nsd | knot)
       run_load static "$server" loadgen "$round"
       run_load static "$server" dnsperf "$round"
+      run_load nxdomain "$server" loadgen "$round"
+      run_load nxdomain "$server" dnsperf "$round"
       ;;
     steerdns-2cores)
       run_load steered "$server" loadgen "$round"
       run_load static "$server" loadgen "$round"
+      run_load nxdomain "$server" loadgen "$round"
       ;;
   esac
   stop_server
@@ -514,6 +579,7 @@ main() {
   mkdir -p "$WORK_DIR/raw"
   CLK_TCK=$(getconf CLK_TCK)
   make_subnets
+  make_nxdomain_queries
   read -r -a PORTS <<<"$(free_ports 8)"
 
   log "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); servers on CPU $SERVER_CPU, load on CPU $CLIENT_CPU"

@@ -2,10 +2,11 @@
 """Results of bench/compare.sh: turn one load-generator output into a results line
 (`record`), and print the per-scenario tables from all of them (`table`).
 
-record OUT TOOL SCENARIO SERVER ROUND CPU_TICKS CLK_TCK RSS_KB SERVER_CORE_PCT CLIENT_CORE_PCT
+record OUT TOOL SCENARIO SERVER ROUND CPU_TICKS CLK_TCK RSS_KB RCODE SERVER_CORE_PCT CLIENT_CORE_PCT
     OUT is loadgen's or cload's JSON line or dnsperf's text summary; the core percentages are
     how busy the server's and the load generator's CPUs were. Prints one tab-separated line.
-    Exits 1 if the output cannot be read or any response was not NOERROR.
+    Exits 1 if the output cannot be read or any response had another rcode than RCODE
+    (NOERROR, or NXDOMAIN for the random-subdomain flood).
 table RESULTS DURATION REPEAT SUBNETS DNSPERF_SUBNET LOAD_DESCRIPTION
     Medians over rounds per (scenario, server, tool); ratios of qps to gdnsd and to the
     no-op responder with the same tool in the same scenario. A row whose client core was
@@ -33,14 +34,14 @@ def fail(message):
     sys.exit(1)
 
 
-def parse_loadgen(text):
+def parse_loadgen(text, rcode):
     line = next((l for l in text.splitlines() if l.startswith("{")), None)
     if line is None:
         fail("no JSON line in loadgen output")
     j = json.loads(line)
-    other = {k: v for k, v in j["rcodes"].items() if k != "NOERROR"}
+    other = {k: v for k, v in j["rcodes"].items() if k != rcode}
     if other:
-        fail(f"responses other than NOERROR: {other}")
+        fail(f"responses other than {rcode}: {other}")
     if j.get("truncated"):
         fail(f"{j['truncated']} responses with TC set (rate limiting?); none are expected")
     lat = j["latency_us"]
@@ -48,15 +49,15 @@ def parse_loadgen(text):
                 avg_ms=lat["avg"] / 1e3, p50_ms=lat["p50"] / 1e3, p99_ms=lat["p99"] / 1e3)
 
 
-def parse_dnsperf(text):
+def parse_dnsperf(text, rcode):
     def num(pattern):
         m = re.search(pattern, text)
         if not m:
             fail(f"no {pattern!r} in dnsperf output")
         return float(m.group(1))
     rcodes = re.search(r"Response codes:\s*(.*)", text)
-    if not rcodes or not re.fullmatch(r"NOERROR \d+ \(100\.00%\)", rcodes.group(1).strip()):
-        fail(f"responses other than NOERROR: {rcodes.group(1) if rcodes else 'none'}")
+    if not rcodes or not re.fullmatch(rf"{rcode} \d+ \(100\.00%\)", rcodes.group(1).strip()):
+        fail(f"responses other than {rcode}: {rcodes.group(1) if rcodes else 'none'}")
     return dict(qps=num(r"Queries per second:\s*([\d.]+)"),
                 completed=int(num(r"Queries completed:\s*(\d+)")),
                 sent=int(num(r"Queries sent:\s*(\d+)")),
@@ -65,11 +66,17 @@ def parse_dnsperf(text):
                 p50_ms=NONE, p99_ms=NONE)
 
 
-def record(out, tool, scenario, server, rnd, ticks, clk_tck, rss_kb, server_pct, client_pct):
+def record(out, tool, scenario, server, rnd, ticks, clk_tck, rss_kb, rcode, server_pct,
+           client_pct):
+    if not re.fullmatch(r"[A-Z]+", rcode):
+        fail(f"not an rcode name: {rcode!r}")
     with open(out, encoding="utf-8", errors="replace") as f:
         text = f.read()
     # loadgen and cload print the same JSON fields.
-    r = parse_loadgen(text) if tool in ("loadgen", "cload") else parse_dnsperf(text)
+    if tool in ("loadgen", "cload"):
+        r = parse_loadgen(text, rcode)
+    else:
+        r = parse_dnsperf(text, rcode)
     cpu_us = int(ticks) * 1e6 / int(clk_tck)
     r["cpu_us_per_q"] = cpu_us / r["completed"] if r["completed"] else NONE
     r.update(scenario=scenario, server=server, tool=tool, round=rnd, rss_kb=int(rss_kb),
@@ -104,9 +111,11 @@ def table(path, duration, repeat, subnets, dnsperf_subnet, load):
                    f"subnets (real GeoLite2-City); dnsperf: fixed ECS {dnsperf_subnet}",
         "static": "static: A queries for 15 static names, EDNS0 without ECS",
         "tcp": f"tcp: dnsperf -m tcp, steered queries, fixed ECS {dnsperf_subnet}",
+        "nxdomain": "nxdomain: random-subdomain flood, A queries for random names under "
+                    "example.com, EDNS0 without ECS; NXDOMAIN with the SOA (no-op: echoed)",
     }
     flagged_any = [False]
-    for scenario in ["steered", "static", "tcp"]:
+    for scenario in ["steered", "static", "tcp", "nxdomain"]:
         keys = [k for k in runs if k[0] == scenario]
         if not keys:
             continue
@@ -148,7 +157,7 @@ def table(path, duration, repeat, subnets, dnsperf_subnet, load):
 
 
 def main(argv):
-    if len(argv) == 12 and argv[1] == "record":
+    if len(argv) == 13 and argv[1] == "record":
         record(*argv[2:])
     elif len(argv) == 8 and argv[1] == "table":
         table(*argv[2:])

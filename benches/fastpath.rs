@@ -1,5 +1,7 @@
 //! `cargo bench --bench fastpath`: one UDP query answered by the fast path (pre-rendered
-//! reply) and by the full path (hickory-proto parse, handler, encode), on the embedded demo.
+//! reply) and by the full path (hickory-proto parse, handler, encode), on the embedded demo:
+//! a steered name, a static record, and the negative answers a random-subdomain flood and a
+//! missing type get (NXDOMAIN, NODATA, each with the zone's SOA).
 //! The difference is what the fast path saves per query in user space; the kernel's share of a
 //! real query is measured by `bench/compare.sh`. The `no-ecs` cases show what the resolver
 //! map costs a query without ECS: nothing while it is empty, one hash lookup once it has
@@ -27,6 +29,15 @@ const STATIC: &[u8] = b"\x12\x35\x00\x00\x00\x01\x00\x00\x00\x00\x00\x01\
 \x04mail\x07example\x03com\x00\x00\x01\x00\x01\
 \x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00";
 
+/// `q7x9zk2m.example.com A`, EDNS 1232: a random name under the zone, NXDOMAIN with the SOA.
+const NXDOMAIN: &[u8] = b"\x12\x37\x00\x00\x00\x01\x00\x00\x00\x00\x00\x01\
+\x08q7x9zk2m\x07example\x03com\x00\x00\x01\x00\x01\
+\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00";
+/// `mail.example.com AAAA`, EDNS 1232: a name without records of the type, NODATA.
+const NODATA: &[u8] = b"\x12\x38\x00\x00\x00\x01\x00\x00\x00\x00\x00\x01\
+\x04mail\x07example\x03com\x00\x00\x1c\x00\x01\
+\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00";
+
 fn paths(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let mut config = steerdns::demo::config();
@@ -44,6 +55,8 @@ fn paths(c: &mut Criterion) {
         ("steered", STEERED),
         ("static", STATIC),
         ("no-ecs/empty-map", NO_ECS),
+        ("nxdomain", NXDOMAIN),
+        ("nodata", NODATA),
     ] {
         assert!(
             fast::answer(&snapshot, query, from, &mut out).is_some(),

@@ -127,6 +127,8 @@ pub struct Snapshot {
     pub steered_by_key: NameMap<(Arc<Steered>, bool)>,
     /// Ancestors of steered names inside their zone: they exist (NODATA, not NXDOMAIN).
     pub steered_parents: HashSet<LowerName>,
+    /// The same ancestors keyed by lower-cased wire name, for the fast path's NODATA.
+    pub steered_parents_by_key: NameMap<()>,
     pub health: Arc<HealthView>,
     pub perf: Arc<PerfView>,
     pub settings: DnsSettings,
@@ -211,6 +213,10 @@ impl Snapshot {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let parents_by_key = parents
+            .iter()
+            .map(|p| (name_key(&p.into()).into_boxed_slice(), ()))
+            .collect();
         Ok(Snapshot {
             generation,
             zones,
@@ -218,6 +224,7 @@ impl Snapshot {
             steered: by_name,
             steered_by_key: by_key,
             steered_parents: parents,
+            steered_parents_by_key: parents_by_key,
             health,
             perf,
             settings,

@@ -14,6 +14,10 @@ use hickory_proto::serialize::txt::Parser;
 
 use crate::wire::{AnswerIndex, RenderedRrs};
 
+mod names;
+
+pub use names::{Absence, NameIndex, NegativeSoa};
+
 /// The first label of `_explain.<steered name>`, which the DNS layer answers itself.
 pub const EXPLAIN_LABEL: &[u8] = b"_explain";
 
@@ -338,6 +342,8 @@ pub struct Zones {
     /// Every (name, type) that [`Zone::lookup`] answers with records of its own, pre-rendered
     /// for the UDP fast path. Built once per load: zones never change in place.
     answers: AnswerIndex,
+    /// Every name held, for the fast path's negative answers; built with `answers`.
+    names: NameIndex,
 }
 
 impl Zones {
@@ -354,8 +360,10 @@ impl Zones {
         let mut zones = Self {
             zones,
             answers: AnswerIndex::default(),
+            names: NameIndex::default(),
         };
         zones.answers = zones.render_answers()?;
+        zones.names = NameIndex::build(&zones);
         Ok(zones)
     }
 
@@ -389,6 +397,11 @@ impl Zones {
     /// Pre-rendered static answers, for the UDP fast path.
     pub fn answers(&self) -> &AnswerIndex {
         &self.answers
+    }
+
+    /// The names held and the negative SOAs, for the UDP fast path.
+    pub fn names(&self) -> &NameIndex {
+        &self.names
     }
 
     /// The most specific zone containing `name`.

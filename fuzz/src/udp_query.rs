@@ -1,5 +1,6 @@
 //! Target `udp_query`: one datagram in, the replies of both UDP paths (and of the TCP path)
-//! out, against the demo with extra TXT RRsets sized to truncate at different points.
+//! out, against the demo with extra TXT RRsets sized to truncate at different points, empty
+//! non-terminals, a wildcard and an alias, and a second zone with a mixed-case SOA.
 //!
 //! Invariants, from two sources (127.0.0.1 and ::1):
 //! - nothing panics;
@@ -12,7 +13,8 @@
 //! - wherever the fast path answers, the full path answers too, with a reply of the same
 //!   meaning (as `tests/it/fastpath.rs` judges it: header, question, records with owners
 //!   compared case-insensitively, EDNS, the TC flag) and no larger, so the full path never
-//!   truncates what the fast path fits.
+//!   truncates what the fast path fits; a negative reply (NXDOMAIN, NODATA) is the same to the
+//!   byte.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
@@ -30,6 +32,23 @@ const TRUNCATION_RRSETS: &[(&str, usize, usize)] = &[
     ("trio", 3, 150),
     ("five", 5, 100),
     ("eight", 8, 60),
+];
+
+/// What negative answers must respect: empty non-terminals (`b.c`, `c`), a wildcard, an
+/// alias (as in `tests/it/fastpath.rs`).
+const NEGATIVE_RECORDS: &[&str] = &[
+    "a.b.c 300 IN TXT \"deep\"",
+    "*.wild 300 IN A 192.0.2.99",
+    "alias 300 IN CNAME mail.example.com.",
+];
+
+/// A second zone spelling its SOA names in mixed case: the SOA's compression against the
+/// question depends on how both are spelled.
+const SECOND_ZONE: &[&str] = &[
+    "@ 600 IN SOA NS1.Steerdns.TEST. Hostmaster.steerdns.test. 7 3600 600 86400 120",
+    "@ 600 IN NS NS1.Steerdns.TEST.",
+    "ns1 600 IN A 192.0.2.7",
+    "x.y 600 IN TXT \"ent\"",
 ];
 
 struct Dns {
@@ -50,6 +69,14 @@ static DNS: LazyLock<Dns> = LazyLock::new(|| {
                 .push(format!("{owner} 300 IN TXT \"{text}\""));
         }
     }
+    config.zones[0]
+        .records
+        .extend(NEGATIVE_RECORDS.iter().map(|r| r.to_string()));
+    config.zones.push(steerdns::config::ZoneConfig {
+        origin: "steerdns.test".into(),
+        file: None,
+        records: SECOND_ZONE.iter().map(|r| r.to_string()).collect(),
+    });
     let snapshot = steerdns::control::build_snapshot(&config, 1).expect("the demo loads");
     let published = Arc::new(Published::new(snapshot));
     Dns {
@@ -88,13 +115,25 @@ pub fn check(data: &[u8]) {
             );
             continue;
         }
-        let udp = udp.map(|r| checked(&r, data, udp_limit, question.as_deref(), "full UDP"));
+        let udp_bytes = udp;
+        let udp = udp_bytes
+            .as_ref()
+            .map(|r| checked(r, data, udp_limit, question.as_deref(), "full UDP"));
         if let Some(tcp) = &tcp {
             checked(tcp, data, 65_535, question.as_deref(), "TCP");
         }
-        if let Some(fast) = fast {
-            let fast = checked(fast, data, udp_limit, question.as_deref(), "fast");
+        if let Some(fast_bytes) = fast {
+            let fast = checked(fast_bytes, data, udp_limit, question.as_deref(), "fast");
             let (udp, udp_len) = udp.expect("the full path answers what the fast path answers");
+            // Negative answers (no answer records) are written alike to the byte, the SOA's
+            // name compression included.
+            if fast.0.answers.is_empty() {
+                assert_eq!(
+                    Some(fast_bytes),
+                    udp_bytes.as_deref(),
+                    "the paths' negative replies differ"
+                );
+            }
             // The full path may compress names inside records (an MX exchange against the
             // question) that the fast path's pre-rendered records spell out, never the other
             // way: so whatever the fast path fits, the full path fits whole too.

@@ -88,6 +88,16 @@ fn udp_queries() {
         ("duo.example.com.", RecordType::TXT),
         ("eight.example.com.", RecordType::TXT),
         ("example.com.", RecordType::AXFR),
+        // Negative answers on the fast path: random names, mixed case, empty non-terminals,
+        // a wildcard, the apex, a name spelled like the SOA's RNAME, the second zone.
+        ("q7x9zk2m.example.com.", RecordType::A),
+        ("Q7x9Zk2M.ExAmple.CoM.", RecordType::AAAA),
+        ("b.c.example.com.", RecordType::A),
+        ("x.wild.example.com.", RecordType::A),
+        ("example.com.", RecordType::AAAA),
+        ("hostmaster.example.com.", RecordType::A),
+        ("ns1.steerdns.test.", RecordType::TXT),
+        ("nope.STEERDNS.test.", RecordType::A),
     ];
     for (i, (qname, qtype)) in questions.iter().enumerate() {
         let id = 0x1000 + i as u16;
@@ -112,7 +122,7 @@ fn udp_queries() {
             EdnsOption::Subnet(ClientSubnet::from_str("2a02:d180::/56").unwrap()),
         ),
     );
-    // NSID forces the full path (the fast path leaves unknown options to it).
+    // NSID, which neither path answers with an NSID of its own.
     add(
         "duo-nsid".into(),
         option(

@@ -22,11 +22,11 @@
 //! - `init` answers the RUM zone's nonce names and logs who asked (full path only: they are
 //!   never in the fast path's tables).
 //!
-//! Per query: one lock-free snapshot load (per batch on UDP), a hash lookup of the name, for
-//! steered names one binary search in the table's precomputed runs (a GeoIP tree walk where
-//! they do not describe the address; see `decision`) and a table index (and, for a query
-//! without ECS while the resolver map has entries, one hash lookup). No I/O besides the
-//! reply, no locks.
+//! Per query: one lock-free snapshot load (per batch on UDP), a hash lookup of the name (for a
+//! negative answer, one more per label up to the closest name the zones hold), for steered
+//! names one binary search in the table's precomputed runs (a GeoIP tree walk where they do
+//! not describe the address; see `decision`) and a table index (and, for a query without ECS
+//! while the resolver map has entries, one hash lookup). No I/O besides the reply, no locks.
 
 pub mod answer;
 pub mod batch;

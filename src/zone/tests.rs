@@ -157,3 +157,49 @@ fn steerable_names() {
     );
     z.check_steerable(&n("x.y.example.com.")).unwrap();
 }
+
+/// The fast path's name index: zone, existence and what makes the full path answer instead.
+#[test]
+fn name_index_finds_closest_enclosers() {
+    let zones = Zones::new(vec![zone()]).unwrap();
+    let names = zones.names();
+    let key = |s: &str| crate::wire::name_key(&Name::from_ascii(s).unwrap());
+    let absence = |s: &str| names.absence(&key(s)).map(|a| (a.exists, a.wildcard));
+    assert_eq!(absence("nope.example.com."), Some((false, false)));
+    assert_eq!(absence("x.y.a.b.c.example.com."), Some((false, false)));
+    assert_eq!(absence("b.c.example.com."), Some((true, false)));
+    assert_eq!(absence("example.com."), Some((true, false)));
+    assert_eq!(absence("x.alias.example.com."), Some((false, false)));
+    // Referrals, aliases, other zones: the full path's.
+    assert_eq!(absence("sub.example.com."), None);
+    assert_eq!(absence("ns.sub.example.com."), None);
+    assert_eq!(absence("x.y.sub.example.com."), None);
+    assert_eq!(absence("alias.example.com."), None);
+    assert_eq!(absence("example.org."), None);
+    assert_eq!(absence("com."), None);
+    let soa = names.absence(&key("nope.example.com.")).unwrap().soa;
+    assert_eq!(&*soa.owner_key, b"\x07example\x03com\x00");
+    assert_eq!(&*soa.mname, b"\x03ns1\x07example\x03com");
+    // TTL min(300, 60), then SERIAL 1 ... MINIMUM 60.
+    assert_eq!(soa.head, [0, 6, 0, 1, 0, 0, 0, 60]);
+    assert_eq!(soa.tail[..4], [0, 0, 0, 1]);
+
+    let wild = Zone::parse(
+        "example.com",
+        &[ZoneText {
+            source_name: "wild".into(),
+            text: format!("{ZONE}*.w IN A 192.0.2.9\n"),
+        }],
+    )
+    .unwrap();
+    let zones = Zones::new(vec![wild]).unwrap();
+    let wildcard = |s: &str| {
+        zones
+            .names()
+            .absence(&key(s))
+            .map(|a| (a.exists, a.wildcard))
+    };
+    assert_eq!(wildcard("x.w.example.com."), Some((false, true)));
+    assert_eq!(wildcard("w.example.com."), Some((true, false)));
+    assert_eq!(wildcard("x.nope.example.com."), Some((false, false)));
+}

@@ -263,7 +263,7 @@ async fn fast_path_answers_exactly_as_the_full_path() {
     running.shutdown().await;
 }
 
-/// Over real UDP: steered and static queries take the fast path, everything else the full
+/// Over real UDP: steered, static and negative queries take the fast path, a referral the full
 /// path, and `/metrics` says so.
 #[tokio::test]
 async fn common_queries_take_the_fast_path_over_udp() {
@@ -308,7 +308,12 @@ async fn common_queries_take_the_fast_path_over_udp() {
         hickory_proto::op::ResponseCode::NXDomain
     );
     let (fast2, full2) = counts().await;
-    assert_eq!((fast2 - fast1, full2 - full1), (0, 1));
+    assert_eq!((fast2 - fast1, full2 - full1), (1, 0));
+
+    let reply = udp(server, &query("www.sub.example.com.", RecordType::A)).await;
+    assert!(!reply.metadata.authoritative, "a referral");
+    let (fast3, full3) = counts().await;
+    assert_eq!((fast3 - fast2, full3 - full2), (0, 1));
     running.shutdown().await;
 }
 
@@ -407,20 +412,402 @@ async fn fast_and_full_paths_agree_on_truncation() {
         "{fast_answers} {truncated}"
     );
 
-    // The report's case over real UDP: the fast path, and the full path (forced by NSID),
-    // both send the two records in 512 bytes, TC clear.
+    // The report's case over real UDP: the fast path, and the full path (forced by a record
+    // in the query's additional section besides its OPT, which the fast path leaves alone and
+    // the full path ignores), both send the two records in 512 bytes, TC clear.
     let server = v4(&running);
     let plain = with_edns(query("duo.example.com.", RecordType::TXT), 512);
-    let mut nsid = plain.clone();
-    nsid.edns.as_mut().unwrap().options_mut().insert(
-        hickory_proto::rr::rdata::opt::EdnsOption::Unknown(3, Vec::new()),
-    );
-    for (path, q) in [("fast", plain), ("full", nsid)] {
+    let mut extra = plain.clone();
+    extra
+        .additionals
+        .push(hickory_proto::rr::Record::from_rdata(
+            hickory_proto::rr::Name::from_ascii("extra.example.").unwrap(),
+            0,
+            hickory_proto::rr::RData::A(hickory_proto::rr::rdata::A::new(192, 0, 2, 1)),
+        ));
+    let mut buf = [0u8; 4096];
+    assert!(fast::answer(&snapshot, &encode(&plain), from, &mut buf).is_some());
+    assert!(fast::answer(&snapshot, &encode(&extra), from, &mut buf).is_none());
+    for (path, q) in [("fast", plain), ("full", extra)] {
         let bytes = udp_raw_reply(server, &q).await;
         let reply = decode(&bytes);
         assert_eq!(bytes.len(), 512, "{path}");
         assert_eq!(reply.answers.len(), 2, "{path}");
         assert!(!reply.metadata.truncation, "{path}");
     }
+    running.shutdown().await;
+}
+
+/// The demo zone plus what negative answers must respect: an empty non-terminal chain
+/// (`b.c`, `c`), a wildcard, an alias, a second delegation whose child zone we also serve
+/// (`kid`), and a host named like the SOA's RNAME (its NXDOMAIN compresses onto the question).
+const NEGATIVE_EXTRA: &str = "\
+a.b.c 300 IN TXT \"deep\"
+*.wild 300 IN A 192.0.2.99
+alias 300 IN CNAME mail.example.com.
+kid 300 IN NS ns1.example.com.
+";
+
+/// A second zone spelling its SOA names in mixed case, and the child zone `kid`.
+const NEGATIVE_ZONES: &str = r#"
+[[zone]]
+origin = "steerdns.test"
+records = [
+  "@ 600 IN SOA NS1.Steerdns.TEST. Hostmaster.steerdns.test. 7 3600 600 86400 120",
+  "@ 600 IN NS NS1.Steerdns.TEST.",
+  "ns1 600 IN A 192.0.2.7",
+  "x.y 600 IN TXT \"ent\"",
+]
+
+[[zone]]
+origin = "kid.example.com"
+records = [
+  "@ 300 IN SOA ns1.example.com. hostmaster.example.com. 1 3600 600 86400 5",
+  "@ 300 IN NS ns1.example.com.",
+  "www 300 IN A 192.0.2.8",
+]
+
+[rum]
+secret_file = "rum.secret"
+zone = "init.example.com"
+init_addresses = ["127.0.0.1"]
+
+[[rum.target]]
+id = "cdn-a"
+small = "https://cdn-a.example.net/rum/test.gif"
+"#;
+
+/// The config for the negative-answer tests: the demo policies, one steered name two labels
+/// below a name that does not exist (`cdn.example.com` exists only as its ancestor), explain
+/// names on, the RUM zone `init.example.com`.
+fn negative_config(dir: &TempDir) -> std::path::PathBuf {
+    let edge = POP_POLICY.replace(
+        "name = \"pop.example.com\"",
+        "name = \"edge.cdn.example.com\"",
+    );
+    assert_ne!(edge, POP_POLICY);
+    let mut policies = demo_policies();
+    policies.push(("edge.cdn.example.com.toml", &edge));
+    let zone = format!("{DEMO_ZONE}{NEGATIVE_EXTRA}");
+    let path = write_config_with(dir, &zone, &policies, "explain_names = true");
+    dir.write("rum.secret", "fast-path-negative-test-secret-0123456789\n");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(NEGATIVE_ZONES);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Labels a random-subdomain flood would send: letters, digits and hyphens, 1 to 40 long, in
+/// random case (a fixed seed, so a failure repeats).
+fn random_labels(count: usize) -> Vec<String> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-";
+    (0..count)
+        .map(|_| {
+            let len = 1 + (next() % 40) as usize;
+            let mut label: String = (0..len)
+                .map(|_| char::from(CHARS[(next() % CHARS.len() as u64) as usize]))
+                .collect();
+            // A label may not start with a hyphen in zone files; on the wire it may, but keep
+            // the flood realistic.
+            if label.starts_with('-') {
+                label.replace_range(..1, "x");
+            }
+            label
+        })
+        .collect()
+}
+
+/// What the fast path must do with a name: answer (with this rcode) or leave it alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    NxDomain,
+    NoData,
+    Declined,
+}
+
+/// (name, types, expectation). Types are those the name has no records of, unless declined.
+fn negative_cases() -> Vec<(String, Vec<RecordType>, Expect)> {
+    use Expect::*;
+    use RecordType as T;
+    let no_a = vec![
+        T::A,
+        T::AAAA,
+        T::MX,
+        T::TXT,
+        T::NS,
+        T::SOA,
+        T::DS,
+        T::CNAME,
+        T::HTTPS,
+    ];
+    let mut cases: Vec<(String, Vec<RecordType>, Expect)> = vec![
+        ("nope.example.com.".into(), no_a.clone(), NxDomain),
+        (
+            "a.b.c.d.e.f.g.h.i.j.example.com.".into(),
+            no_a.clone(),
+            NxDomain,
+        ),
+        ("x.a.b.c.example.com.".into(), no_a.clone(), NxDomain),
+        ("hostmaster.example.com.".into(), no_a.clone(), NxDomain),
+        ("x.alias.example.com.".into(), no_a.clone(), NxDomain),
+        ("x.www.example.com.".into(), no_a.clone(), NxDomain),
+        ("other.cdn.example.com.".into(), no_a.clone(), NxDomain),
+        ("nope.kid.example.com.".into(), no_a.clone(), NxDomain),
+        ("nope.steerdns.test.".into(), no_a.clone(), NxDomain),
+        ("hostmaster.steerdns.test.".into(), no_a.clone(), NxDomain),
+        ("x.ns1.steerdns.test.".into(), no_a.clone(), NxDomain),
+        // Empty non-terminals, and the wildcard's parent.
+        ("b.c.example.com.".into(), no_a.clone(), NoData),
+        ("c.example.com.".into(), no_a.clone(), NoData),
+        ("wild.example.com.".into(), no_a.clone(), NoData),
+        ("y.steerdns.test.".into(), no_a.clone(), NoData),
+        // Names with records, other types (the apex: the SOA's owner is the question).
+        (
+            "a.b.c.example.com.".into(),
+            vec![T::A, T::AAAA, T::MX, T::DS],
+            NoData,
+        ),
+        (
+            "example.com.".into(),
+            vec![T::AAAA, T::SRV, T::DS, T::HTTPS],
+            NoData,
+        ),
+        (
+            "ns1.example.com.".into(),
+            vec![T::TXT, T::MX, T::CNAME],
+            NoData,
+        ),
+        ("ns1.steerdns.test.".into(), vec![T::AAAA, T::TXT], NoData),
+        ("NS1.Steerdns.TEST.".into(), vec![T::AAAA, T::TXT], NoData),
+        ("steerdns.test.".into(), vec![T::A, T::MX], NoData),
+        ("*.wild.example.com.".into(), vec![T::AAAA, T::TXT], NoData),
+        (
+            "kid.example.com.".into(),
+            vec![T::AAAA, T::TXT, T::DS],
+            NoData,
+        ),
+        // An ancestor of a steered name that the zone does not hold.
+        ("cdn.example.com.".into(), no_a.clone(), NoData),
+        // The full path's: referrals, wildcards, aliases, explain and RUM names, steered names
+        // asked other types, ANY, other zones.
+        ("sub.example.com.".into(), no_a.clone(), Declined),
+        ("www.sub.example.com.".into(), no_a.clone(), Declined),
+        ("a.b.sub.example.com.".into(), no_a.clone(), Declined),
+        ("foo.wild.example.com.".into(), no_a.clone(), Declined),
+        ("a.foo.wild.example.com.".into(), no_a.clone(), Declined),
+        (
+            "alias.example.com.".into(),
+            vec![T::A, T::MX, T::TXT],
+            Declined,
+        ),
+        ("_explain.www.example.com.".into(), no_a.clone(), Declined),
+        ("_explain.nope.example.com.".into(), no_a.clone(), Declined),
+        (
+            "0123456789abcdef0123.init.example.com.".into(),
+            no_a.clone(),
+            Declined,
+        ),
+        ("init.example.com.".into(), no_a.clone(), Declined),
+        ("x.y.init.example.com.".into(), no_a.clone(), Declined),
+        ("www.example.com.".into(), vec![T::MX, T::TXT], Declined),
+        (
+            "nope.example.com.".into(),
+            vec![T::ANY, T::AXFR, T::IXFR],
+            Declined,
+        ),
+        ("example.com.".into(), vec![T::ANY], Declined),
+        ("example.org.".into(), no_a.clone(), Declined),
+    ];
+    // More labels than the encoder remembers (64): the zone's own labels are not among them,
+    // so the SOA's owner cannot point into the question.
+    cases.push((
+        format!("{}example.com.", "a.".repeat(70)),
+        no_a.clone(),
+        NxDomain,
+    ));
+    cases.push((
+        format!("{}example.com.", "x.".repeat(62)),
+        no_a.clone(),
+        NxDomain,
+    ));
+    for (i, label) in random_labels(60).into_iter().enumerate() {
+        let name = match i % 4 {
+            0 => format!("{label}.example.com."),
+            1 => format!("{label}.ExAmple.COM."),
+            2 => format!("{label}.{label}.steerdns.test."),
+            _ => format!("{label}.kid.example.com."),
+        };
+        cases.push((name, vec![T::A, T::AAAA], NxDomain));
+    }
+    cases
+}
+
+/// Variants of one question: plain, EDNS (sizes, DO, CD, RD), ECS, NSID, a cookie, 0x20 case.
+fn negative_variants(name: &str, qtype: RecordType, seed: usize) -> Vec<Message> {
+    use hickory_proto::rr::rdata::opt::EdnsOption;
+    let spelled = if seed.is_multiple_of(2) {
+        name.to_owned()
+    } else {
+        mixed_case(name, seed)
+    };
+    let mut out = vec![query(&spelled, qtype)];
+    for (i, payload) in [512u16, 1232, 4096, 100].into_iter().enumerate() {
+        let mut m = with_edns(query(&spelled, qtype), payload);
+        m.metadata.recursion_desired = i % 2 == 0;
+        m.metadata.checking_disabled = i % 3 == 0;
+        m.edns.as_mut().unwrap().set_dnssec_ok(i % 2 == 1);
+        out.push(m);
+    }
+    out.push(ecs_query(&spelled, qtype, "81.2.69.0/24"));
+    out.push(ecs_query(&spelled, qtype, "2a02:d180::/56"));
+    let mut nsid = with_edns(query(&spelled, qtype), 1232);
+    nsid.edns
+        .as_mut()
+        .unwrap()
+        .options_mut()
+        .insert(EdnsOption::Unknown(3, Vec::new()));
+    out.push(nsid);
+    let mut nsid_ecs = ecs_query(&spelled, qtype, "149.101.100.0/24");
+    nsid_ecs
+        .edns
+        .as_mut()
+        .unwrap()
+        .options_mut()
+        .insert(EdnsOption::Unknown(3, Vec::new()));
+    out.push(nsid_ecs);
+    let mut cookie = with_edns(query(&spelled, qtype), 1232);
+    cookie
+        .edns
+        .as_mut()
+        .unwrap()
+        .options_mut()
+        .insert(EdnsOption::Unknown(10, vec![1, 2, 3, 4, 5, 6, 7, 8]));
+    out.push(cookie);
+    out
+}
+
+/// NXDOMAIN and NODATA: wherever the fast path answers, its reply is the full path's byte for
+/// byte (SOA compression included, for every spelling of the question); it answers every
+/// negative question it should, whatever the EDNS variant, and declines the rest.
+#[tokio::test]
+async fn negative_answers_are_fast_and_the_full_paths_byte_for_byte() {
+    let dir = TempDir::new("fast-negative");
+    let running = start_file(&negative_config(&dir)).await;
+    let snapshot = running.published.load_full();
+    assert!(snapshot.rum.is_some(), "the RUM zone is configured");
+    let handler = Handler::new(running.published.clone());
+    let from: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let mut buf = [0u8; 4096];
+    let (mut answered, mut compared_with_compression) = (0, 0);
+    for (n, (name, types, expect)) in negative_cases().iter().enumerate() {
+        for qtype in types {
+            for (v, message) in negative_variants(name, *qtype, n).iter().enumerate() {
+                let raw = encode(message);
+                let ctx = format!("{name} {qtype} variant {v}");
+                let reference = full::respond(&handler, &raw, from).expect("a full reply");
+                let full_reply = decode(&reference);
+                let fast = fast::answer(&snapshot, &raw, from, &mut buf).map(|len| &buf[..len]);
+                let Some(fast) = fast else {
+                    assert_eq!(*expect, Expect::Declined, "{ctx}: declined");
+                    continue;
+                };
+                assert_ne!(*expect, Expect::Declined, "{ctx}: answered");
+                assert_eq!(fast, &reference[..], "{ctx}: bytes");
+                let rcode = full_reply.metadata.response_code;
+                let want = match expect {
+                    Expect::NxDomain => hickory_proto::op::ResponseCode::NXDomain,
+                    _ => hickory_proto::op::ResponseCode::NoError,
+                };
+                assert_eq!(rcode, want, "{ctx}");
+                assert!(full_reply.answers.is_empty(), "{ctx}");
+                assert_eq!(full_reply.authorities.len(), 1, "{ctx}");
+                assert_eq!(
+                    full_reply.authorities[0].record_type(),
+                    RecordType::SOA,
+                    "{ctx}"
+                );
+                answered += 1;
+                // The SOA's names pointed somewhere other than just past its own owner.
+                compared_with_compression += usize::from(fast.windows(2).any(|w| w[0] >= 0xc0));
+            }
+        }
+    }
+    assert!(answered > 2000, "{answered}");
+    assert!(
+        compared_with_compression > 2000,
+        "{answered} {compared_with_compression}"
+    );
+    running.shutdown().await;
+}
+
+/// Over real UDP: a random-subdomain flood, NODATA and NSID queries are all answered by the
+/// fast path (`/metrics` counts them there), a referral by the full path.
+#[tokio::test]
+async fn negative_and_nsid_queries_take_the_fast_path_over_udp() {
+    use hickory_proto::op::ResponseCode;
+    use hickory_proto::rr::rdata::opt::EdnsOption;
+    let dir = TempDir::new("fast-negative-udp");
+    let path = negative_config(&dir);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[http]\nlisten = \"off\"",
+        "[http]\nlisten = \"127.0.0.1:0\"",
+    );
+    std::fs::write(&path, text).unwrap();
+    let running = start_file(&path).await;
+    let server = v4(&running);
+    let counts = || async {
+        let body = http_request(running.http_addr.unwrap(), "GET", "/metrics", &[], b"")
+            .await
+            .body;
+        let count = |path: &str| -> u64 {
+            let prefix = format!("steerdns_udp_replies_total{{path=\"{path}\"}} ");
+            body.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+        };
+        (count("fast"), count("full"))
+    };
+    let (fast0, full0) = counts().await;
+    let labels = random_labels(20);
+    for label in &labels {
+        let reply = udp(
+            server,
+            &query(&format!("{label}.example.com."), RecordType::A),
+        )
+        .await;
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::NXDomain,
+            "{label}"
+        );
+        assert_eq!(reply.authorities.len(), 1, "{label}");
+    }
+    let reply = udp(server, &query("b.c.example.com.", RecordType::A)).await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert!(reply.answers.is_empty() && reply.authorities.len() == 1);
+    let mut nsid = with_edns(query("mail.example.com.", RecordType::A), 1232);
+    nsid.edns
+        .as_mut()
+        .unwrap()
+        .options_mut()
+        .insert(EdnsOption::Unknown(3, Vec::new()));
+    let reply = udp(server, &nsid).await;
+    assert_eq!(addresses(&reply.answers), ["192.0.2.25"]);
+    assert!(reply.edns.unwrap().option(3.into()).is_none(), "no NSID");
+    let (fast1, full1) = counts().await;
+    assert_eq!((fast1 - fast0, full1 - full0), (22, 0));
+
+    let reply = udp(server, &query("www.sub.example.com.", RecordType::A)).await;
+    assert!(!reply.metadata.authoritative, "a referral");
+    let (fast2, full2) = counts().await;
+    assert_eq!((fast2 - fast1, full2 - full1), (0, 1));
     running.shutdown().await;
 }

@@ -356,13 +356,13 @@ async fn forged_unanswerable_sources_get_no_reply_on_either_path() {
             &["[::]:53", "[::1]:0", "[::ffff:255.255.255.255]:53"],
         ),
     ];
-    // One query for each path: a steered name (fast) and a missing one (full).
+    // One query for each path: a steered name (fast) and one below a delegation (full).
     let fast_query = encode(&ecs_query(
         "www.example.com.",
         RecordType::A,
         "81.2.69.0/24",
     ));
-    let full_query = encode(&query("nope.example.com.", RecordType::A));
+    let full_query = encode(&query("www.sub.example.com.", RecordType::A));
     for (server, sources) in cases {
         for src in sources.iter().map(|s| s.parse::<SocketAddr>().unwrap()) {
             let before = counts().await;

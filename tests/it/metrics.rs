@@ -6,7 +6,6 @@ use std::collections::HashSet;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 
 use super::rum_ingest::{http, rum_config, start_rum};
 use crate::support::*;
@@ -115,19 +114,23 @@ async fn answers_count_by_name_target_type_and_rcode_across_paths_and_edits() {
     let before = metrics().await;
     assert_eq!(sample(&before, www_d), 0, "{before}");
 
-    // Fast path (plain ECS query), full path (NSID makes the fast path decline), TCP.
+    // Fast path (plain ECS query), full path (a record in the additional section besides the
+    // OPT makes the fast path decline; the full path ignores it), TCP.
     let q = ecs_query("www.example.com", RecordType::A, GB);
     assert_eq!(
         cname_targets(&udp(server, &q).await),
         ["cdn-d.example.net."]
     );
-    let mut nsid = ecs_query("www.example.com", RecordType::A, GB);
-    if let Some(edns) = nsid.edns.as_mut() {
-        edns.options_mut()
-            .insert(EdnsOption::Unknown(EdnsCode::NSID.into(), vec![]));
-    }
+    let mut extra = ecs_query("www.example.com", RecordType::A, GB);
+    extra
+        .additionals
+        .push(hickory_proto::rr::Record::from_rdata(
+            hickory_proto::rr::Name::from_ascii("extra.example.").unwrap(),
+            0,
+            hickory_proto::rr::RData::A(hickory_proto::rr::rdata::A::new(192, 0, 2, 1)),
+        ));
     assert_eq!(
-        cname_targets(&udp(server, &nsid).await),
+        cname_targets(&udp(server, &extra).await),
         ["cdn-d.example.net."]
     );
     assert_eq!(

@@ -1,20 +1,22 @@
 //! The UDP fast path: answers the common queries straight from pre-rendered wire bytes.
 //!
-//! Covered: A and AAAA for steered names whose chosen targets have addresses, and any type a
-//! zone holds records for at exactly the question name (see `Zones::answers`). The reply is the
-//! query's header and question, the rendered records, and our OPT record with the ECS option
-//! echoed and its scope filled in: no message object, no name encoding, no allocation. The
-//! decision itself is the same `answer::decide` and `Table::select` the full path uses, with
-//! the same `Asker` (so a resolver the resolver map locates as its users is steered alike).
+//! Covered: A and AAAA for steered names whose chosen targets have addresses, any type a zone
+//! holds records for at exactly the question name (see `Zones::answers`), and the negative
+//! answers (`negative`: NXDOMAIN and NODATA with the zone's SOA). The reply is the query's
+//! header and question, the rendered records, and our OPT record with the ECS option echoed
+//! and its scope filled in: no message object, no name encoding, no allocation. The decision
+//! itself is the same `answer::decide` and `Table::select` the full path uses, with the same
+//! `Asker` (so a resolver the resolver map locates as its users is steered alike).
 //!
 //! Anything else returns `None` and goes to the full path (`handler` on hickory-proto), which
-//! is the reference: CNAME chains, negative answers, referrals, wildcards, explain names, ANY,
-//! errors of every kind (a question with a compression pointer among them: FORMERR there),
-//! responses (dropped there), and replies too large for the client's buffer (which get TC
-//! there). A source the shared rule refuses ([`super::source::answerable`]) gets `None`, and
-//! the full path gives it nothing either.
+//! is the reference: CNAME chains, NODATA for steered names, referrals, wildcards, explain and
+//! RUM zone names, ANY, errors of every kind (a question with a compression pointer among
+//! them: FORMERR there), responses (dropped there), and replies too large for the client's
+//! buffer (which get TC there). A source the shared rule refuses
+//! ([`super::source::answerable`]) gets `None`, and the full path gives it nothing either.
 //! `tests/it/fastpath.rs` checks that both paths give the same answers.
 
+mod negative;
 mod query;
 
 use std::net::SocketAddr;
@@ -47,15 +49,15 @@ pub fn answer(snapshot: &Snapshot, raw: &[u8], from: SocketAddr, out: &mut [u8])
                 steered_parts(snapshot, steered, *aliases_leave, &query, from, &mut parts)?;
             (scope, Some((&**steered, first)))
         }
-        None => {
-            parts[0] = Some(snapshot.zones.answers().get(query.name_type_key())?);
-            (0, None)
-        }
+        None => match snapshot.zones.answers().get(query.name_type_key()) {
+            Some(records) => {
+                parts[0] = Some(records);
+                (0, None)
+            }
+            None => return negative::answer(snapshot, &query, out),
+        },
     };
-    let limit = match &query.edns {
-        None => PLAIN_UDP_LIMIT,
-        Some(edns) => reply_payload(edns.payload, snapshot.settings.max_udp_payload),
-    };
+    let limit = reply_limit(snapshot, &query);
     let out = out.get_mut(..usize::from(limit).min(out.len()))?;
     let len = write_reply(&query, parts.iter().flatten().copied(), scope, limit, out)?;
     // Counted only once the reply is ours: a decline falls to the full path, which counts.
@@ -138,21 +140,40 @@ fn write_reply<'r>(
         w.put(part.bytes())?;
     }
     if let Some(edns) = &query.edns {
-        let ecs_len = edns.ecs.map_or(0, |e| 8 + e.address_bytes.len());
-        // Root owner, OPT, our payload size, extended rcode 0, version 0, DO echoed.
-        w.put(&[0, 0, 41])?;
-        w.put(&payload.to_be_bytes())?;
-        w.put(&[0, 0, if edns.dnssec_ok { 0x80 } else { 0 }, 0])?;
-        w.put(&(ecs_len as u16).to_be_bytes())?;
-        if let Some(ecs) = edns.ecs {
-            w.put(&[0, 8])?;
-            w.put(&((4 + ecs.address_bytes.len()) as u16).to_be_bytes())?;
-            w.put(&ecs.family)?;
-            w.put(&[ecs.source_prefix, scope])?;
-            w.put(ecs.address_bytes)?;
-        }
+        put_opt(&mut w, edns, payload, scope)?;
     }
     Some(w.at)
+}
+
+/// The reply's size limit: 512 without EDNS, else the client's size within ours.
+fn reply_limit(snapshot: &Snapshot, query: &Query<'_>) -> u16 {
+    match &query.edns {
+        None => PLAIN_UDP_LIMIT,
+        Some(edns) => reply_payload(edns.payload, snapshot.settings.max_udp_payload),
+    }
+}
+
+/// Our OPT record's length in bytes.
+fn opt_len(edns: &Edns<'_>) -> usize {
+    11 + edns.ecs.map_or(0, |e| 8 + e.address_bytes.len())
+}
+
+/// Our OPT record: the ECS option echoed with `scope` filled in, no other option.
+fn put_opt(w: &mut Writer<'_>, edns: &Edns<'_>, payload: u16, scope: u8) -> Option<()> {
+    let ecs_len = edns.ecs.map_or(0, |e| 8 + e.address_bytes.len());
+    // Root owner, OPT, our payload size, extended rcode 0, version 0, DO echoed.
+    w.put(&[0, 0, 41])?;
+    w.put(&payload.to_be_bytes())?;
+    w.put(&[0, 0, if edns.dnssec_ok { 0x80 } else { 0 }, 0])?;
+    w.put(&(ecs_len as u16).to_be_bytes())?;
+    if let Some(ecs) = edns.ecs {
+        w.put(&[0, 8])?;
+        w.put(&((4 + ecs.address_bytes.len()) as u16).to_be_bytes())?;
+        w.put(&ecs.family)?;
+        w.put(&[ecs.source_prefix, scope])?;
+        w.put(ecs.address_bytes)?;
+    }
+    Some(())
 }
 
 /// Appends to a fixed buffer; `None` once it is full.

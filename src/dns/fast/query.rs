@@ -2,7 +2,8 @@
 //!
 //! It accepts only the common shape: a query (QR clear, opcode QUERY) with one question of
 //! class IN, no compression in the name, and nothing after it but an optional OPT record of
-//! EDNS version 0 whose options include at most one valid Client Subnet option. Everything
+//! EDNS version 0 whose options include at most one valid Client Subnet option (others, NSID
+//! among them, are skipped). Everything
 //! else, malformed or merely unusual, is `None`: the full path (hickory-proto's parser and the
 //! rules in `handler`) decides what it gets, FORMERR included. So the reader never has to be
 //! right about an error, only about what it accepts.
@@ -14,7 +15,6 @@ use crate::wire::MAX_NAME_LEN;
 const HEADER_LEN: usize = 12;
 const CLASS_IN: u16 = 1;
 const TYPE_OPT: u16 = 41;
-const OPTION_NSID: u16 = 3;
 const OPTION_ECS: u16 = 8;
 
 /// A Client Subnet option as received, validated (RFC 7871 §6, §7.1.1).
@@ -54,6 +54,11 @@ impl Query<'_> {
     /// The lower-cased wire name.
     pub fn name_key(&self) -> &[u8] {
         &self.key[..self.name_len]
+    }
+
+    /// The wire name as received, case and all.
+    pub fn spelled_name(&self) -> &[u8] {
+        &self.question[..self.name_len]
     }
 
     /// The lower-cased wire name followed by the type: the key of static answers.
@@ -143,8 +148,10 @@ fn parse_opt(rr: &[u8]) -> Option<Edns<'_>> {
         let value = rdata.get(at + 4..at + 4 + len)?;
         match code {
             OPTION_ECS if ecs.is_none() => ecs = Some(parse_ecs(value)?),
-            // A second ECS option is ambiguous; NSID is parsed (and so judged) by the full path.
-            OPTION_ECS | OPTION_NSID => return None,
+            // A second ECS option is ambiguous: the full path judges it.
+            OPTION_ECS => return None,
+            // NSID, cookies and the rest: no reply carries them (we have no NSID to give, and
+            // the full path leaves every option but ECS out of its reply too).
             _ => {}
         }
         at += 4 + len;
@@ -285,14 +292,16 @@ mod tests {
             ("ECS /33", ecs(&[0, 1, 33, 0, 1, 2, 3, 4, 5])),
             ("ECS family 3", ecs(&[0, 3, 0, 0])),
             ("ECS empty", ecs(&[])),
-            ("NSID", query(&opt(&[0, 3, 0, 0]))),
             ("option past the end", query(&opt(&[0, 10, 0, 9, 1]))),
         ];
         for (what, raw) in cases {
             assert!(parse(&raw).is_none(), "{what}");
         }
-        // Unknown options (a cookie) are fine, and ECS /0 has no address octets.
+        // Unknown options (a cookie), NSID (empty as RFC 5001 asks, or not) are fine, and
+        // ECS /0 has no address octets.
         assert!(parse(&query(&opt(&[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]))).is_some());
+        assert!(parse(&query(&opt(&[0, 3, 0, 0]))).is_some());
+        assert!(parse(&query(&opt(&[0, 3, 0, 2, 1, 2, 0, 8, 0, 4, 0, 1, 0, 0]))).is_some());
         let zero = ecs(&[0, 2, 0, 0]);
         let q = parse(&zero).unwrap();
         assert_eq!(q.edns.unwrap().ecs.unwrap().source_prefix, 0);
