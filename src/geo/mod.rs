@@ -1,24 +1,34 @@
-//! Where a client address is: continent, country, subdivision, coordinates and ASN.
+//! Where a client address is: continent, country, subdivision and ASN.
 //!
-//! Owns the MaxMind readers (held in memory) and a table of the distinct locations in the City
-//! database, built once at load. Pure after load: `locate` is called once per steered query and
-//! does two tree walks and two hash lookups; it never decodes a record or allocates.
-//! Operator overrides (CIDR → location) are checked first. Also owns the address space as runs
-//! of one location class ([`scope`]), from which ECS scopes wider than one record's network are
-//! computed. May depend on nothing else in the crate.
+//! Owns the MaxMind readers (the database files mapped into memory, [`source`]) and the
+//! distinct location classes of the City database with a map from each record's offset to its
+//! class, built once at load. Pure after load: `locate` is called once per steered query and
+//! does two tree walks, two hash lookups and one binary search for the overrides; it never
+//! decodes a record or allocates. Only what decisions read is kept per record (the class, for
+//! the ASN database the number); explanations decode city and coordinates on demand.
+//! Operator overrides (CIDR → location) are checked first ([`overrides`]). Also owns the
+//! address space as runs of one location class ([`scope`]), from which ECS scopes wider than
+//! one record's network are computed. May depend on nothing else in the crate.
 
 pub mod iso;
 mod location;
+mod overrides;
+mod record;
 mod scope;
+mod source;
 
 pub use location::{Continent, LocId, Location};
 pub use scope::ScopeIndex;
+pub use source::{DbBytes, DbSource};
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
+use overrides::OverrideIndex;
+use record::{AsnRecord, CityRecord};
 use scope::{NOT_LOCATED, OPAQUE, Runs, RunsBuilder};
 
 use ipnet::IpNet;
@@ -32,39 +42,6 @@ pub struct Override {
     pub location: Location,
     /// When set, also replaces the ASN database's answer.
     pub asn: Option<u32>,
-}
-
-/// Where a database comes from: a file the operator named, or bytes bundled in the binary.
-#[derive(Debug, Clone)]
-pub enum DbSource {
-    File(PathBuf),
-    Bundled {
-        name: &'static str,
-        bytes: &'static [u8],
-    },
-}
-
-impl DbSource {
-    fn describe(&self) -> String {
-        match self {
-            DbSource::File(path) => path.display().to_string(),
-            DbSource::Bundled { name, .. } => format!("bundled {name}"),
-        }
-    }
-
-    fn load(&self) -> Result<Reader<Vec<u8>>, GeoError> {
-        let bytes = match self {
-            DbSource::File(path) => std::fs::read(path).map_err(|e| GeoError::Read {
-                db: self.describe(),
-                reason: e.to_string(),
-            })?,
-            DbSource::Bundled { bytes, .. } => bytes.to_vec(),
-        };
-        Reader::from_source(bytes).map_err(|e| GeoError::Invalid {
-            db: self.describe(),
-            reason: e.to_string(),
-        })
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,24 +68,23 @@ pub struct Located {
     pub asn_prefix: u8,
 }
 
-/// The GeoIP databases in memory plus the location table derived from the City database.
+/// The GeoIP databases (mapped) plus the location classes derived from the City database.
 pub struct GeoDb {
-    city: Reader<Vec<u8>>,
-    asn: Option<Reader<Vec<u8>>>,
+    city: Reader<DbBytes>,
+    asn: Option<Reader<DbBytes>>,
     city_name: String,
     asn_name: Option<String>,
-    locations: Vec<Location>,
-    loc_by_offset: HashMap<usize, LocId>,
-    asn_by_offset: HashMap<usize, u32>,
-    /// Distinct (continent, country, subdivision): all a policy can tell apart. Decision
-    /// tables are indexed by class, which keeps them small on real databases.
+    /// Distinct data records of the City database (for metrics).
+    records: usize,
+    /// Data-section offset of a City record → its class. The only per-record state kept.
+    loc_by_offset: OffsetMap<LocId>,
+    asn_by_offset: OffsetMap<u32>,
+    /// Distinct (continent, country, subdivision): all a policy can tell apart. `LocId` and
+    /// `ClassId` index this; decision tables are indexed by class, which keeps them small.
     classes: Vec<Location>,
-    /// Indexed by `LocId`.
-    class_of: Vec<ClassId>,
     /// Per class: a dense number for its (continent, country), for compiles that need no more.
     country_of_class: Vec<u32>,
-    /// Longest prefix first; their locations are at the end of `locations`.
-    overrides: Vec<(IpNet, LocId, Option<u32>)>,
+    overrides: OverrideIndex,
     /// The address space as runs of one class (overrides painted in), per family.
     runs_v4: Runs<u32>,
     runs_v6: Runs<u128>,
@@ -119,12 +95,35 @@ pub struct GeoDb {
     scope_cache: Mutex<HashMap<Box<[u32]>, Weak<ScopeIndex>>>,
 }
 
+/// Data-section offsets are already well spread: a multiply-shift hash is enough, and much
+/// cheaper per query than SipHash.
+#[derive(Default)]
+struct OffsetHasher(u64);
+
+impl Hasher for OffsetHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.0 = u64::from(x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type OffsetMap<V> = HashMap<u32, V, BuildHasherDefault<OffsetHasher>>;
+
 impl std::fmt::Debug for GeoDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GeoDb")
             .field("city", &self.city_name)
             .field("asn", &self.asn_name)
-            .field("locations", &self.locations.len())
+            .field("records", &self.records)
+            .field("classes", &self.classes.len())
+            .field("overrides", &self.overrides.len())
             .field("runs", &(self.runs_v4.len(), self.runs_v6.len()))
             .finish()
     }
@@ -132,7 +131,7 @@ impl std::fmt::Debug for GeoDb {
 
 impl GeoDb {
     /// Load the City (or Country) database and, optionally, the ASN database, and index every
-    /// distinct location once so queries never decode records.
+    /// distinct record once so queries never decode records.
     pub fn load(
         city: &DbSource,
         asn: Option<&DbSource>,
@@ -149,42 +148,24 @@ impl GeoDb {
             });
         }
         let CityIndex {
-            mut locations,
+            records,
             loc_by_offset,
             mut classes,
             runs_v4,
             runs_v6,
         } = index_city(&city, &city_name)?;
         let mapped_v4 = mapped_is_v4(&city, &runs_v6);
-        let mut sorted: Vec<&Override> = overrides.iter().collect();
-        sorted.sort_by_key(|o| std::cmp::Reverse(o.net.prefix_len()));
-        let overrides: Vec<(IpNet, LocId, Option<u32>)> = sorted
-            .into_iter()
-            .map(|o| {
-                locations.push(o.location.clone());
-                classes.add(&o.location);
-                (o.net, LocId::new(locations.len() - 1), o.asn)
-            })
-            .collect();
-        // Painted in `locate`'s order of precedence: the first override that holds wins.
-        let mut layer_v4 = Vec::new();
-        let mut layer_v6 = Vec::new();
-        for (net, loc, _) in &overrides {
-            let label = classes.class_of[loc.index()].0;
-            match net {
-                IpNet::V4(n) => {
-                    layer_v4.push((u32::from(n.network()), u32::from(n.broadcast()), label));
-                }
-                IpNet::V6(n) => {
-                    layer_v6.push((u128::from(n.network()), u128::from(n.broadcast()), label));
-                }
-            }
-        }
-        let runs_v4 = runs_v4.overlay(&layer_v4);
-        let runs_v6 = runs_v6.overlay(&layer_v6);
+        let overrides = OverrideIndex::new(
+            overrides
+                .iter()
+                .map(|o| (o.net, classes.add(&o.location), o.asn)),
+        );
+        let class_label = |entry: u32| overrides.label(entry);
+        let runs_v4 = runs_v4.overlay(&overrides.v4, class_label);
+        let runs_v6 = runs_v6.overlay(&overrides.v6, class_label);
 
         let (asn, asn_name, asn_by_offset) = match asn {
-            None => (None, None, HashMap::new()),
+            None => (None, None, OffsetMap::default()),
             Some(source) => {
                 let name = source.describe();
                 let reader = source.load()?;
@@ -201,10 +182,10 @@ impl GeoDb {
             }
         };
 
-        let country_of_class = number_countries(&classes.classes);
+        let classes = classes.classes;
+        let country_of_class = number_countries(&classes);
         Ok(Self {
-            classes: classes.classes,
-            class_of: classes.class_of,
+            classes,
             country_of_class,
             runs_v4,
             runs_v6,
@@ -214,20 +195,21 @@ impl GeoDb {
             asn,
             city_name,
             asn_name,
-            locations,
+            records,
             loc_by_offset,
             asn_by_offset,
             overrides,
         })
     }
 
-    /// Every distinct location in the City database; `LocId` indexes this slice.
-    pub fn locations(&self) -> &[Location] {
-        &self.locations
+    /// Distinct data records of the City database.
+    pub fn records(&self) -> usize {
+        self.records
     }
 
+    /// The class of a location found by [`GeoDb::locate`].
     pub fn location(&self, id: LocId) -> &Location {
-        &self.locations[id.index()]
+        &self.classes[id.index()]
     }
 
     /// Every distinct location class; `ClassId` indexes this slice.
@@ -242,7 +224,7 @@ impl GeoDb {
     }
 
     pub fn class_of(&self, id: LocId) -> ClassId {
-        self.class_of[id.index()]
+        ClassId(id.index() as u32)
     }
 
     pub fn has_asn(&self) -> bool {
@@ -271,30 +253,29 @@ impl GeoDb {
             },
             IpAddr::V4(_) => (ip, 0),
         };
-        let mut narrowest = 0;
-        for (net, loc, asn) in &self.overrides {
-            if net.contains(&probe) {
-                let prefix = narrowest.max(net.prefix_len() + shift);
-                let (asn, asn_prefix) = match asn {
-                    Some(asn) => (Some(*asn), prefix),
-                    None => self.lookup_asn(ip),
-                };
-                return Located {
-                    loc: Some(*loc),
-                    geo_prefix: prefix,
-                    asn,
-                    asn_prefix: asn_prefix.max(narrowest),
-                };
-            }
-            if let Some(common) = common_prefix(probe, net.network()) {
-                narrowest = narrowest.max(common + 1 + shift);
-            }
+        let hit = self.overrides.find(probe);
+        let narrowest = match hit.narrowest {
+            0 => 0,
+            n => n + shift,
+        };
+        if let Some(entry) = hit.entry {
+            let prefix = narrowest.max(entry.prefix + shift);
+            let (asn, asn_prefix) = match entry.asn {
+                Some(asn) => (Some(asn), prefix),
+                None => self.lookup_asn(ip),
+            };
+            return Located {
+                loc: Some(entry.loc),
+                geo_prefix: prefix,
+                asn,
+                asn_prefix: asn_prefix.max(narrowest),
+            };
         }
         let (loc, geo_prefix) = match self.city.lookup(ip) {
             Ok(found) => (
                 found
                     .offset()
-                    .and_then(|o| self.loc_by_offset.get(&o).copied()),
+                    .and_then(|o| self.loc_by_offset.get(&u32::try_from(o).ok()?).copied()),
                 found.network().map_or(full_prefix(ip), |n| n.prefix()),
             ),
             Err(_) => (None, full_prefix(ip)),
@@ -316,7 +297,7 @@ impl GeoDb {
             Ok(found) => (
                 found
                     .offset()
-                    .and_then(|o| self.asn_by_offset.get(&o).copied()),
+                    .and_then(|o| self.asn_by_offset.get(&u32::try_from(o).ok()?).copied()),
                 found.network().map_or(full_prefix(ip), |n| n.prefix()),
             ),
             Err(_) => (None, full_prefix(ip)),
@@ -391,6 +372,31 @@ impl GeoDb {
         let asn: geoip2::Asn = found.decode().ok()??;
         asn.autonomous_system_organization.map(str::to_owned)
     }
+
+    /// Where `ip` is, as explanations show it: its class, plus the city and coordinates of
+    /// its City record, decoded here (not kept per record, and not for the hot path). `None`
+    /// if it is not located.
+    pub fn describe_place(&self, ip: IpAddr) -> Option<String> {
+        let loc = self.locate(ip).loc?;
+        let mut text = self.location(loc).to_string();
+        let probe = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            IpAddr::V4(_) => ip,
+        };
+        if self.overrides.find(probe).entry.is_some() {
+            return Some(text);
+        }
+        let record: Option<geoip2::City> = self.city.lookup(ip).ok()?.decode().ok()?;
+        if let Some(record) = record {
+            if let Some(name) = record.city.names.english {
+                let _ = write!(text, " city={name}");
+            }
+            if let (Some(lat), Some(long)) = (record.location.latitude, record.location.longitude) {
+                let _ = write!(text, " coordinates={lat},{long}");
+            }
+        }
+        Some(text)
+    }
 }
 
 /// Zero every bit after the first `prefix` bits.
@@ -429,35 +435,22 @@ fn full_prefix(ip: IpAddr) -> u8 {
     }
 }
 
-/// Groups locations by what policies can match on, in the order locations are added.
+/// The distinct location classes, numbered in the order they are first added.
 #[derive(Default)]
 struct Classifier {
     classes: Vec<Location>,
-    /// Indexed by `LocId`.
-    class_of: Vec<ClassId>,
-    index: HashMap<ClassKey, ClassId>,
+    index: HashMap<Location, LocId>,
 }
 
-/// What a policy can match on: continent, country, first-level subdivision.
-type ClassKey = (Option<Continent>, Option<[u8; 2]>, Option<Box<str>>);
-
 impl Classifier {
-    /// Classify the next location (the one with the next `LocId`).
-    fn add(&mut self, loc: &Location) -> ClassId {
-        let key = (loc.continent, loc.country, loc.subdivision.clone());
-        let classes = &mut self.classes;
-        let class = *self.index.entry(key).or_insert_with(|| {
-            classes.push(Location {
-                continent: loc.continent,
-                country: loc.country,
-                subdivision: loc.subdivision.clone(),
-                city: None,
-                coordinates: None,
-            });
-            ClassId(classes.len() as u32 - 1)
-        });
-        self.class_of.push(class);
-        class
+    fn add(&mut self, loc: &Location) -> LocId {
+        if let Some(id) = self.index.get(loc) {
+            return *id;
+        }
+        let id = LocId::new(self.classes.len());
+        self.classes.push(loc.clone());
+        self.index.insert(loc.clone(), id);
+        id
     }
 }
 
@@ -483,53 +476,34 @@ impl ClassId {
     }
 }
 
-/// Walk every network once and decode each distinct record (by data offset) once.
-fn index_by_offset<T>(
-    reader: &Reader<Vec<u8>>,
-    name: &str,
-    decode: impl Fn(
-        &maxminddb::LookupResult<'_, Vec<u8>>,
-    ) -> Result<Option<T>, maxminddb::MaxMindDbError>,
-) -> Result<Vec<(usize, T)>, GeoError> {
-    let invalid = |e: maxminddb::MaxMindDbError| GeoError::Invalid {
+/// A data-section offset as the maps key it. A database over 4 GiB is refused (MaxMind's
+/// are well under 1 GiB).
+fn offset_key(offset: usize, name: &str) -> Result<u32, GeoError> {
+    u32::try_from(offset).map_err(|_| GeoError::Invalid {
         db: name.to_owned(),
-        reason: e.to_string(),
-    };
-    let mut seen = std::collections::HashSet::new();
-    let mut records = Vec::new();
-    for network in reader.networks(WithinOptions::default()).map_err(invalid)? {
-        let network = network.map_err(invalid)?;
-        let Some(offset) = network.offset() else {
-            continue;
-        };
-        if !seen.insert(offset) {
-            continue;
-        }
-        if let Some(record) = decode(&network).map_err(invalid)? {
-            records.push((offset, record));
-        }
-    }
-    Ok(records)
+        reason: format!("data offset {offset} is past 4 GiB"),
+    })
 }
 
 /// What one walk of the City database yields.
 struct CityIndex {
-    locations: Vec<Location>,
-    loc_by_offset: HashMap<usize, LocId>,
+    records: usize,
+    loc_by_offset: OffsetMap<LocId>,
     classes: Classifier,
     runs_v4: Runs<u32>,
     runs_v6: Runs<u128>,
 }
 
 /// Walk every network of the City database once, empty ones included: decode each distinct
-/// record once, and record the address space as runs of one class.
-fn index_city(reader: &Reader<Vec<u8>>, name: &str) -> Result<CityIndex, GeoError> {
+/// data record once (networks share records: 3.6 million networks of GeoLite2-City point at
+/// about 540,000), only the fields policies read, and record the address space as runs of one
+/// class.
+fn index_city(reader: &Reader<DbBytes>, name: &str) -> Result<CityIndex, GeoError> {
     let invalid = |e: maxminddb::MaxMindDbError| GeoError::Invalid {
         db: name.to_owned(),
         reason: e.to_string(),
     };
-    let mut locations = Vec::new();
-    let mut loc_by_offset = HashMap::new();
+    let mut loc_by_offset = OffsetMap::default();
     let mut classes = Classifier::default();
     let mut v4 = RunsBuilder::new();
     let mut v6 = RunsBuilder::new();
@@ -538,18 +512,19 @@ fn index_city(reader: &Reader<Vec<u8>>, name: &str) -> Result<CityIndex, GeoErro
         let network = network.map_err(invalid)?;
         let label = match network.offset() {
             None => NOT_LOCATED,
-            Some(offset) => match loc_by_offset.get(&offset) {
-                Some(id) => classes.class_of[LocId::index(*id)].0,
-                None => {
-                    // A Country database decodes as a City with the city fields empty.
-                    let record = network.decode::<geoip2::City>().map_err(invalid)?;
-                    let location = Location::from_record(&record.unwrap_or_default());
-                    loc_by_offset.insert(offset, LocId::new(locations.len()));
-                    let class = classes.add(&location);
-                    locations.push(location);
-                    class.0
+            Some(offset) => {
+                let key = offset_key(offset, name)?;
+                match loc_by_offset.get(&key) {
+                    Some(id) => LocId::index(*id) as u32,
+                    None => {
+                        // A Country database decodes the same, with no subdivisions.
+                        let record = network.decode::<CityRecord>().map_err(invalid)?;
+                        let id = classes.add(&record.unwrap_or_default().location());
+                        loc_by_offset.insert(key, id);
+                        id.index() as u32
+                    }
                 }
-            },
+            }
         };
         let net = network.network().map_err(invalid)?;
         match net.ip() {
@@ -557,8 +532,9 @@ fn index_city(reader: &Reader<Vec<u8>>, name: &str) -> Result<CityIndex, GeoErro
             IpAddr::V6(first) => v6.network(u128::from(first), net.prefix(), label),
         }
     }
+    loc_by_offset.shrink_to_fit();
     Ok(CityIndex {
-        locations,
+        records: loc_by_offset.len(),
         loc_by_offset,
         classes,
         runs_v4: v4.finish(),
@@ -568,7 +544,7 @@ fn index_city(reader: &Reader<Vec<u8>>, name: &str) -> Result<CityIndex, GeoErro
 
 /// Whether the database answers `::ffff:0:0/96` from its IPv4 tree: the walk skipped exactly
 /// that network (as it skips aliases of the IPv4 tree), and lookups there agree with IPv4.
-fn mapped_is_v4(reader: &Reader<Vec<u8>>, runs_v6: &Runs<u128>) -> bool {
+fn mapped_is_v4(reader: &Reader<DbBytes>, runs_v6: &Runs<u128>) -> bool {
     const MAPPED: u128 = 0xffff_0000_0000;
     let skipped = runs_v6.run_at(MAPPED) == (MAPPED, Some(MAPPED + (1 << 32)), OPAQUE);
     let agrees = |v4: u32| {
@@ -579,7 +555,7 @@ fn mapped_is_v4(reader: &Reader<Vec<u8>>, runs_v6: &Runs<u128>) -> bool {
         ) {
             (Ok(a), Ok(b)) => {
                 let prefix =
-                    |r: &maxminddb::LookupResult<'_, Vec<u8>>| r.network().ok().map(|n| n.prefix());
+                    |r: &maxminddb::LookupResult<'_, DbBytes>| r.network().ok().map(|n| n.prefix());
                 a.offset() == b.offset() && prefix(&a).map(|p| p + 96) == prefix(&b)
             }
             _ => false,
@@ -591,12 +567,30 @@ fn mapped_is_v4(reader: &Reader<Vec<u8>>, runs_v6: &Runs<u128>) -> bool {
             .all(agrees)
 }
 
-fn index_asns(reader: &Reader<Vec<u8>>, name: &str) -> Result<HashMap<usize, u32>, GeoError> {
-    let records = index_by_offset(reader, name, |n| {
-        n.decode::<geoip2::Asn>()
-            .map(|r| r.and_then(|r| r.autonomous_system_number))
-    })?;
-    Ok(records.into_iter().collect())
+/// Walk every network of the ASN database once and decode each distinct record's number once.
+fn index_asns(reader: &Reader<DbBytes>, name: &str) -> Result<OffsetMap<u32>, GeoError> {
+    let invalid = |e: maxminddb::MaxMindDbError| GeoError::Invalid {
+        db: name.to_owned(),
+        reason: e.to_string(),
+    };
+    let mut seen: OffsetMap<()> = OffsetMap::default();
+    let mut by_offset = OffsetMap::default();
+    for network in reader.networks(WithinOptions::default()).map_err(invalid)? {
+        let network = network.map_err(invalid)?;
+        let Some(offset) = network.offset() else {
+            continue;
+        };
+        let key = offset_key(offset, name)?;
+        if seen.insert(key, ()).is_some() {
+            continue;
+        }
+        let record = network.decode::<AsnRecord>().map_err(invalid)?;
+        if let Some(asn) = record.and_then(|r| r.autonomous_system_number) {
+            by_offset.insert(key, asn);
+        }
+    }
+    by_offset.shrink_to_fit();
+    Ok(by_offset)
 }
 
 #[cfg(test)]
