@@ -138,7 +138,7 @@ impl GeoDb {
         overrides: &[Override],
     ) -> Result<Self, GeoError> {
         let city_name = city.describe();
-        let city = city.load()?;
+        let (city, city_map) = city.load()?;
         let db_type = city.metadata().database_type.clone();
         if !(db_type.contains("City") || db_type.contains("Country")) {
             return Err(GeoError::WrongType {
@@ -155,6 +155,9 @@ impl GeoDb {
             runs_v6,
         } = index_city(&city, &city_name)?;
         let mapped_v4 = mapped_is_v4(&city, &runs_v6);
+        if let Some(map) = city_map {
+            map.release_pages();
+        }
         let overrides = OverrideIndex::new(
             overrides
                 .iter()
@@ -168,7 +171,7 @@ impl GeoDb {
             None => (None, None, OffsetMap::default()),
             Some(source) => {
                 let name = source.describe();
-                let reader = source.load()?;
+                let (reader, map) = source.load()?;
                 let db_type = reader.metadata().database_type.clone();
                 if !db_type.contains("ASN") {
                     return Err(GeoError::WrongType {
@@ -178,6 +181,9 @@ impl GeoDb {
                     });
                 }
                 let by_offset = index_asns(&reader, &name)?;
+                if let Some(map) = map {
+                    map.release_pages();
+                }
                 (Some(reader), Some(name), by_offset)
             }
         };

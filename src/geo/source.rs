@@ -10,6 +10,7 @@
 //! place (`cp` over it, a truncate) would change or remove pages under a running server.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use maxminddb::{Mmap, Reader};
 
@@ -27,7 +28,7 @@ pub enum DbSource {
 
 /// A database's bytes: a mapped file or a bundled slice (never copied).
 pub enum DbBytes {
-    Mapped(Mmap),
+    Mapped(Arc<Mmap>),
     Bundled(&'static [u8]),
 }
 
@@ -40,6 +41,28 @@ impl AsRef<[u8]> for DbBytes {
     }
 }
 
+/// The mapping behind a reader, to let go of the pages the load walk touched.
+pub(crate) struct Mapping(Arc<Mmap>);
+
+impl Mapping {
+    /// Drop this process's references to the mapped pages (they stay in the page cache).
+    /// The load walk reads every page once; queries need only the few along their lookups
+    /// (most steered queries none), which fault back in when read. Without this the whole
+    /// file would count as resident for good.
+    pub(crate) fn release_pages(&self) {
+        // SAFETY: the range is exactly this live, read-only, private file mapping; after
+        // MADV_DONTNEED its pages read back from the file unchanged, so no reader sees a
+        // difference (this is not so for writable private maps, which this is not).
+        unsafe {
+            libc::madvise(
+                self.0.as_ptr() as *mut libc::c_void,
+                self.0.len(),
+                libc::MADV_DONTNEED,
+            );
+        }
+    }
+}
+
 impl DbSource {
     pub(crate) fn describe(&self) -> String {
         match self {
@@ -48,7 +71,9 @@ impl DbSource {
         }
     }
 
-    pub(crate) fn load(&self) -> Result<Reader<DbBytes>, GeoError> {
+    /// The reader, and for a file its mapping (see [`Mapping::release_pages`]).
+    pub(crate) fn load(&self) -> Result<(Reader<DbBytes>, Option<Mapping>), GeoError> {
+        let mut mapping = None;
         let bytes = match self {
             DbSource::File(path) => {
                 let read_error = |e: std::io::Error| GeoError::Read {
@@ -66,14 +91,16 @@ impl DbSource {
                 // SAFETY: the map is read-only and private. The file may change under it only
                 // if someone writes into it in place, which the module documentation and the
                 // README rule out (replace GeoIP files by rename, as geoipupdate does).
-                let map = unsafe { Mmap::map(&file) }.map_err(read_error)?;
+                let map = Arc::new(unsafe { Mmap::map(&file) }.map_err(read_error)?);
+                mapping = Some(Mapping(map.clone()));
                 DbBytes::Mapped(map)
             }
             DbSource::Bundled { bytes, .. } => DbBytes::Bundled(bytes),
         };
-        Reader::from_source(bytes).map_err(|e| GeoError::Invalid {
+        let reader = Reader::from_source(bytes).map_err(|e| GeoError::Invalid {
             db: self.describe(),
             reason: e.to_string(),
-        })
+        })?;
+        Ok((reader, mapping))
     }
 }
