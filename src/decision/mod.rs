@@ -9,6 +9,9 @@
 //! [`Table::select`] turns an outcome into targets for one client network (a hash, for weighted
 //! picks and capacity spill-over). No allocation, no I/O, no locks. Pure; depends on `geo`, `policy`, `health`, `perf`.
 //!
+//! Per-class rows are shared between tables that compile to equal ones (`rows.rs`): names of
+//! one policy shape hold one copy.
+//!
 //! The ECS scope is the widest network around the client in which every address gets the same
 //! outcome. For clients decided by the per-class outcomes (no ASN or CIDR row applies), the
 //! table holds the shared [`ScopeIndex`] of the partition its outcomes induce on the classes,
