@@ -142,7 +142,6 @@ fn overrides_win_and_narrow_neighbouring_answers() {
             continent: Some(Continent::Europe),
             country: Some(*b"DE"),
             subdivision: Some("BE".into()),
-            ..Location::default()
         },
         asn: Some(64512),
     };
