@@ -5,6 +5,7 @@
 //! the file (and loading the TLS files it names). Every key is documented in [`reference`],
 //! whose tests hold the table to the `Raw*` structs and defaults below.
 
+mod override_file;
 pub mod reference;
 #[cfg(test)]
 mod shape;
@@ -220,6 +221,7 @@ struct RawGeoip {
     asn: Option<PathBuf>,
     #[serde(default, rename = "override")]
     overrides: Vec<RawOverride>,
+    override_file: Option<PathBuf>,
 }
 
 /// `[[geoip.override]]`: a network placed by hand, ahead of the databases.
@@ -529,6 +531,13 @@ impl Config {
                 parse_override(raw).map_err(|(f, r)| err(&format!("geoip.override[{i}].{f}"), r))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // After the inline ones: of two equal networks, the inline table wins.
+        let mut geoip_overrides = geoip_overrides;
+        if let Some(path) = geoip.override_file {
+            let from_file =
+                override_file::read(&resolve(path)).map_err(|r| err("geoip.override_file", r))?;
+            geoip_overrides.extend(from_file);
+        }
         let (geoip_city, geoip_asn) = match (geoip.city, geoip.asn) {
             (None, None) => (crate::demo::city_db(), Some(crate::demo::asn_db())),
             (Some(city), asn) => (
@@ -1252,8 +1261,6 @@ fn parse_override(raw: RawOverride) -> Result<Override, (&'static str, String)> 
             continent,
             country,
             subdivision,
-            city: None,
-            coordinates: None,
         },
         asn,
     })

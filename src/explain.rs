@@ -132,7 +132,8 @@ pub fn explain(snapshot: &Snapshot, steered: &Steered, asker: &Asker) -> Explana
         Some(l) => match l.loc {
             Some(id) => format!(
                 "{} (GeoIP network /{})",
-                snapshot.geo.location(id),
+                ip.and_then(|ip| snapshot.geo.describe_place(ip))
+                    .unwrap_or_else(|| snapshot.geo.location(id).to_string()),
                 l.geo_prefix
             ),
             None => format!(

@@ -132,7 +132,7 @@ async fn metrics(
          # HELP steerdns_steered_names Steered names served.\n\
          # TYPE steerdns_steered_names gauge\n\
          steerdns_steered_names {}\n\
-         # HELP steerdns_geoip_locations Distinct locations in the GeoIP database.\n\
+         # HELP steerdns_geoip_locations Distinct location records in the GeoIP City database.\n\
          # TYPE steerdns_geoip_locations gauge\n\
          steerdns_geoip_locations {}\n\
          # HELP steerdns_geoip_location_classes Distinct (continent, country, subdivision) classes: the rows of each decision table.\n\
@@ -142,7 +142,7 @@ async fn metrics(
         u8::from(published.is_stale()),
         snapshot.zones.iter().count(),
         snapshot.steered.len(),
-        snapshot.geo.locations().len(),
+        snapshot.geo.records(),
         snapshot.geo.classes().len(),
     );
     if let Some(store) = &store {

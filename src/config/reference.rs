@@ -499,6 +499,16 @@ pub const SECTIONS: &[Section] = &[
                     r#""/var/lib/GeoIP/GeoLite2-ASN.mmdb""#,
                 )
             },
+            Key {
+                example_is_a_file: true,
+                about: "A file of overrides, one network per line: `198.51.100.0/24 country=DE subdivision=DE-BE` (the keys of `[[geoip.override]]` as key=value; `#` comments). For maps of many networks (hundreds of thousands load in well under a second); read at start and on every reload. Where it and a `[[geoip.override]]` give the same network, the table wins; otherwise the most specific network does.",
+                ..key(
+                    "override_file",
+                    Type::Path,
+                    DefaultValue::Unset("no file"),
+                    r#""geoip-overrides.txt""#,
+                )
+            },
         ],
     },
     Section {

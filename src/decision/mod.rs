@@ -9,6 +9,9 @@
 //! [`Table::select`] turns an outcome into targets for one client network (a hash, for weighted
 //! picks and capacity spill-over). No allocation, no I/O, no locks. Pure; depends on `geo`, `policy`, `health`, `perf`.
 //!
+//! Per-class rows are shared between tables that compile to equal ones (`rows.rs`): names of
+//! one policy shape hold one copy.
+//!
 //! The ECS scope is the widest network around the client in which every address gets the same
 //! outcome. For clients decided by the per-class outcomes (no ASN or CIDR row applies), the
 //! table holds the shared [`ScopeIndex`] of the partition its outcomes induce on the classes,
@@ -73,7 +76,8 @@ impl Selected {
 pub struct Table {
     outcomes: Vec<Outcome>,
     /// Per location class; the extra last entry is for clients not in the GeoIP data.
-    by_class: Box<[OutcomeId]>,
+    /// Shared with every table whose row is equal ([`rows`]).
+    by_class: Arc<[OutcomeId]>,
     /// ASN → per class (+1), for ASNs that rules name.
     by_asn: HashMap<u32, Row>,
     /// Longest prefix first → per class (+1).
@@ -99,14 +103,14 @@ pub struct Table {
 /// Outcomes per location class (+1 for not located) for one ASN or CIDR network.
 #[derive(Debug)]
 struct Row {
-    per_class: Box<[OutcomeId]>,
+    per_class: Arc<[OutcomeId]>,
     /// Every class gets the same outcome: the client's location does not matter here, which
     /// allows a wider ECS scope.
     uniform: bool,
 }
 
 impl Row {
-    fn new(per_class: Box<[OutcomeId]>) -> Self {
+    fn new(per_class: Arc<[OutcomeId]>) -> Self {
         let uniform = per_class.windows(2).all(|w| w[0] == w[1]);
         Row { per_class, uniform }
     }
@@ -139,11 +143,12 @@ pub fn compile(policy: &Policy, geo: &GeoDb, inputs: &Inputs) -> (Table, Option<
     // many names fast.
     let uses_subdivision = policy.uses_subdivision();
     let countries = geo.country_of_class();
-    let mut per_class = |base: Client| -> Box<[OutcomeId]> {
+    let mut per_class = |base: Client| -> Arc<[OutcomeId]> {
         // Indexed by class (subdivision rules) or by country number; the last slot is for
         // clients not in the database.
         let mut seen: Vec<Option<OutcomeId>> = vec![None; geo.classes().len() + 1];
-        geo.classes()
+        let row = geo
+            .classes()
             .iter()
             .map(Some)
             .chain(std::iter::once(None))
@@ -158,7 +163,8 @@ pub fn compile(policy: &Policy, geo: &GeoDb, inputs: &Inputs) -> (Table, Option<
                     intern(policy::evaluate(policy, &client, inputs, &mut Trace::off()))
                 })
             })
-            .collect()
+            .collect::<Vec<_>>();
+        rows::intern(row)
     };
 
     let by_class = per_class(Client::default());
@@ -480,6 +486,8 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
+
+mod rows;
 
 #[cfg(test)]
 mod rum_tests;

@@ -2,16 +2,14 @@
 
 use std::fmt;
 
-use maxminddb::geoip2;
-
-/// Index of a distinct location in [`super::GeoDb::locations`]. Decision tables are arrays
-/// indexed by it.
+/// Index of a distinct location (class) in [`super::GeoDb::classes`]: the same number as its
+/// [`super::ClassId`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LocId(u32);
 
 impl LocId {
     pub(crate) fn new(index: usize) -> Self {
-        // A City database has at most a few hundred thousand distinct records.
+        // A City database has a few thousand classes.
         Self(u32::try_from(index).unwrap_or(u32::MAX))
     }
 
@@ -66,41 +64,20 @@ impl fmt::Display for Continent {
     }
 }
 
-/// One distinct location record of the City (or Country) database.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A location class: what a policy can match on. Decision tables have one row per distinct
+/// value. The City database's finer details (city name, coordinates) are not kept: no decision
+/// reads them, and explanations decode them from the record on demand
+/// ([`super::GeoDb::describe`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Location {
     pub continent: Option<Continent>,
     /// ISO 3166-1 alpha-2, upper case.
     pub country: Option<[u8; 2]>,
     /// First-level ISO 3166-2 subdivision code without the country (e.g. `CA` for `US-CA`).
     pub subdivision: Option<Box<str>>,
-    pub city: Option<Box<str>>,
-    /// Latitude and longitude in degrees, when the database has them.
-    pub coordinates: Option<(f64, f64)>,
 }
 
 impl Location {
-    pub(crate) fn from_record(record: &geoip2::City<'_>) -> Self {
-        let country = record.country.iso_code.and_then(|code| {
-            let bytes = code.as_bytes();
-            (bytes.len() == 2).then(|| [bytes[0], bytes[1]])
-        });
-        Location {
-            continent: record.continent.code.and_then(Continent::from_code),
-            country,
-            subdivision: record
-                .subdivisions
-                .first()
-                .and_then(|s| s.iso_code)
-                .map(Into::into),
-            city: record.city.names.english.map(Into::into),
-            coordinates: match (record.location.latitude, record.location.longitude) {
-                (Some(lat), Some(long)) => Some((lat, long)),
-                _ => None,
-            },
-        }
-    }
-
     pub fn country_code(&self) -> Option<&str> {
         self.country
             .as_ref()
@@ -115,12 +92,6 @@ impl fmt::Display for Location {
         write!(f, "continent={continent} country={country}")?;
         if let Some(sub) = &self.subdivision {
             write!(f, " subdivision={country}-{sub}")?;
-        }
-        if let Some(city) = &self.city {
-            write!(f, " city={city}")?;
-        }
-        if let Some((lat, long)) = self.coordinates {
-            write!(f, " coordinates={lat},{long}")?;
         }
         Ok(())
     }

@@ -118,56 +118,143 @@ impl<A: Bits> Runs<A> {
 
     /// The same space relabelled by `f`, neighbours with equal new labels merged.
     pub(crate) fn relabel(&self, f: impl Fn(u32) -> u32) -> Self {
-        let mut out = RunsBuilder::new();
+        let mut out = Emit::new();
         for (start, label) in self.starts.iter().zip(&self.labels) {
-            out.label(*start, f(*label));
+            out.set(*start, f(*label));
         }
-        out.next = None;
         out.finish()
     }
 
-    /// Paint `layer` over these runs. `layer` is (first, last, label) in priority order: where
-    /// several cover an address, the first wins (as `GeoDb::locate` checks overrides).
-    pub(crate) fn overlay(&self, layer: &[(A, A, u32)]) -> Self {
-        if layer.is_empty() {
+    /// The run holding `x` (its label) and the widest aligned network around `x` inside it,
+    /// whatever the label (0 when the run is the whole space).
+    pub(crate) fn label_and_widest(&self, x: A) -> (u32, u8) {
+        let (first, next, label) = self.run_at(x);
+        (label, widest_within(x, first, next))
+    }
+
+    /// Runs of a layer of networks, each `(first, last, label)`, that are nested or disjoint
+    /// (CIDR networks are): where several cover an address the innermost wins, and of equal
+    /// ones the first listed. Space no network covers is [`OPAQUE`]. O(n log n): a sort and
+    /// one sweep with a stack of the networks open at each point.
+    pub(crate) fn nested(layer: &[(A, A, u32)]) -> Self {
+        let mut order: Vec<u32> = (0..layer.len() as u32).collect();
+        order.sort_unstable_by(|a, b| {
+            let (fa, la, _) = layer[*a as usize];
+            let (fb, lb, _) = layer[*b as usize];
+            fa.cmp(&fb).then(lb.cmp(&la)).then(a.cmp(b))
+        });
+        let mut out = Emit::new();
+        // Open networks, outermost first: (first, last, label).
+        let mut open: Vec<(A, A, u32)> = Vec::new();
+        let close_before = |open: &mut Vec<(A, A, u32)>, out: &mut Emit<A>, at: Option<A>| {
+            while let Some(&(_, last, _)) = open.last() {
+                if at.is_some_and(|at| last >= at) {
+                    break;
+                }
+                open.pop();
+                if let Some(after) = last.checked_next() {
+                    out.set(after, open.last().map_or(OPAQUE, |o| o.2));
+                }
+            }
+        };
+        for i in order {
+            let (first, last, label) = layer[i as usize];
+            close_before(&mut open, &mut out, Some(first));
+            let last = match open.last() {
+                // The same network again: the first listed keeps it.
+                Some(&(f, l, _)) if f == first && l == last => continue,
+                // Not nested (never for CIDR networks): clipped to the open one.
+                Some(&(_, l, _)) => last.min(l),
+                None => last,
+            };
+            out.set(first, label);
+            open.push((first, last, label));
+        }
+        close_before(&mut open, &mut out, None);
+        out.finish()
+    }
+
+    /// Paint `over` on these runs: where `over` is not [`OPAQUE`], its label mapped through
+    /// `label_of` replaces this one. Linear in the runs of both.
+    pub(crate) fn overlay(&self, over: &Runs<A>, label_of: impl Fn(u32) -> u32) -> Self {
+        if over.labels.iter().all(|l| *l == OPAQUE) {
             return self.clone();
         }
-        let painted = Runs::painted(layer);
-        combine(
-            self,
-            &painted,
-            |base, paint| {
-                if paint == OPAQUE { base } else { paint }
-            },
-        )
+        let mut out = Emit::new();
+        // The runs holding `here`, in each.
+        let (mut i, mut j) = (0, 0);
+        let mut here = A::ZERO;
+        loop {
+            let base = self.labels.get(i).copied().unwrap_or(OPAQUE);
+            let painted = over.labels.get(j).copied().unwrap_or(OPAQUE);
+            out.set(
+                here,
+                if painted == OPAQUE {
+                    base
+                } else {
+                    label_of(painted)
+                },
+            );
+            let (next_i, next_j) = (self.starts.get(i + 1), over.starts.get(j + 1));
+            here = match (next_i, next_j) {
+                (None, None) => break,
+                (Some(a), None) => *a,
+                (None, Some(b)) => *b,
+                (Some(a), Some(b)) => *a.min(b),
+            };
+            if next_i == Some(&here) {
+                i += 1;
+            }
+            if next_j == Some(&here) {
+                j += 1;
+            }
+        }
+        out.finish()
+    }
+}
+
+/// Writes runs from label changes in address order; a change at the same start as the last
+/// replaces it, and equal neighbours merge.
+struct Emit<A> {
+    starts: Vec<A>,
+    labels: Vec<u32>,
+}
+
+impl<A: Bits> Emit<A> {
+    fn new() -> Self {
+        let mut emit = Emit {
+            starts: Vec::new(),
+            labels: Vec::new(),
+        };
+        emit.set(A::ZERO, OPAQUE);
+        emit
     }
 
-    /// The runs of `layer` alone ((first, last, label) in priority order); [`OPAQUE`] where
-    /// no entry covers. For short layers (overrides, a table's CIDR rules).
-    pub(crate) fn painted(layer: &[(A, A, u32)]) -> Self {
-        let mut bounds: Vec<A> = std::iter::once(A::ZERO)
-            .chain(layer.iter().map(|(first, _, _)| *first))
-            .chain(layer.iter().filter_map(|(_, last, _)| last.checked_next()))
-            .collect();
-        bounds.sort_unstable();
-        bounds.dedup();
-        let mut out = RunsBuilder::new();
-        for b in bounds {
-            let label = layer
-                .iter()
-                .find(|(first, last, _)| *first <= b && b <= *last)
-                .map_or(OPAQUE, |(_, _, label)| *label);
-            out.label(b, label);
+    fn set(&mut self, start: A, label: u32) {
+        if self.starts.last() == Some(&start) {
+            self.starts.pop();
+            self.labels.pop();
         }
-        out.next = None;
-        out.finish()
+        if self.labels.last() != Some(&label) {
+            self.starts.push(start);
+            self.labels.push(label);
+        }
+    }
+
+    fn finish(mut self) -> Runs<A> {
+        self.starts.shrink_to_fit();
+        self.labels.shrink_to_fit();
+        Runs {
+            starts: self.starts,
+            labels: self.labels,
+        }
     }
 }
 
 /// Two views of one space merged: every address labelled `f(label in a, label in b)`. One pass
 /// over both, so merging the City's runs with the ASN database's costs their length.
 pub(crate) fn combine<A: Bits>(a: &Runs<A>, b: &Runs<A>, f: impl Fn(u32, u32) -> u32) -> Runs<A> {
-    let mut out = RunsBuilder::new();
+    let mut out = Emit::new();
     let (mut i, mut j) = (0, 0);
     let mut here = A::ZERO;
     loop {
@@ -179,15 +266,13 @@ pub(crate) fn combine<A: Bits>(a: &Runs<A>, b: &Runs<A>, f: impl Fn(u32, u32) ->
         }
         let la = a.labels.get(i).copied().unwrap_or(OPAQUE);
         let lb = b.labels.get(j).copied().unwrap_or(OPAQUE);
-        out.label(here, f(la, lb));
-        let next = match (a.starts.get(i + 1), b.starts.get(j + 1)) {
+        out.set(here, f(la, lb));
+        here = match (a.starts.get(i + 1), b.starts.get(j + 1)) {
             (Some(x), Some(y)) => *x.min(y),
             (Some(x), None) | (None, Some(x)) => *x,
             (None, None) => break,
         };
-        here = next;
     }
-    out.next = None;
     out.finish()
 }
 

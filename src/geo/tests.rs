@@ -142,7 +142,6 @@ fn overrides_win_and_narrow_neighbouring_answers() {
             continent: Some(Continent::Europe),
             country: Some(*b"DE"),
             subdivision: Some("BE".into()),
-            ..Location::default()
         },
         asn: Some(64512),
     };
@@ -269,19 +268,24 @@ fn runs_merge_equal_neighbours_and_leave_gaps_opaque() {
 }
 
 #[test]
-fn overlays_paint_in_precedence_order() {
+fn overlays_paint_the_innermost_network() {
     let base = runs(&[(0, 0, NOT_LOCATED)]);
-    // The first layer entry wins where several cover an address (locate's order).
-    let painted = base.overlay(&[
+    // Nested networks: the innermost wins (locate's order, most specific first), and of the
+    // same network twice the first listed.
+    let layer = Runs::nested(&[
         (0x0a01_0000, 0x0a01_ffff, 2),
         (0x0a00_0000, 0x0aff_ffff, 1),
         (0x0a01_0000, 0x0a01_00ff, 3),
+        (0x0a01_0000, 0x0a01_00ff, 4),
     ]);
-    assert_eq!(painted.run_at(0x0a00_0001).2, 1);
+    let painted = base.overlay(&layer, |l| l + 10);
+    assert_eq!(painted.run_at(0x0a00_0001).2, 11);
+    assert_eq!(painted.run_at(0x0a01_0001).2, 13, "the /24 inside the /16");
+    assert_eq!(painted.run_at(0x0a01_0101).2, 12);
     assert_eq!(
-        painted.run_at(0x0a01_0001).2,
-        2,
-        "first entry wins over a later narrower one"
+        painted.run_at(0x0a02_0000).2,
+        11,
+        "the /8 again after the /16"
     );
     assert_eq!(painted.run_at(0x0b00_0000).2, NOT_LOCATED);
     assert_eq!(painted.widest(0x0a80_0000), Some(9));
@@ -290,6 +294,38 @@ fn overlays_paint_in_precedence_order() {
         Some(7),
         "8.0.0.0/7 stops short of 10/8"
     );
+    assert_eq!(painted.len(), 6);
+}
+
+#[test]
+fn nested_runs_agree_with_a_search_of_every_network() {
+    // Random CIDR networks in a small corner of the space, and every address in it.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..50 {
+        let layer: Vec<(u32, u32, u32)> = (0..40)
+            .map(|i| {
+                let prefix = 22 + (next() % 11) as u32;
+                let host = u32::MAX.checked_shr(prefix).unwrap_or(0);
+                let first = 0x0a00_0000 | (next() as u32 & 0x3ff & !host);
+                (first, first | host, i)
+            })
+            .collect();
+        let runs = Runs::nested(&layer);
+        for x in (0x0a00_0000u32..0x0a00_0400).chain([0, 0x0a00_0400, u32::MAX]) {
+            let expected = layer
+                .iter()
+                .filter(|(f, l, _)| *f <= x && x <= *l)
+                .min_by_key(|(f, l, i)| (l - f, *i))
+                .map_or(OPAQUE, |(_, _, label)| *label);
+            assert_eq!(runs.run_at(x).2, expected, "{x:#x} in {layer:x?}");
+        }
+    }
 }
 
 fn scope_db(overrides: &[Override]) -> GeoDb {
@@ -308,8 +344,6 @@ fn place(cidr: &str, country: &[u8; 2], subdivision: &str) -> Override {
             continent: Some(Continent::Europe),
             country: Some(*country),
             subdivision: Some(subdivision.into()),
-            city: Some(cidr.into()),
-            ..Location::default()
         },
         asn: None,
     }
