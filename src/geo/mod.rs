@@ -680,12 +680,44 @@ struct CityIndex {
 /// about 540,000), only the fields policies read, and record the address space as runs of one
 /// class.
 fn index_city(reader: &Reader<DbBytes>, name: &str) -> Result<CityIndex, GeoError> {
+    let mut loc_by_offset = OffsetMap::default();
+    let mut classes = Classifier::default();
+    let (runs_v4, runs_v6) = walk_runs(reader, name, |key, network| {
+        if let Some(id) = loc_by_offset.get(&key) {
+            return Ok(LocId::index(*id) as u32);
+        }
+        // A Country database decodes the same, with no subdivisions.
+        let record = network.decode::<CityRecord>()?;
+        let id = classes.add(&record.unwrap_or_default().location());
+        loc_by_offset.insert(key, id);
+        Ok(id.index() as u32)
+    })?;
+    loc_by_offset.shrink_to_fit();
+    Ok(CityIndex {
+        records: loc_by_offset.len(),
+        loc_by_offset,
+        classes,
+        runs_v4,
+        runs_v6,
+    })
+}
+
+/// Walk every network of a database once, empty ones included, and record the address space
+/// as runs of one label per family: [`NOT_LOCATED`] for networks without data, else
+/// `label(offset key, network)`, which is where each importer decodes a record (once per
+/// distinct offset, as it keeps them).
+fn walk_runs(
+    reader: &Reader<DbBytes>,
+    name: &str,
+    mut label: impl FnMut(
+        u32,
+        &maxminddb::LookupResult<'_, DbBytes>,
+    ) -> Result<u32, maxminddb::MaxMindDbError>,
+) -> Result<(Runs<u32>, Runs<u128>), GeoError> {
     let invalid = |e: maxminddb::MaxMindDbError| GeoError::Invalid {
         db: name.to_owned(),
         reason: e.to_string(),
     };
-    let mut loc_by_offset = OffsetMap::default();
-    let mut classes = Classifier::default();
     let mut v4 = RunsBuilder::new();
     let mut v6 = RunsBuilder::new();
     let walk = WithinOptions::default().include_networks_without_data();
@@ -693,19 +725,7 @@ fn index_city(reader: &Reader<DbBytes>, name: &str) -> Result<CityIndex, GeoErro
         let network = network.map_err(invalid)?;
         let label = match network.offset() {
             None => NOT_LOCATED,
-            Some(offset) => {
-                let key = offset_key(offset, name)?;
-                match loc_by_offset.get(&key) {
-                    Some(id) => LocId::index(*id) as u32,
-                    None => {
-                        // A Country database decodes the same, with no subdivisions.
-                        let record = network.decode::<CityRecord>().map_err(invalid)?;
-                        let id = classes.add(&record.unwrap_or_default().location());
-                        loc_by_offset.insert(key, id);
-                        id.index() as u32
-                    }
-                }
-            }
+            Some(offset) => label(offset_key(offset, name)?, &network).map_err(invalid)?,
         };
         let net = network.network().map_err(invalid)?;
         match net.ip() {
@@ -713,14 +733,7 @@ fn index_city(reader: &Reader<DbBytes>, name: &str) -> Result<CityIndex, GeoErro
             IpAddr::V6(first) => v6.network(u128::from(first), net.prefix(), label),
         }
     }
-    loc_by_offset.shrink_to_fit();
-    Ok(CityIndex {
-        records: loc_by_offset.len(),
-        loc_by_offset,
-        classes,
-        runs_v4: v4.finish(),
-        runs_v6: v6.finish(),
-    })
+    Ok((v4.finish(), v6.finish()))
 }
 
 /// Whether the database answers `::ffff:0:0/96` from its IPv4 tree: the walk skipped exactly
@@ -760,49 +773,30 @@ struct AsnIndex {
 /// Walk every network of the ASN database once, empty ones included: decode each distinct
 /// record once, and record the address space as runs of one ASN.
 fn index_asns(reader: &Reader<DbBytes>, name: &str) -> Result<AsnIndex, GeoError> {
-    let invalid = |e: maxminddb::MaxMindDbError| GeoError::Invalid {
-        db: name.to_owned(),
-        reason: e.to_string(),
-    };
     let mut decoded: OffsetMap<Option<u32>> = OffsetMap::default();
     let mut by_offset = OffsetMap::default();
-    let mut v4 = RunsBuilder::new();
-    let mut v6 = RunsBuilder::new();
-    let walk = WithinOptions::default().include_networks_without_data();
-    for network in reader.networks(walk).map_err(invalid)? {
-        let network = network.map_err(invalid)?;
-        let asn = match network.offset() {
-            None => None,
-            Some(offset) => {
-                let key = offset_key(offset, name)?;
-                match decoded.get(&key) {
-                    Some(asn) => *asn,
-                    None => {
-                        let record = network.decode::<AsnRecord>().map_err(invalid)?;
-                        let asn = record.and_then(|r| r.autonomous_system_number);
-                        decoded.insert(key, asn);
-                        if let Some(asn) = asn {
-                            by_offset.insert(key, asn);
-                        }
-                        asn
-                    }
+    let (runs_v4, runs_v6) = walk_runs(reader, name, |key, network| {
+        let asn = match decoded.get(&key) {
+            Some(asn) => *asn,
+            None => {
+                let record = network.decode::<AsnRecord>()?;
+                let asn = record.and_then(|r| r.autonomous_system_number);
+                decoded.insert(key, asn);
+                if let Some(asn) = asn {
+                    by_offset.insert(key, asn);
                 }
+                asn
             }
         };
         // ASNs at the top of the range are reserved (RFC 6996/7300): never in the database,
         // and never mistaken for the two labels that mean "none" and "not described".
-        let label = asn.filter(|a| *a < NOT_LOCATED).unwrap_or(NOT_LOCATED);
-        let net = network.network().map_err(invalid)?;
-        match net.ip() {
-            IpAddr::V4(first) => v4.network(u32::from(first), net.prefix(), label),
-            IpAddr::V6(first) => v6.network(u128::from(first), net.prefix(), label),
-        }
-    }
+        Ok(asn.filter(|a| *a < NOT_LOCATED).unwrap_or(NOT_LOCATED))
+    })?;
     by_offset.shrink_to_fit();
     Ok(AsnIndex {
         by_offset,
-        runs_v4: v4.finish(),
-        runs_v6: v6.finish(),
+        runs_v4,
+        runs_v6,
     })
 }
 

@@ -269,19 +269,7 @@ async fn fast_path_answers_exactly_as_the_full_path() {
 async fn common_queries_take_the_fast_path_over_udp() {
     let running = start_demo().await;
     let server = v4(&running);
-    let counts = || async {
-        let body = http_request(running.http_addr.unwrap(), "GET", "/metrics", &[], b"")
-            .await
-            .body;
-        let count = |path: &str| -> u64 {
-            let prefix = format!("steerdns_udp_replies_total{{path=\"{path}\"}} ");
-            body.lines()
-                .find_map(|l| l.strip_prefix(prefix.as_str()))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
-        };
-        (count("fast"), count("full"))
-    };
+    let counts = || udp_path_counts(running.http_addr.unwrap());
     let (fast0, full0) = counts().await;
     for subnet in ["81.2.69.0/24", "2a02:d180::/56", "149.101.100.0/24"] {
         let reply = udp(
@@ -762,19 +750,7 @@ async fn negative_and_nsid_queries_take_the_fast_path_over_udp() {
     std::fs::write(&path, text).unwrap();
     let running = start_file(&path).await;
     let server = v4(&running);
-    let counts = || async {
-        let body = http_request(running.http_addr.unwrap(), "GET", "/metrics", &[], b"")
-            .await
-            .body;
-        let count = |path: &str| -> u64 {
-            let prefix = format!("steerdns_udp_replies_total{{path=\"{path}\"}} ");
-            body.lines()
-                .find_map(|l| l.strip_prefix(prefix.as_str()))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
-        };
-        (count("fast"), count("full"))
-    };
+    let counts = || udp_path_counts(running.http_addr.unwrap());
     let (fast0, full0) = counts().await;
     let labels = random_labels(20);
     for label in &labels {

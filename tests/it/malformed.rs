@@ -333,19 +333,7 @@ async fn forged_unanswerable_sources_get_no_reply_on_either_path() {
     let running = steerdns::app::start(config, steerdns::control::ConfigOrigin::Demo)
         .await
         .expect("the demo starts");
-    let counts = || async {
-        let body = http_request(running.http_addr.unwrap(), "GET", "/metrics", &[], b"")
-            .await
-            .body;
-        let count = |path: &str| -> u64 {
-            let prefix = format!("steerdns_udp_replies_total{{path=\"{path}\"}} ");
-            body.lines()
-                .find_map(|l| l.strip_prefix(prefix.as_str()))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
-        };
-        (count("fast"), count("full"))
-    };
+    let counts = || udp_path_counts(running.http_addr.unwrap());
     let cases: [(SocketAddr, &[&str]); 2] = [
         (
             v4(&running),

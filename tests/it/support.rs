@@ -732,6 +732,20 @@ impl std::fmt::Display for HttpResponse {
 
 /// Send one request and read the whole response. The body is written even if the server
 /// answers early (e.g. 413), and whatever arrived before a reset is parsed.
+/// `steerdns_udp_replies_total` for the fast and the full path, from `/metrics` on `http`:
+/// which UDP path answered the queries a test sent.
+pub async fn udp_path_counts(http: SocketAddr) -> (u64, u64) {
+    let body = http_request(http, "GET", "/metrics", &[], b"").await.body;
+    let count = |path: &str| -> u64 {
+        let prefix = format!("steerdns_udp_replies_total{{path=\"{path}\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+    };
+    (count("fast"), count("full"))
+}
+
 pub async fn http_request(
     addr: SocketAddr,
     method: &str,
