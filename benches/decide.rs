@@ -62,7 +62,7 @@ fn decide(c: &mut Criterion) {
             b.iter(|| black_box(compile(&policy, &geo, &inputs)))
         });
     }
-    // The query path (`answer::decide`): the precomputed runs, else a lookup. The demo `www`
+    // The query path (`Table::decide_for`): the precomputed runs, else a lookup. The demo `www`
     // shape with its ASN rule, with a CIDR rule added, and without either: tables with rules
     // decide from runs of one outcome, so the three should cost about the same.
     let geo_only = WWW.replace(
@@ -88,10 +88,7 @@ fn decide(c: &mut Criterion) {
         c.bench_function(&format!("query-path-decide/{label}"), |b| {
             b.iter(|| {
                 for ip in &clients {
-                    let d = table.decide_without_lookup(*ip).unwrap_or_else(|| {
-                        let located = geo.locate(*ip);
-                        table.decide(*ip, &located, &geo)
-                    });
+                    let d = table.decide_for(*ip, &geo);
                     black_box(table.select(&d, Some(*ip)));
                 }
             })

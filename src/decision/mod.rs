@@ -272,32 +272,45 @@ impl Table {
     /// precomputed runs describe the client's address (they give its part of the classes, or
     /// with ASN and CIDR rules its outcome, and the widest scope in one binary search); or the
     /// answer does not depend on location at all. `None`: locate and call [`Table::decide`],
-    /// which gives the same decision wherever this one gives any.
+    /// which gives the same decision wherever this one gives any ([`Table::decide_for`] does
+    /// both).
     pub fn decide_without_lookup(&self, ip: IpAddr) -> Option<Decision> {
-        if let Some((index, outcomes)) = &self.by_rows {
-            let (part, mut scope) = index.part_and_widest(ip)?;
-            let outcome = *outcomes.get(part as usize)?;
-            if self.outcome(outcome).pick.needs_hash() {
-                scope = scope.max(hash_prefix(ip));
-            }
-            return Some(Decision { outcome, scope });
-        }
-        if self.uses_asn || !self.by_cidr.is_empty() {
-            return None;
-        }
-        let (outcome, mut scope) = if self.uses_location {
-            let (part, widest) = self.scopes.as_ref()?.part_and_widest(ip)?;
-            (*self.part_outcomes.get(part as usize)?, widest)
-        } else {
-            match *self.part_outcomes {
-                [only] => (only, 0),
+        // Runs of one outcome (tables with rules), else of one part of the classes.
+        let (index, outcomes) = match &self.by_rows {
+            Some((index, outcomes)) => (index, outcomes),
+            None if self.uses_asn || !self.by_cidr.is_empty() => return None,
+            None if self.uses_location => (self.scopes.as_ref()?, &self.part_outcomes),
+            None => match *self.part_outcomes {
+                [only] => {
+                    return Some(self.hashed(
+                        Decision {
+                            outcome: only,
+                            scope: 0,
+                        },
+                        ip,
+                    ));
+                }
                 _ => return None,
-            }
+            },
         };
-        if self.outcome(outcome).pick.needs_hash() {
-            scope = scope.max(hash_prefix(ip));
+        let (part, scope) = index.part_and_widest(ip)?;
+        let outcome = *outcomes.get(part as usize)?;
+        Some(self.hashed(Decision { outcome, scope }, ip))
+    }
+
+    /// A hashed pick holds for the network it hashes, however wide the rest of the decision.
+    fn hashed(&self, mut decision: Decision, ip: IpAddr) -> Decision {
+        if self.outcome(decision.outcome).pick.needs_hash() {
+            decision.scope = decision.scope.max(hash_prefix(ip));
         }
-        Some(Decision { outcome, scope })
+        decision
+    }
+
+    /// The query path: [`Table::decide_without_lookup`], else locate the client and decide
+    /// from its records (each way once).
+    pub fn decide_for(&self, ip: IpAddr, geo: &GeoDb) -> Decision {
+        self.decide_without_lookup(ip)
+            .unwrap_or_else(|| self.decide_located(ip, &geo.locate(ip), geo))
     }
 
     /// Decide for a client address already located in `geo`.
@@ -351,10 +364,7 @@ impl Table {
             Some(r) => r.per_class[class],
             None => self.by_class[class],
         };
-        if self.outcome(outcome).pick.needs_hash() {
-            scope = scope.max(hash_prefix(ip));
-        }
-        Decision { outcome, scope }
+        self.hashed(Decision { outcome, scope }, ip)
     }
 
     /// Which compiled row a client falls in: the CIDR rule network or the ASN with rules, if

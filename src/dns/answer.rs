@@ -259,10 +259,7 @@ fn steered_answer<'s>(
 
 pub fn decide(snapshot: &Snapshot, steered: &Steered, asker: &Asker) -> Decision {
     match asker.steer_on() {
-        Some(ip) => steered.table.decide_without_lookup(ip).unwrap_or_else(|| {
-            let located = snapshot.geo.locate(ip);
-            steered.table.decide(ip, &located, &snapshot.geo)
-        }),
+        Some(ip) => steered.table.decide_for(ip, &snapshot.geo),
         None => steered.table.fallback(),
     }
 }
