@@ -369,8 +369,8 @@ impl Published {
     pub fn publish(&self, next: Snapshot) {
         let generation = next.generation;
         self.answers.attach(&next);
-        let old = self.current.swap(Arc::new(next));
-        let new = self.current.load();
+        let new = Arc::new(next);
+        let old = self.current.swap(new.clone());
         if !Arc::ptr_eq(&old.health, &new.health) {
             self.obs.health.note_published(&old.health, &new.health);
         }

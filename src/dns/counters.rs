@@ -69,12 +69,8 @@ thread_local! {
 }
 
 impl TargetCounter {
-    /// Count one NOERROR answer.
-    pub fn hit(&self, type_slot: usize) {
-        self.hit_rcode(type_slot, 0);
-    }
-
-    pub fn hit_rcode(&self, type_slot: usize, rcode_slot: usize) {
+    /// Count one answer of the type and rcode slots given.
+    pub fn hit(&self, type_slot: usize, rcode_slot: usize) {
         let shard = MY_SHARD.with(|s| *s);
         if let Some(c) = self.shards[shard]
             .0
@@ -103,7 +99,7 @@ pub fn count(steered: &Steered, target: usize, qtype: u16) {
 /// [`count`] with the reply's final rcode (the full path counts once the chain is resolved).
 pub fn count_rcode(steered: &Steered, target: usize, qtype: u16, rcode: u16) {
     if let Some(c) = steered.counters.get().and_then(|c| c.get(target)) {
-        c.hit_rcode(type_slot(qtype), rcode_slot(rcode));
+        c.hit(type_slot(qtype), rcode_slot(rcode));
     }
 }
 
@@ -242,9 +238,9 @@ mod tests {
                 let c = c.clone();
                 std::thread::spawn(move || {
                     for _ in 0..1000 {
-                        c.hit(0);
+                        c.hit(0, 0);
                     }
-                    c.hit(2);
+                    c.hit(2, 0);
                 })
             })
             .collect();
@@ -257,9 +253,9 @@ mod tests {
     #[test]
     fn answers_by_rcode_render_noerror_always_and_the_rest_once_seen() {
         let c = TargetCounter::default();
-        c.hit(0);
-        c.hit_rcode(1, rcode_slot(3));
-        c.hit_rcode(1, rcode_slot(9));
+        c.hit(0, 0);
+        c.hit(1, rcode_slot(3));
+        c.hit(1, rcode_slot(9));
         assert_eq!(
             [rcode_slot(0), rcode_slot(2), rcode_slot(3), rcode_slot(5)],
             [0, 2, 1, 3]

@@ -110,23 +110,23 @@ impl QueryLog {
         // Fractions below 2^-32 round to off.
         let threshold = (fraction.clamp(0.0, 1.0) * 4_294_967_296.0).round() as u64;
         let logged = Arc::new(AtomicU64::new(0));
-        if threshold == 0 {
-            let log = QueryLog {
-                threshold: 0,
-                tx: None,
-                logged,
-                dropped: AtomicU64::new(0),
+        let (tx, task) = if threshold == 0 {
+            (None, None)
+        } else {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            let task = LogTask {
+                rx,
+                logged: logged.clone(),
             };
-            return (Arc::new(log), None);
-        }
-        let (tx, rx) = mpsc::channel(QUEUE);
+            (Some(tx), Some(task))
+        };
         let log = QueryLog {
             threshold,
-            tx: Some(tx),
-            logged: logged.clone(),
+            tx,
+            logged,
             dropped: AtomicU64::new(0),
         };
-        (Arc::new(log), Some(LogTask { rx, logged }))
+        (Arc::new(log), task)
     }
 
     /// Whether the log is on at all.

@@ -153,14 +153,19 @@ fn reply_limit(snapshot: &Snapshot, query: &Query<'_>) -> u16 {
     }
 }
 
+/// Our OPT record's RDATA length: the echoed ECS option, or nothing.
+fn opt_rdata_len(edns: &Edns<'_>) -> usize {
+    edns.ecs.map_or(0, |e| 8 + e.address_bytes.len())
+}
+
 /// Our OPT record's length in bytes.
 fn opt_len(edns: &Edns<'_>) -> usize {
-    11 + edns.ecs.map_or(0, |e| 8 + e.address_bytes.len())
+    11 + opt_rdata_len(edns)
 }
 
 /// Our OPT record: the ECS option echoed with `scope` filled in, no other option.
 fn put_opt(w: &mut Writer<'_>, edns: &Edns<'_>, payload: u16, scope: u8) -> Option<()> {
-    let ecs_len = edns.ecs.map_or(0, |e| 8 + e.address_bytes.len());
+    let ecs_len = opt_rdata_len(edns);
     // Root owner, OPT, our payload size, extended rcode 0, version 0, DO echoed.
     w.put(&[0, 0, 41])?;
     w.put(&payload.to_be_bytes())?;
