@@ -583,6 +583,22 @@ impl ServeProcess {
         self.child.id()
     }
 
+    /// Send SIGHUP with `kill` (a path, for the one systemd's ExecReload names), then wait off
+    /// the runtime for the log line `outcome` ("reloaded configuration", "reload failed").
+    pub(crate) async fn reload(mut self, kill: &str, outcome: &'static str) -> Self {
+        let status = std::process::Command::new(kill)
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        tokio::task::spawn_blocking(move || {
+            self.wait_for(outcome);
+            self
+        })
+        .await
+        .unwrap()
+    }
+
     /// Start `serve -c config` off the runtime and wait for its DNS address.
     pub(crate) async fn start(config: std::path::PathBuf) -> (Self, SocketAddr) {
         Self::start_with(config, Vec::new()).await
@@ -622,26 +638,12 @@ impl Drop for ServeProcess {
 async fn serve_binary_reloads_on_sighup_and_keeps_last_good() {
     let dir = TempDir::new("sighup");
     let config = write_config(&dir, DEMO_ZONE, &demo_policies());
-    let (mut process, server) = ServeProcess::start(config.clone()).await;
+    let (process, server) = ServeProcess::start(config.clone()).await;
     assert_eq!(www_target(server, None).await, "cdn-a.example.net.");
-
-    let hup = |pid: u32| {
-        let status = Command::new("kill")
-            .args(["-HUP", &pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-    };
 
     let www = dir.join("policies/www.example.com.toml");
     std::fs::write(&www, WWW_POLICY.replace("\"GB\"", "\"UK\"")).unwrap();
-    hup(process.pid());
-    let mut process = tokio::task::spawn_blocking(move || {
-        process.wait_for("reload failed");
-        process
-    })
-    .await
-    .unwrap();
+    let process = process.reload("kill", "reload failed").await;
     let failed = process.log.last().unwrap().clone();
     assert!(
         failed.contains("chain[1].rules[2].match.country"),
@@ -650,13 +652,7 @@ async fn serve_binary_reloads_on_sighup_and_keeps_last_good() {
     assert_eq!(www_target(server, None).await, "cdn-a.example.net.");
 
     std::fs::write(&www, www_with_default_b()).unwrap();
-    hup(process.pid());
-    let process = tokio::task::spawn_blocking(move || {
-        process.wait_for("reloaded configuration");
-        process
-    })
-    .await
-    .unwrap();
+    let process = process.reload("kill", "reloaded configuration").await;
     assert_eq!(www_target(server, None).await, "cdn-b.example.net.");
     let d = dig(server, &["www.example.com", "A", "+subnet=81.2.69.142/32"]).await;
     assert_eq!(d.answer_data("CNAME"), vec!["cdn-d.example.net."]);

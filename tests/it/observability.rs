@@ -303,7 +303,7 @@ async fn a_sampled_query_log_prints_one_line_per_query_and_none_when_off() {
     drop(process);
 
     // Off (the default): the same queries, then a reload whose log line comes after them.
-    let (mut process, server) = ServeProcess::start(config.clone()).await;
+    let (process, server) = ServeProcess::start(config.clone()).await;
     udp(
         server,
         &ecs_query("www.example.com.", RecordType::A, "81.2.69.0/24"),
@@ -311,17 +311,7 @@ async fn a_sampled_query_log_prints_one_line_per_query_and_none_when_off() {
     .await;
     udp(server, &query("nx.example.com.", RecordType::A)).await;
     tcp(server, &query("pop.example.com.", RecordType::AAAA)).await;
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &process.pid().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
-    let process = tokio::task::spawn_blocking(move || {
-        process.wait_for("reloaded configuration");
-        process
-    })
-    .await
-    .unwrap();
+    let process = process.reload("kill", "reloaded configuration").await;
     assert!(
         !process.log().iter().any(|l| l.contains("query_log")),
         "{:#?}",

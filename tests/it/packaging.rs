@@ -168,23 +168,13 @@ async fn packaged_config_checks_serves_and_reloads_on_sighup() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let (mut process, server) = ServeProcess::start(config.clone()).await;
+    let (process, server) = ServeProcess::start(config.clone()).await;
     let soa = dig(server, &["example.com", "SOA", "+norecurse"]).await;
     assert_eq!(soa.status, "NOERROR", "{}", soa.text);
     assert!(soa.flags.iter().any(|f| f == "aa"), "{}", soa.text);
 
     // ExecReload, as systemd runs it.
-    let status = Command::new("/bin/kill")
-        .args(["-HUP", &process.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let process = tokio::task::spawn_blocking(move || {
-        process.wait_for("reloaded configuration");
-        process
-    })
-    .await
-    .unwrap();
+    let process = process.reload("/bin/kill", "reloaded configuration").await;
     let www = dig(server, &["www.example.com", "A", "+norecurse"]).await;
     assert_eq!(www.status, "NOERROR", "{}", www.text);
     drop(process);
