@@ -956,10 +956,16 @@ fn deciding_without_a_lookup_matches_the_located_path() {
                 direct += 1;
                 let located = table.decide_located(*ip, &geo.locate(*ip), &geo);
                 if rows {
-                    // The runs' scope is the widest network of one outcome, wider than the
-                    // records' networks; `assert_scopes_hold` checks that it holds.
+                    // The runs' scope is the widest network of one outcome: never narrower
+                    // than the records' (whose network is of one outcome too);
+                    // `assert_scopes_hold` checks that it holds.
                     assert_eq!(d.outcome, located.outcome, "{name}: {ip}");
-                    assert_eq!(d, table.decide(*ip, &geo.locate(*ip), &geo), "{name}: {ip}");
+                    assert!(
+                        d.scope <= located.scope,
+                        "{name}: {ip}: runs /{} narrower than the records' /{}",
+                        d.scope,
+                        located.scope
+                    );
                 } else {
                     assert_eq!(d, located, "{name}: {ip}");
                 }
