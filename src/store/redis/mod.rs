@@ -54,6 +54,9 @@
 //! - Change notices come from a dedicated pub/sub connection that reconnects by itself
 //!   (in a Cluster, to the first seed: `PUBLISH` is forwarded to every node);
 //!   notices can be lost (pub/sub is fire-and-forget), so the feed also ticks every
+//!   `[store] refresh_ms` and the control plane re-lists on each tick. When any call finds
+//!   Redis back after an outage, the feed reconnects and re-lists at once rather than at
+//!   its next tick, so `/readyz` stops saying stale within one listing.
 
 mod conn;
 mod keys;
@@ -477,6 +480,7 @@ impl PolicyStore for RedisStore {
         let notices = self.notices.clone();
         let channel = self.keys.changes();
         let (refresh, timeout) = (self.refresh, self.timeout);
+        let status = self.status.clone();
         let task = self.handle.spawn(async move {
             let mut tick = tokio::time::interval(refresh);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -507,7 +511,11 @@ impl PolicyStore for RedisStore {
                         }
                     }
                     _ => {
-                        tick.tick().await;
+                        // Retry at the next tick, or as soon as another call finds Redis back.
+                        tokio::select! {
+                            _ = tick.tick() => {}
+                            _ = status.came_back.notified() => {}
+                        }
                         if tx.try_send(()).is_err() && tx.is_closed() {
                             return;
                         }

@@ -16,6 +16,9 @@ pub struct StoreStatus {
     /// Writes waiting in the buffer for Redis to come back.
     pub buffered_writes: AtomicU64,
     last_error: Mutex<String>,
+    /// Signalled when the store comes back, so the change feed re-lists the policies at once
+    /// instead of at its next tick (until then `/readyz` would still say stale).
+    pub(super) came_back: tokio::sync::Notify,
 }
 
 impl StoreStatus {
@@ -33,6 +36,8 @@ impl StoreStatus {
     pub(super) fn ok(&self) {
         if !self.up.swap(true, Ordering::AcqRel) {
             info!("the shared store (Redis) is reachable");
+            // One waiter (the feed); a stored permit covers a feed that is busy connecting.
+            self.came_back.notify_one();
         }
     }
 
