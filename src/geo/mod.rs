@@ -1,16 +1,18 @@
 //! Where a client address is: continent, country, subdivision and ASN.
 //!
-//! Owns the MaxMind readers (the database files mapped into memory, [`source`]) and the
-//! distinct location classes of the City database with a map from each record's offset to its
-//! class, built once at load. Pure after load: `locate` (for the queries no table's runs
-//! describe, and for explanations) does two tree walks, two hash lookups and one binary search
-//! for the overrides; it never decodes a record or allocates. Only what decisions read is kept per record (the class, for
-//! the ASN database the number); explanations decode city and coordinates on demand.
-//! Operator overrides (CIDR → location) are checked first ([`overrides`]). Also owns the
-//! address space as runs of one location class ([`scope`]), from which ECS scopes wider than
-//! one record's network are computed, and the ASN database's space as runs of one ASN, which
-//! [`GeoDb::outcome_index`] merges with a table's rules: most steered queries decide from such
-//! runs and never call `locate`. May depend on nothing else in the crate.
+//! Owns the MaxMind readers (the database files mapped into memory, [`source`]) and, built
+//! once at load by one walk of each database, the address space as runs of one location class
+//! ([`scope`]) and as runs of one ASN, overrides painted in. Nothing is kept per record: the
+//! walk decodes each distinct record once (only the fields policies read) and keeps the runs.
+//! Pure after load: `locate` (for the queries no table's runs describe, and for explanations)
+//! checks the overrides ([`overrides`], one binary search), walks each tree for the record's
+//! network (the ECS scope) and reads the class and the ASN from the runs (one binary search
+//! each); it decodes a record only in the IPv6 aliases of the IPv4 tree (6to4, Teredo), which
+//! the runs do not describe, and never allocates otherwise. Explanations decode city and
+//! coordinates on demand. From the runs, ECS scopes wider than one record's network are
+//! computed, and [`GeoDb::outcome_index`] merges them with a table's rules: most steered
+//! queries decide from such runs and never call `locate`. May depend on nothing else in the
+//! crate.
 
 pub mod iso;
 mod location;
@@ -78,12 +80,12 @@ pub struct GeoDb {
     asn_name: Option<String>,
     /// Distinct data records of the City database (for metrics).
     records: usize,
-    /// Data-section offset of a City record → its class. The only per-record state kept.
-    loc_by_offset: OffsetMap<LocId>,
-    asn_by_offset: OffsetMap<u32>,
     /// Distinct (continent, country, subdivision): all a policy can tell apart. `LocId` and
     /// `ClassId` index this; decision tables are indexed by class, which keeps them small.
     classes: Vec<Location>,
+    /// Class → its id, for the records `locate` decodes (addresses in the IPv6 aliases of
+    /// the IPv4 tree, which the runs do not describe). A few thousand entries.
+    class_ids: HashMap<Location, LocId>,
     /// Per class: a dense number for its (continent, country), for compiles that need no more.
     country_of_class: Vec<u32>,
     overrides: OverrideIndex,
@@ -159,7 +161,6 @@ impl GeoDb {
         }
         let CityIndex {
             records,
-            loc_by_offset,
             mut classes,
             runs_v4,
             runs_v6,
@@ -182,7 +183,6 @@ impl GeoDb {
                 None,
                 None,
                 AsnIndex {
-                    by_offset: OffsetMap::default(),
                     runs_v4: Runs::uniform(NOT_LOCATED),
                     runs_v6: Runs::uniform(NOT_LOCATED),
                 },
@@ -220,10 +220,14 @@ impl GeoDb {
             None => true,
         };
 
-        let classes = classes.classes;
+        let Classifier {
+            classes,
+            index: class_ids,
+        } = classes;
         let country_of_class = number_countries(&classes);
         Ok(Self {
             classes,
+            class_ids,
             country_of_class,
             runs_v4,
             runs_v6,
@@ -234,8 +238,6 @@ impl GeoDb {
             city_name,
             asn_name,
             records,
-            loc_by_offset,
-            asn_by_offset: asn_index.by_offset,
             asn_runs_v4,
             asn_runs_v6,
             asn_mapped_v4,
@@ -313,11 +315,17 @@ impl GeoDb {
                 asn_prefix: asn_prefix.max(narrowest),
             };
         }
+        // The tree walk gives the record's network (the scope) and whether there is a record;
+        // the class comes from the runs, which hold the same answer without a per-record map.
         let (loc, geo_prefix) = match self.city.lookup(ip) {
             Ok(found) => (
-                found
-                    .offset()
-                    .and_then(|o| self.loc_by_offset.get(&u32::try_from(o).ok()?).copied()),
+                found.offset().and_then(|_| {
+                    match self.label_at(ip, self.mapped_v4, &self.runs_v4, &self.runs_v6) {
+                        NOT_LOCATED => None,
+                        OPAQUE => self.decode_class(&found),
+                        class => Some(LocId::new(class as usize)),
+                    }
+                }),
                 found.network().map_or(full_prefix(ip), |n| n.prefix()),
             ),
             Err(_) => (None, full_prefix(ip)),
@@ -337,13 +345,46 @@ impl GeoDb {
         };
         match reader.lookup(ip) {
             Ok(found) => (
-                found
-                    .offset()
-                    .and_then(|o| self.asn_by_offset.get(&u32::try_from(o).ok()?).copied()),
+                found.offset().and_then(|_| {
+                    let runs = (&self.asn_runs_v4, &self.asn_runs_v6);
+                    match self.label_at(ip, self.asn_mapped_v4, runs.0, runs.1) {
+                        NOT_LOCATED => None,
+                        OPAQUE => found
+                            .decode::<AsnRecord>()
+                            .ok()
+                            .flatten()
+                            .and_then(|r| r.autonomous_system_number),
+                        asn => Some(asn),
+                    }
+                }),
                 found.network().map_or(full_prefix(ip), |n| n.prefix()),
             ),
             Err(_) => (None, full_prefix(ip)),
         }
+    }
+
+    /// The label of the run holding `ip`: IPv4-mapped addresses in their IPv4 form where the
+    /// database answers them from its IPv4 tree. Where `locate` has found no override the
+    /// label is the database's own answer, since overrides are what is painted over it.
+    /// Mapped addresses of a database that answers them on their own are [`OPAQUE`]: the
+    /// caller's override check used their IPv4 form, not the IPv6 networks painted there.
+    fn label_at(&self, ip: IpAddr, mapped_v4: bool, v4: &Runs<u32>, v6: &Runs<u128>) -> u32 {
+        match ip {
+            IpAddr::V4(a) => v4.run_at(u32::from(a)).2,
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(m) if mapped_v4 => v4.run_at(u32::from(m)).2,
+                Some(_) => OPAQUE,
+                None => v6.run_at(u128::from(a)).2,
+            },
+        }
+    }
+
+    /// The class of a record the runs do not describe, decoded (no map per record is kept).
+    /// Only addresses in the IPv6 aliases of the IPv4 tree (6to4, Teredo, IPv4-compatible)
+    /// come here.
+    fn decode_class(&self, found: &maxminddb::LookupResult<'_, DbBytes>) -> Option<LocId> {
+        let record = found.decode::<CityRecord>().ok()??;
+        self.class_ids.get(&record.location()).copied()
     }
 
     /// The shared [`ScopeIndex`] for a partition of the location classes: `part[i]` names the
@@ -669,7 +710,6 @@ fn offset_key(offset: usize, name: &str) -> Result<u32, GeoError> {
 /// What one walk of the City database yields.
 struct CityIndex {
     records: usize,
-    loc_by_offset: OffsetMap<LocId>,
     classes: Classifier,
     runs_v4: Runs<u32>,
     runs_v6: Runs<u128>,
@@ -692,10 +732,10 @@ fn index_city(reader: &Reader<DbBytes>, name: &str) -> Result<CityIndex, GeoErro
         loc_by_offset.insert(key, id);
         Ok(id.index() as u32)
     })?;
-    loc_by_offset.shrink_to_fit();
+    // The offset map only saves decoding a record twice during the walk: queries read the
+    // runs, so it is dropped here (about 9 MiB with GeoLite2-City).
     Ok(CityIndex {
         records: loc_by_offset.len(),
-        loc_by_offset,
         classes,
         runs_v4,
         runs_v6,
@@ -764,7 +804,6 @@ fn mapped_is_v4(reader: &Reader<DbBytes>, runs_v6: &Runs<u128>) -> bool {
 /// Walk every network of the ASN database once and decode each distinct record's number once.
 /// What one walk of the ASN database yields.
 struct AsnIndex {
-    by_offset: OffsetMap<u32>,
     /// The address space as runs of one ASN ([`NOT_LOCATED`] where there is none).
     runs_v4: Runs<u32>,
     runs_v6: Runs<u128>,
@@ -774,7 +813,6 @@ struct AsnIndex {
 /// record once, and record the address space as runs of one ASN.
 fn index_asns(reader: &Reader<DbBytes>, name: &str) -> Result<AsnIndex, GeoError> {
     let mut decoded: OffsetMap<Option<u32>> = OffsetMap::default();
-    let mut by_offset = OffsetMap::default();
     let (runs_v4, runs_v6) = walk_runs(reader, name, |key, network| {
         let asn = match decoded.get(&key) {
             Some(asn) => *asn,
@@ -782,9 +820,6 @@ fn index_asns(reader: &Reader<DbBytes>, name: &str) -> Result<AsnIndex, GeoError
                 let record = network.decode::<AsnRecord>()?;
                 let asn = record.and_then(|r| r.autonomous_system_number);
                 decoded.insert(key, asn);
-                if let Some(asn) = asn {
-                    by_offset.insert(key, asn);
-                }
                 asn
             }
         };
@@ -792,12 +827,7 @@ fn index_asns(reader: &Reader<DbBytes>, name: &str) -> Result<AsnIndex, GeoError
         // and never mistaken for the two labels that mean "none" and "not described".
         Ok(asn.filter(|a| *a < NOT_LOCATED).unwrap_or(NOT_LOCATED))
     })?;
-    by_offset.shrink_to_fit();
-    Ok(AsnIndex {
-        by_offset,
-        runs_v4,
-        runs_v6,
-    })
+    Ok(AsnIndex { runs_v4, runs_v6 })
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use super::*;
+use scope::Bits as _;
 
 fn db() -> GeoDb {
     GeoDb::load(&crate::demo::city_db(), Some(&crate::demo::asn_db()), &[]).unwrap()
@@ -436,5 +437,137 @@ fn a_v4_only_view_of_space_the_database_lacks_is_opaque() {
             p <= db.locate(ip).geo_prefix,
             "{ip}: merged /{p} narrower than its record"
         );
+    }
+}
+
+/// The oracle for `locate`: the record maxminddb itself decodes at `ip` (full structs, none of
+/// our record code), as (continent, country, subdivision) codes and the ASN.
+type Decoded = (Option<String>, Option<String>, Option<String>, Option<u32>);
+
+fn decoded_at(city: &Reader<Vec<u8>>, asn: &Reader<Vec<u8>>, ip: IpAddr) -> Decoded {
+    let place = city
+        .lookup(ip)
+        .ok()
+        .and_then(|f| f.decode::<geoip2::City>().ok().flatten());
+    let number = asn
+        .lookup(ip)
+        .ok()
+        .and_then(|f| f.decode::<geoip2::Asn>().ok().flatten())
+        .and_then(|a| a.autonomous_system_number);
+    match place {
+        None => (None, None, None, number),
+        Some(c) => (
+            c.continent.code.map(str::to_owned),
+            c.country.iso_code.map(str::to_owned),
+            c.subdivisions
+                .first()
+                .and_then(|s| s.iso_code)
+                .map(str::to_owned),
+            number,
+        ),
+    }
+}
+
+fn located_as_decoded(db: &GeoDb, ip: IpAddr) -> Decoded {
+    let found = db.locate(ip);
+    match found.loc.map(|l| db.location(l)) {
+        None => (None, None, None, found.asn),
+        Some(l) => (
+            l.continent.map(|c| c.code().to_owned()),
+            l.country_code().map(str::to_owned),
+            l.subdivision.as_deref().map(str::to_owned),
+            found.asn,
+        ),
+    }
+}
+
+#[test]
+fn locate_agrees_with_the_records_maxminddb_decodes() {
+    // `locate` answers from the runs (and decodes only in the IPv6 aliases of the IPv4 tree):
+    // check it against maxminddb's own decoding at the first, middle and last address of every
+    // network of both databases, each IPv4 one also in its four IPv6 aliases, and at random.
+    let city =
+        Reader::from_source(std::fs::read("tests/fixtures/geoip/GeoIP2-City-Test.mmdb").unwrap())
+            .unwrap();
+    let asn =
+        Reader::from_source(std::fs::read("tests/fixtures/geoip/GeoLite2-ASN-Test.mmdb").unwrap())
+            .unwrap();
+    let db = db();
+    let mut addresses: Vec<IpAddr> = Vec::new();
+    for reader in [&city, &asn] {
+        let walk = WithinOptions::default().include_networks_without_data();
+        for network in reader.networks(walk).unwrap() {
+            let net = network.unwrap().network().unwrap();
+            match net.ip() {
+                IpAddr::V4(first) => {
+                    let first = u32::from(first);
+                    let last = first.last_of(net.prefix());
+                    for a in [first, first + (last - first) / 2, last] {
+                        let v4 = std::net::Ipv4Addr::from(a);
+                        let hi = u128::from(a);
+                        addresses.push(IpAddr::V4(v4));
+                        addresses.push(IpAddr::V6(v4.to_ipv6_mapped()));
+                        addresses.push(IpAddr::V6(hi.into())); // ::a.b.c.d
+                        addresses.push(IpAddr::V6(((0x2002u128 << 112) | (hi << 80)).into()));
+                        addresses.push(IpAddr::V6(((0x2001u128 << 112) | (hi << 64)).into()));
+                    }
+                }
+                IpAddr::V6(first) => {
+                    let first = u128::from(first);
+                    let last = first.last_of(net.prefix());
+                    for a in [first, first + (last - first) / 2, last] {
+                        addresses.push(IpAddr::V6(a.into()));
+                    }
+                }
+            }
+        }
+    }
+    let mut rng = Rng(11);
+    for _ in 0..20_000 {
+        let x = rng.next();
+        addresses.push(IpAddr::V4((x as u32).into()));
+        addresses.push(IpAddr::V6(
+            (u128::from(x) << 64 | u128::from(rng.next())).into(),
+        ));
+    }
+    let mut aliases_located = 0;
+    for ip in &addresses {
+        let want = decoded_at(&city, &asn, *ip);
+        assert_eq!(located_as_decoded(&db, *ip), want, "{ip}");
+        if matches!(ip, IpAddr::V6(v6) if v6.segments()[0] == 0x2002) && want.1.is_some() {
+            aliases_located += 1;
+        }
+    }
+    // The aliases were reached, not all missed.
+    assert!(
+        aliases_located > 20,
+        "{aliases_located} 6to4 addresses located"
+    );
+}
+
+#[test]
+fn aliases_keep_the_database_answer_under_an_ipv4_override() {
+    // An override of 81.2.69.0/24 holds for 81.2.69.142 and its IPv4-mapped form; the 6to4 and
+    // IPv4-compatible forms are other addresses and keep the database's answer.
+    let db = scope_db(&[place("81.2.69.0/24", b"DE", "BE")]);
+    let country = |ip: &str| {
+        let found = db.locate(ip.parse().unwrap());
+        found
+            .loc
+            .and_then(|l| db.location(l).country_code().map(str::to_owned))
+    };
+    assert_eq!(country("81.2.69.142").as_deref(), Some("DE"));
+    assert_eq!(country("::ffff:81.2.69.142").as_deref(), Some("DE"));
+    assert_eq!(country("2002:5102:458e::").as_deref(), Some("GB"));
+    assert_eq!(country("::81.2.69.142").as_deref(), Some("GB"));
+}
+
+#[test]
+fn a_partition_of_the_wrong_length_gets_no_index() {
+    let db = db();
+    let n = db.classes().len();
+    assert!(db.scope_index(&vec![0; n + 1]).is_some());
+    for len in [0, n, n + 2] {
+        assert!(db.scope_index(&vec![0; len]).is_none(), "{len} of {n}");
     }
 }
