@@ -320,7 +320,7 @@ impl GeoDb {
         let (loc, geo_prefix) = match self.city.lookup(ip) {
             Ok(found) => (
                 found.offset().and_then(|_| {
-                    match self.label_at(ip, self.mapped_v4, &self.runs_v4, &self.runs_v6) {
+                    match label_at(ip, self.mapped_v4, &self.runs_v4, &self.runs_v6) {
                         NOT_LOCATED => None,
                         OPAQUE => self.decode_class(&found),
                         class => Some(LocId::new(class as usize)),
@@ -346,8 +346,7 @@ impl GeoDb {
         match reader.lookup(ip) {
             Ok(found) => (
                 found.offset().and_then(|_| {
-                    let runs = (&self.asn_runs_v4, &self.asn_runs_v6);
-                    match self.label_at(ip, self.asn_mapped_v4, runs.0, runs.1) {
+                    match label_at(ip, self.asn_mapped_v4, &self.asn_runs_v4, &self.asn_runs_v6) {
                         NOT_LOCATED => None,
                         OPAQUE => found
                             .decode::<AsnRecord>()
@@ -360,22 +359,6 @@ impl GeoDb {
                 found.network().map_or(full_prefix(ip), |n| n.prefix()),
             ),
             Err(_) => (None, full_prefix(ip)),
-        }
-    }
-
-    /// The label of the run holding `ip`: IPv4-mapped addresses in their IPv4 form where the
-    /// database answers them from its IPv4 tree. Where `locate` has found no override the
-    /// label is the database's own answer, since overrides are what is painted over it.
-    /// Mapped addresses of a database that answers them on their own are [`OPAQUE`]: the
-    /// caller's override check used their IPv4 form, not the IPv6 networks painted there.
-    fn label_at(&self, ip: IpAddr, mapped_v4: bool, v4: &Runs<u32>, v6: &Runs<u128>) -> u32 {
-        match ip {
-            IpAddr::V4(a) => v4.run_at(u32::from(a)).2,
-            IpAddr::V6(a) => match a.to_ipv4_mapped() {
-                Some(m) if mapped_v4 => v4.run_at(u32::from(m)).2,
-                Some(_) => OPAQUE,
-                None => v6.run_at(u128::from(a)).2,
-            },
         }
     }
 
@@ -695,6 +678,22 @@ pub struct ClassId(u32);
 impl ClassId {
     pub fn index(self) -> usize {
         self.0 as usize
+    }
+}
+
+/// The label of the run holding `ip`: IPv4-mapped addresses in their IPv4 form where the
+/// database answers them from its IPv4 tree. Where `locate` has found no override the
+/// label is the database's own answer, since overrides are what is painted over it.
+/// Mapped addresses of a database that answers them on their own are [`OPAQUE`]: the
+/// caller's override check used their IPv4 form, not the IPv6 networks painted there.
+fn label_at(ip: IpAddr, mapped_v4: bool, v4: &Runs<u32>, v6: &Runs<u128>) -> u32 {
+    match ip {
+        IpAddr::V4(a) => v4.run_at(u32::from(a)).2,
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(m) if mapped_v4 => v4.run_at(u32::from(m)).2,
+            Some(_) => OPAQUE,
+            None => v6.run_at(u128::from(a)).2,
+        },
     }
 }
 
