@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use overrides::OverrideIndex;
 use record::{AsnRecord, CityRecord};
-use scope::{NOT_LOCATED, OPAQUE, Runs, RunsBuilder};
+use scope::{Label, NOT_LOCATED, OPAQUE, Runs, RunsBuilder};
 
 use ipnet::IpNet;
 use maxminddb::{Reader, WithinOptions, geoip2};
@@ -89,9 +89,10 @@ pub struct GeoDb {
     /// Per class: a dense number for its (continent, country), for compiles that need no more.
     country_of_class: Vec<u32>,
     overrides: OverrideIndex,
-    /// The address space as runs of one class (overrides painted in), per family.
-    runs_v4: Runs<u32>,
-    runs_v6: Runs<u128>,
+    /// The address space as runs of one class (overrides painted in), per family; classes are
+    /// few, so labels are `u16` (see [`scope::Label`]).
+    runs_v4: Runs<u32, u16>,
+    runs_v6: Runs<u128, u16>,
     /// The database answers `::ffff:a.b.c.d` from its IPv4 tree.
     mapped_v4: bool,
     /// One index per distinct partition of the classes, shared by the tables that induce it.
@@ -517,15 +518,18 @@ impl GeoDb {
         }
         let rows_of = |asn_row: u32, cidr: u32| if cidr == OPAQUE { asn_row } else { cidr };
         let (asn_v4, asn_v6) = if asns.is_empty() {
-            (Runs::uniform(NOT_LOCATED), Runs::uniform(NOT_LOCATED))
+            (
+                Runs::<_>::uniform(NOT_LOCATED),
+                Runs::<_>::uniform(NOT_LOCATED),
+            )
         } else {
             (
                 self.asn_runs_v4.relabel(asn_row),
                 self.asn_runs_v6.relabel(asn_row),
             )
         };
-        let rows_v4 = scope::combine(&asn_v4, &Runs::nested(&layer_v4), rows_of);
-        let rows_v6 = scope::combine(&asn_v6, &Runs::nested(&layer_v6), rows_of);
+        let rows_v4: Runs<u32> = scope::combine(&asn_v4, &Runs::nested(&layer_v4), rows_of);
+        let rows_v6: Runs<u128> = scope::combine(&asn_v6, &Runs::nested(&layer_v6), rows_of);
         // Class 0 stands for every class when the table reads no location.
         let (class_v4, class_v6) = if uses_location {
             (self.runs_v4.clone(), self.runs_v6.clone())
@@ -686,7 +690,7 @@ impl ClassId {
 /// label is the database's own answer, since overrides are what is painted over it.
 /// Mapped addresses of a database that answers them on their own are [`OPAQUE`]: the
 /// caller's override check used their IPv4 form, not the IPv6 networks painted there.
-fn label_at(ip: IpAddr, mapped_v4: bool, v4: &Runs<u32>, v6: &Runs<u128>) -> u32 {
+fn label_at<L: Label>(ip: IpAddr, mapped_v4: bool, v4: &Runs<u32, L>, v6: &Runs<u128, L>) -> u32 {
     match ip {
         IpAddr::V4(a) => v4.run_at(u32::from(a)).2,
         IpAddr::V6(a) => match a.to_ipv4_mapped() {
@@ -710,8 +714,8 @@ fn offset_key(offset: usize, name: &str) -> Result<u32, GeoError> {
 struct CityIndex {
     records: usize,
     classes: Classifier,
-    runs_v4: Runs<u32>,
-    runs_v6: Runs<u128>,
+    runs_v4: Runs<u32, u16>,
+    runs_v6: Runs<u128, u16>,
 }
 
 /// Walk every network of the City database once, empty ones included: decode each distinct
@@ -741,18 +745,21 @@ fn index_city(reader: &Reader<DbBytes>, name: &str) -> Result<CityIndex, GeoErro
     })
 }
 
+/// One view of the address space as runs, IPv4 and IPv6.
+type FamilyRuns<L> = (Runs<u32, L>, Runs<u128, L>);
+
 /// Walk every network of a database once, empty ones included, and record the address space
 /// as runs of one label per family: [`NOT_LOCATED`] for networks without data, else
 /// `label(offset key, network)`, which is where each importer decodes a record (once per
 /// distinct offset, as it keeps them).
-fn walk_runs(
+fn walk_runs<L: Label>(
     reader: &Reader<DbBytes>,
     name: &str,
     mut label: impl FnMut(
         u32,
         &maxminddb::LookupResult<'_, DbBytes>,
     ) -> Result<u32, maxminddb::MaxMindDbError>,
-) -> Result<(Runs<u32>, Runs<u128>), GeoError> {
+) -> Result<FamilyRuns<L>, GeoError> {
     let invalid = |e: maxminddb::MaxMindDbError| GeoError::Invalid {
         db: name.to_owned(),
         reason: e.to_string(),
@@ -777,7 +784,7 @@ fn walk_runs(
 
 /// Whether the database answers `::ffff:0:0/96` from its IPv4 tree: the walk skipped exactly
 /// that network (as it skips aliases of the IPv4 tree), and lookups there agree with IPv4.
-fn mapped_is_v4(reader: &Reader<DbBytes>, runs_v6: &Runs<u128>) -> bool {
+fn mapped_is_v4<L: Label>(reader: &Reader<DbBytes>, runs_v6: &Runs<u128, L>) -> bool {
     const MAPPED: u128 = 0xffff_0000_0000;
     let skipped = runs_v6.run_at(MAPPED) == (MAPPED, Some(MAPPED + (1 << 32)), OPAQUE);
     let agrees = |v4: u32| {

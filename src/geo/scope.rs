@@ -79,16 +79,58 @@ bits!(u32);
 bits!(u64);
 bits!(u128);
 
-/// The address space of one family as maximal runs of one label. `starts[0]` is 0, starts
-/// increase strictly, and neighbouring runs have different labels; a run ends where the next
-/// starts (the last one at the top of the space).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Runs<A> {
-    starts: Vec<A>,
-    labels: Vec<u32>,
+/// A label as a run stores it. Location classes and a policy's parts are few (about 3,400
+/// classes with GeoLite2-City, a handful of parts), so their runs store a `u16`, half the
+/// memory of a `u32`; ASNs and override entries keep a `u32`. Code reads and writes every
+/// label as a `u32`. The special labels ([`OPAQUE`], [`NOT_LOCATED`], [`FINE`]) are the top
+/// values of each width, and a label too large for the width is stored as [`OPAQUE`], which
+/// every reader already takes as "not described here: ask the database": slower for such a
+/// label, never a wrong answer.
+pub(crate) trait Label: Copy + Eq + fmt::Debug {
+    fn pack(label: u32) -> Self;
+    fn unpack(self) -> u32;
 }
 
-impl<A: Bits> Runs<A> {
+impl Label for u32 {
+    fn pack(label: u32) -> Self {
+        label
+    }
+    fn unpack(self) -> u32 {
+        self
+    }
+}
+
+/// How many labels at the top of the range are special ([`FINE`] is the lowest).
+const SPECIAL: u32 = u32::MAX - FINE + 1;
+
+impl Label for u16 {
+    fn pack(label: u32) -> Self {
+        match u32::MAX - label {
+            from_top if from_top < SPECIAL => u16::MAX - from_top as u16,
+            _ => u16::try_from(label)
+                .ok()
+                .filter(|l| u32::from(*l) < u32::from(u16::MAX) + 1 - SPECIAL)
+                .unwrap_or(u16::MAX),
+        }
+    }
+    fn unpack(self) -> u32 {
+        match u32::from(u16::MAX - self) {
+            from_top if from_top < SPECIAL => u32::MAX - from_top,
+            _ => u32::from(self),
+        }
+    }
+}
+
+/// The address space of one family as maximal runs of one label. `starts[0]` is 0, starts
+/// increase strictly, and neighbouring runs have different labels; a run ends where the next
+/// starts (the last one at the top of the space). Labels are stored as `L` ([`Label`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Runs<A, L = u32> {
+    starts: Vec<A>,
+    labels: Vec<L>,
+}
+
+impl<A: Bits, L: Label> Runs<A, L> {
     pub(crate) fn len(&self) -> usize {
         self.starts.len()
     }
@@ -99,7 +141,7 @@ impl<A: Bits> Runs<A> {
         (
             self.starts.get(i).copied().unwrap_or(A::ZERO),
             self.starts.get(i + 1).copied(),
-            self.labels.get(i).copied().unwrap_or(OPAQUE),
+            self.labels.get(i).map_or(OPAQUE, |l| l.unpack()),
         )
     }
 
@@ -114,15 +156,15 @@ impl<A: Bits> Runs<A> {
     pub(crate) fn uniform(label: u32) -> Self {
         Runs {
             starts: vec![A::ZERO],
-            labels: vec![label],
+            labels: vec![L::pack(label)],
         }
     }
 
     /// The same space relabelled by `f`, neighbours with equal new labels merged.
-    pub(crate) fn relabel(&self, f: impl Fn(u32) -> u32) -> Self {
+    pub(crate) fn relabel<M: Label>(&self, f: impl Fn(u32) -> u32) -> Runs<A, M> {
         let mut out = Emit::new();
         for (start, label) in self.starts.iter().zip(&self.labels) {
-            out.set(*start, f(*label));
+            out.set(*start, f(label.unpack()));
         }
         out.finish()
     }
@@ -133,7 +175,9 @@ impl<A: Bits> Runs<A> {
         let (first, next, label) = self.run_at(x);
         (label, widest_within(x, first, next))
     }
+}
 
+impl<A: Bits> Runs<A> {
     /// Runs of a layer of networks, each `(first, last, label)`, that are nested or disjoint
     /// (CIDR networks are): where several cover an address the innermost wins, and of equal
     /// ones the first listed. Space no network covers is [`OPAQUE`]. O(n log n): a sort and
@@ -148,7 +192,7 @@ impl<A: Bits> Runs<A> {
         let mut out = Emit::new();
         // Open networks, outermost first: (first, last, label).
         let mut open: Vec<(A, A, u32)> = Vec::new();
-        let close_before = |open: &mut Vec<(A, A, u32)>, out: &mut Emit<A>, at: Option<A>| {
+        let close_before = |open: &mut Vec<(A, A, u32)>, out: &mut Emit<A, u32>, at: Option<A>| {
             while let Some(&(_, last, _)) = open.last() {
                 if at.is_some_and(|at| last >= at) {
                     break;
@@ -175,11 +219,17 @@ impl<A: Bits> Runs<A> {
         close_before(&mut open, &mut out, None);
         out.finish()
     }
+}
 
+impl<A: Bits, L: Label> Runs<A, L> {
     /// Paint `over` on these runs: where `over` is not [`OPAQUE`], its label mapped through
     /// `label_of` replaces this one. Linear in the runs of both.
-    pub(crate) fn overlay(&self, over: &Runs<A>, label_of: impl Fn(u32) -> u32) -> Self {
-        if over.labels.iter().all(|l| *l == OPAQUE) {
+    pub(crate) fn overlay<M: Label>(
+        &self,
+        over: &Runs<A, M>,
+        label_of: impl Fn(u32) -> u32,
+    ) -> Self {
+        if over.labels.iter().all(|l| l.unpack() == OPAQUE) {
             return self.clone();
         }
         let mut out = Emit::new();
@@ -187,8 +237,8 @@ impl<A: Bits> Runs<A> {
         let (mut i, mut j) = (0, 0);
         let mut here = A::ZERO;
         loop {
-            let base = self.labels.get(i).copied().unwrap_or(OPAQUE);
-            let painted = over.labels.get(j).copied().unwrap_or(OPAQUE);
+            let base = self.labels.get(i).map_or(OPAQUE, |l| l.unpack());
+            let painted = over.labels.get(j).map_or(OPAQUE, |l| l.unpack());
             out.set(
                 here,
                 if painted == OPAQUE {
@@ -217,12 +267,12 @@ impl<A: Bits> Runs<A> {
 
 /// Writes runs from label changes in address order; a change at the same start as the last
 /// replaces it, and equal neighbours merge.
-struct Emit<A> {
+struct Emit<A, L> {
     starts: Vec<A>,
-    labels: Vec<u32>,
+    labels: Vec<L>,
 }
 
-impl<A: Bits> Emit<A> {
+impl<A: Bits, L: Label> Emit<A, L> {
     fn new() -> Self {
         let mut emit = Emit {
             starts: Vec::new(),
@@ -233,6 +283,7 @@ impl<A: Bits> Emit<A> {
     }
 
     fn set(&mut self, start: A, label: u32) {
+        let label = L::pack(label);
         if self.starts.last() == Some(&start) {
             self.starts.pop();
             self.labels.pop();
@@ -243,7 +294,7 @@ impl<A: Bits> Emit<A> {
         }
     }
 
-    fn finish(mut self) -> Runs<A> {
+    fn finish(mut self) -> Runs<A, L> {
         self.starts.shrink_to_fit();
         self.labels.shrink_to_fit();
         Runs {
@@ -255,7 +306,11 @@ impl<A: Bits> Emit<A> {
 
 /// Two views of one space merged: every address labelled `f(label in a, label in b)`. One pass
 /// over both, so merging the City's runs with the ASN database's costs their length.
-pub(crate) fn combine<A: Bits>(a: &Runs<A>, b: &Runs<A>, f: impl Fn(u32, u32) -> u32) -> Runs<A> {
+pub(crate) fn combine<A: Bits, L: Label, M: Label, N: Label>(
+    a: &Runs<A, L>,
+    b: &Runs<A, M>,
+    f: impl Fn(u32, u32) -> u32,
+) -> Runs<A, N> {
     let mut out = Emit::new();
     let (mut i, mut j) = (0, 0);
     let mut here = A::ZERO;
@@ -266,8 +321,8 @@ pub(crate) fn combine<A: Bits>(a: &Runs<A>, b: &Runs<A>, f: impl Fn(u32, u32) ->
         while b.starts.get(j + 1).is_some_and(|s| *s <= here) {
             j += 1;
         }
-        let la = a.labels.get(i).copied().unwrap_or(OPAQUE);
-        let lb = b.labels.get(j).copied().unwrap_or(OPAQUE);
+        let la = a.labels.get(i).map_or(OPAQUE, |l| l.unpack());
+        let lb = b.labels.get(j).map_or(OPAQUE, |l| l.unpack());
         out.set(here, f(la, lb));
         here = match (a.starts.get(i + 1), b.starts.get(j + 1)) {
             (Some(x), Some(y)) => *x.min(y),
@@ -288,13 +343,13 @@ fn widest_within<A: Bits>(x: A, first: A, next: Option<A>) -> u8 {
 }
 
 /// Builds [`Runs`] from networks in increasing address order; gaps become [`OPAQUE`].
-pub(crate) struct RunsBuilder<A> {
-    runs: Runs<A>,
+pub(crate) struct RunsBuilder<A, L = u32> {
+    runs: Runs<A, L>,
     /// First address not yet covered; `None` once the top of the space is covered.
     next: Option<A>,
 }
 
-impl<A: Bits> RunsBuilder<A> {
+impl<A: Bits, L: Label> RunsBuilder<A, L> {
     pub(crate) fn new() -> Self {
         RunsBuilder {
             runs: Runs {
@@ -321,13 +376,14 @@ impl<A: Bits> RunsBuilder<A> {
 
     /// Label from `start` on (starts must increase).
     fn label(&mut self, start: A, label: u32) {
+        let label = L::pack(label);
         if self.runs.labels.last() != Some(&label) {
             self.runs.starts.push(start);
             self.runs.labels.push(label);
         }
     }
 
-    pub(crate) fn finish(mut self) -> Runs<A> {
+    pub(crate) fn finish(mut self) -> Runs<A, L> {
         if let Some(next) = self.next {
             self.label(next, OPAQUE);
         }
@@ -341,8 +397,8 @@ impl<A: Bits> RunsBuilder<A> {
 /// answers alike become one.
 struct Grouped<A> {
     starts: Box<[A]>,
-    /// The part of each run, or [`OPAQUE`].
-    groups: Box<[u32]>,
+    /// The part of each run, or [`OPAQUE`] (as [`Label`]).
+    groups: Box<[u16]>,
     /// `bounds[b]`: how many runs start at or before the first address of bucket `b`; the
     /// last entry is the number of runs. A bucket's addresses search only
     /// `starts[bounds[b]..bounds[b + 1]]`.
@@ -350,12 +406,12 @@ struct Grouped<A> {
 }
 
 impl<A: Bits> Grouped<A> {
-    fn new(runs: &Runs<A>, group_of: impl Fn(u32) -> u32) -> Self {
+    fn new<L: Label>(runs: &Runs<A, L>, group_of: impl Fn(u32) -> u32) -> Self {
         Self::index(runs.relabel(group_of))
     }
 
     /// Runs already labelled by group, with the bucket bounds of the query path added.
-    fn index(grouped: Runs<A>) -> Self {
+    fn index(grouped: Runs<A, u16>) -> Self {
         let Runs {
             starts,
             labels: groups,
@@ -389,7 +445,7 @@ impl<A: Bits> Grouped<A> {
         );
         let within = self.starts.get(lo..hi)?.partition_point(|s| *s <= x);
         let i = (lo + within).checked_sub(1)?;
-        let group = *self.groups.get(i)?;
+        let group = self.groups.get(i)?.unpack();
         if group == OPAQUE {
             return None;
         }
@@ -401,8 +457,9 @@ impl<A: Bits> Grouped<A> {
 }
 
 /// IPv6 runs regrouped by a partition, by /64: nearly every boundary of a real database is a
-/// /64 or wider, so `coarse` keeps only the top 64 bits of each start (12 bytes a run instead
-/// of 20; IPv6 runs were most of an index's memory with GeoLite2-City). The few /64s that hold
+/// /64 or wider, so `coarse` keeps only the top 64 bits of each start (10 bytes a run with its
+/// `u16` part instead of 18; IPv6 runs were most of an index's memory with GeoLite2-City).
+/// The few /64s that hold
 /// a finer boundary (about 300 with GeoLite2-City: single hosts, the `::/64` aliases) are
 /// [`FINE`] in `coarse` and looked up in `fine`, the full runs around them. The widest network
 /// inside a run of whole /64s is the same computed on either width; next to a fine /64 it
@@ -411,16 +468,16 @@ struct V6Grouped {
     coarse: Grouped<u64>,
     /// Every run that overlaps a fine /64, and the run after each such /64, in order.
     fine_starts: Box<[u128]>,
-    fine_groups: Box<[u32]>,
+    fine_groups: Box<[u16]>,
 }
 
 /// `coarse`'s label of a /64 that holds a finer boundary.
 const FINE: u32 = u32::MAX - 2;
 
 impl V6Grouped {
-    fn new(runs: &Runs<u128>, group_of: impl Fn(u32) -> u32) -> Self {
+    fn new<L: Label>(runs: &Runs<u128, L>, group_of: impl Fn(u32) -> u32) -> Self {
         // The grouped runs at full width; only `coarse` gets bucket bounds.
-        let wide = runs.relabel(group_of);
+        let wide: Runs<u128, u16> = runs.relabel(group_of);
         let block = |s: u128| (s >> 64) as u64;
         let mut fine_blocks: Vec<u64> = wide
             .starts
@@ -436,7 +493,7 @@ impl V6Grouped {
         let mut coarse: Vec<(u64, u32)> = Vec::new();
         for (start, group) in wide.starts.iter().zip(&wide.labels) {
             if !is_fine(block(*start)) {
-                coarse.push((block(*start), *group));
+                coarse.push((block(*start), group.unpack()));
             }
         }
         let mut fine: Vec<usize> = Vec::new();
@@ -450,7 +507,7 @@ impl V6Grouped {
             if let Some(next) = b.checked_add(1).filter(|n| !is_fine(*n)) {
                 let i = run_of(u128::from(next) << 64);
                 if block(wide.starts[i]) != next {
-                    coarse.push((next, wide.labels[i]));
+                    coarse.push((next, wide.labels[i].unpack()));
                 }
             }
         }
@@ -458,11 +515,11 @@ impl V6Grouped {
         fine.sort_unstable();
         fine.dedup();
         // Neighbours of one group merged (a fine /64 next to a fine /64 is one FINE run).
-        let coarse = Runs {
+        let coarse: Runs<u64> = Runs {
             starts: coarse.iter().map(|(s, _)| *s).collect(),
             labels: coarse.iter().map(|(_, g)| *g).collect(),
-        }
-        .relabel(|g| g);
+        };
+        let coarse = coarse.relabel(|g| g);
         V6Grouped {
             coarse: Grouped::index(coarse),
             fine_starts: fine.iter().map(|i| wide.starts[*i]).collect(),
@@ -478,7 +535,7 @@ impl V6Grouped {
                     .fine_starts
                     .partition_point(|s| *s <= x)
                     .checked_sub(1)?;
-                let group = *self.fine_groups.get(i)?;
+                let group = self.fine_groups.get(i)?.unpack();
                 (group != OPAQUE).then(|| {
                     let next = self.fine_starts.get(i + 1).copied();
                     (group, widest_within(x, self.fine_starts[i], next))
@@ -515,9 +572,9 @@ impl fmt::Debug for ScopeIndex {
 impl ScopeIndex {
     /// `part[label]` for class labels; `not_located` for [`NOT_LOCATED`]. Parts must not be
     /// [`OPAQUE`] (the caller numbers them from 0).
-    pub(crate) fn new(
-        v4: &Runs<u32>,
-        v6: &Runs<u128>,
+    pub(crate) fn new<L: Label>(
+        v4: &Runs<u32, L>,
+        v6: &Runs<u128, L>,
         mapped_v4: bool,
         part: &[u32],
         not_located: u32,
@@ -623,6 +680,25 @@ mod tests {
             exact += usize::from(got == want);
         }
         exact
+    }
+
+    #[test]
+    fn narrow_labels_keep_every_label_that_fits_and_make_the_rest_opaque() {
+        for label in (0..=u32::from(u16::MAX) - SPECIAL).chain([OPAQUE, NOT_LOCATED, FINE]) {
+            assert_eq!(u16::pack(label).unpack(), label, "{label}");
+        }
+        for too_big in [u32::from(u16::MAX) + 1 - SPECIAL, 70_000, FINE - 1] {
+            assert_eq!(u16::pack(too_big).unpack(), OPAQUE, "{too_big}");
+        }
+        // In runs: a label that does not fit reads as opaque, and opaque neighbours merge.
+        let mut b = RunsBuilder::<u32, u32>::new();
+        b.network(0, 2, 7);
+        b.network(0x4000_0000, 2, 70_000);
+        b.network(0x8000_0000, 1, 70_001);
+        let narrow: Runs<u32, u16> = b.finish().relabel(|l| l);
+        assert_eq!(narrow.run_at(1), (0, Some(0x4000_0000), 7));
+        assert_eq!(narrow.run_at(0x9000_0000), (0x4000_0000, None, OPAQUE));
+        assert_eq!(narrow.widest(0x9000_0000), None);
     }
 
     #[test]
