@@ -29,7 +29,7 @@ use crate::rum::resolver_map::ResolverMap;
 use crate::wire::{NameMap, RenderedRrs, name_key};
 use crate::zone::Zones;
 
-/// Answer records for one target, rendered once at build time.
+/// Answer records for one target, as the full path answers them ([`Steered::records`]).
 #[derive(Debug)]
 pub struct TargetRecords {
     pub cname: Option<Record>,
@@ -56,8 +56,6 @@ pub enum TargetWire {
 pub struct Steered {
     pub policy: Policy,
     pub table: Table,
-    /// Indexed by `TargetId`.
-    pub answers: Vec<TargetRecords>,
     /// Indexed by `TargetId`; `None` if a record would not encode (the full path answers).
     pub wire: Vec<Option<TargetWire>>,
     /// When the table will change by itself (a hold-down expiring).
@@ -73,17 +71,26 @@ pub struct Steered {
 impl Steered {
     pub fn compile(policy: Policy, geo: &GeoDb, inputs: &Inputs) -> Self {
         let (table, next_change) = decision::compile(&policy, geo, inputs);
-        let answers = render_answers(&policy);
-        let wire = answers.iter().map(TargetWire::render).collect();
+        let wire = (0..policy.targets.len())
+            .map(|t| TargetWire::render(&target_records(&policy, t)))
+            .collect();
         Steered {
             policy,
             table,
-            answers,
             wire,
             next_change,
             compiled_at: inputs.now,
             counters: OnceLock::new(),
         }
+    }
+}
+
+impl Steered {
+    /// Target `target`'s answer records (an index into the policy's targets), rendered when
+    /// asked: the fast path answers from [`Steered::wire`], so keeping hickory records of
+    /// every target only for the full path cost about 3 KB a name (3 MB for 1,000 names).
+    pub fn records(&self, target: usize) -> TargetRecords {
+        target_records(&self.policy, target)
     }
 }
 
@@ -244,34 +251,36 @@ impl Snapshot {
     }
 }
 
-fn render_answers(policy: &Policy) -> Vec<TargetRecords> {
-    let owner = policy.name.clone();
+/// The records of `policy`'s target `target` (none for an index past its targets).
+fn target_records(policy: &Policy, target: usize) -> TargetRecords {
+    let owner = &policy.name;
     let ttl = policy.ttl_s;
-    policy
-        .targets
-        .iter()
-        .map(|target| match &target.answer {
-            TargetAnswer::Cname(cname) => TargetRecords {
-                cname: Some(Record::from_rdata(
-                    owner.clone(),
-                    ttl,
-                    RData::CNAME(CNAME(cname.clone())),
-                )),
-                a: Vec::new(),
-                aaaa: Vec::new(),
-            },
-            TargetAnswer::Addresses { a, aaaa } => TargetRecords {
-                cname: None,
-                a: a.iter()
-                    .map(|ip| Record::from_rdata(owner.clone(), ttl, RData::A(A(*ip))))
-                    .collect(),
-                aaaa: aaaa
-                    .iter()
-                    .map(|ip| Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(*ip))))
-                    .collect(),
-            },
-        })
-        .collect()
+    match policy.targets.get(target).map(|t| &t.answer) {
+        Some(TargetAnswer::Cname(cname)) => TargetRecords {
+            cname: Some(Record::from_rdata(
+                owner.clone(),
+                ttl,
+                RData::CNAME(CNAME(cname.clone())),
+            )),
+            a: Vec::new(),
+            aaaa: Vec::new(),
+        },
+        Some(TargetAnswer::Addresses { a, aaaa }) => TargetRecords {
+            cname: None,
+            a: a.iter()
+                .map(|ip| Record::from_rdata(owner.clone(), ttl, RData::A(A(*ip))))
+                .collect(),
+            aaaa: aaaa
+                .iter()
+                .map(|ip| Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(*ip))))
+                .collect(),
+        },
+        None => TargetRecords {
+            cname: None,
+            a: Vec::new(),
+            aaaa: Vec::new(),
+        },
+    }
 }
 
 /// The current snapshot, swapped atomically by the control plane.

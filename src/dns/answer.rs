@@ -234,26 +234,29 @@ fn steered_answer<'s>(
     if let Some(first) = targets.first() {
         reply.note_counted(steered, first.index());
     }
-    let records = |t: &crate::policy::TargetId| &steered.answers[t.index()];
-    if let Some(cname) = targets.first().and_then(|t| records(t).cname.as_ref()) {
-        reply.answers.push(Cow::Borrowed(cname));
-        return cname_target(cname);
+    let mut records = targets.iter().map(|t| steered.records(t.index()));
+    let Some(first) = records.next() else {
+        return None;
+    };
+    if let Some(cname) = first.cname {
+        let target = cname_target(&cname);
+        reply.answers.push(Cow::Owned(cname));
+        return target;
     }
-    let a = || targets.iter().flat_map(|t| records(t).a.iter());
-    let aaaa = || targets.iter().flat_map(|t| records(t).aaaa.iter());
-    match qtype {
-        RecordType::A => reply.answers.extend(a().map(Cow::Borrowed)),
-        RecordType::AAAA => reply.answers.extend(aaaa().map(Cow::Borrowed)),
+    let (mut a, mut aaaa) = (first.a, first.aaaa);
+    for more in records {
+        a.extend(more.a);
+        aaaa.extend(more.aaaa);
+    }
+    let rrset = match qtype {
+        RecordType::A => a,
+        RecordType::AAAA => aaaa,
         // RFC 8482: one RRset is a complete answer to ANY.
-        RecordType::ANY => {
-            if a().next().is_some() {
-                reply.answers.extend(a().map(Cow::Borrowed));
-            } else {
-                reply.answers.extend(aaaa().map(Cow::Borrowed));
-            }
-        }
-        _ => {}
-    }
+        RecordType::ANY if !a.is_empty() => a,
+        RecordType::ANY => aaaa,
+        _ => Vec::new(),
+    };
+    reply.answers.extend(rrset.into_iter().map(Cow::Owned));
     None
 }
 
