@@ -5,6 +5,7 @@
 //! published atomically; the DNS data plane ([`dns`]) only loads the current snapshot and looks
 //! answers up in it. See `README.md` for a tour of the modules.
 
+pub mod alloc;
 pub mod api;
 pub mod app;
 pub mod config;

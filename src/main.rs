@@ -465,6 +465,7 @@ fn origin(config: Option<PathBuf>) -> ConfigOrigin {
 }
 
 fn serve(config: Config, origin: ConfigOrigin) -> anyhow::Result<()> {
+    steerdns::alloc::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

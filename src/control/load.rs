@@ -196,7 +196,7 @@ pub(super) fn load_state_listed(
         "inputs loaded and compiled (geoip_ms includes the zones; compile_ms parses and compiles the policies)"
     );
     let (nonce_log, init_zone) = init_zone(&config, nonce_log);
-    return_freed_memory();
+    crate::alloc::return_freed_memory();
     Ok(State {
         config,
         geo,
@@ -212,17 +212,6 @@ pub(super) fn load_state_listed(
         init_zone,
         policy_store,
     })
-}
-
-/// Give the allocator's free memory back to the system. A load frees hundreds of MB of
-/// temporaries (and a reload the whole previous state), which glibc's malloc otherwise keeps
-/// in its arenas: RSS would stay at the reload's peak.
-fn return_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory of the allocator; no pointer is touched.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// `[rum] zone` and `init_addresses`, when `[rum]` is set.
@@ -380,7 +369,7 @@ impl Controller {
             Ok(generation)
         });
         drop(state);
-        return_freed_memory();
+        crate::alloc::return_freed_memory();
         match &result {
             Ok(generation) => info!(generation, "reloaded configuration"),
             Err(errors) => {
