@@ -235,9 +235,7 @@ fn steered_answer<'s>(
         reply.note_counted(steered, first.index());
     }
     let mut records = targets.iter().map(|t| steered.records(t.index()));
-    let Some(first) = records.next() else {
-        return None;
-    };
+    let first = records.next()?;
     if let Some(cname) = first.cname {
         let target = cname_target(&cname);
         reply.answers.push(Cow::Owned(cname));

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use overrides::OverrideIndex;
 use record::{AsnRecord, CityRecord};
-use scope::{Label, NOT_LOCATED, OPAQUE, Runs, RunsBuilder};
+use scope::{Label, NOT_LOCATED, OPAQUE, Runs, RunsBuilder, V6Runs};
 
 use ipnet::IpNet;
 use maxminddb::{Reader, WithinOptions, geoip2};
@@ -92,7 +92,7 @@ pub struct GeoDb {
     /// The address space as runs of one class (overrides painted in), per family; classes are
     /// few, so labels are `u16` (see [`scope::Label`]).
     runs_v4: Runs<u32, u16>,
-    runs_v6: Runs<u128, u16>,
+    runs_v6: V6Runs<u16>,
     /// The database answers `::ffff:a.b.c.d` from its IPv4 tree.
     mapped_v4: bool,
     /// One index per distinct partition of the classes, shared by the tables that induce it.
@@ -101,7 +101,7 @@ pub struct GeoDb {
     /// The address space as runs of one ASN (overrides with an ASN painted in), per family;
     /// one run of "none" without an ASN database.
     asn_runs_v4: Runs<u32>,
-    asn_runs_v6: Runs<u128>,
+    asn_runs_v6: V6Runs,
     /// The ASN database answers `::ffff:a.b.c.d` from its IPv4 tree (or there is none).
     asn_mapped_v4: bool,
     /// [`GeoDb::outcome_index`]'s indexes, shared like `scope_cache`'s.
@@ -177,7 +177,7 @@ impl GeoDb {
         );
         let class_label = |entry: u32| overrides.label(entry);
         let runs_v4 = runs_v4.overlay(&overrides.v4, class_label);
-        let runs_v6 = runs_v6.overlay(&overrides.v6, class_label);
+        let runs_v6 = V6Runs::split(&runs_v6.overlay(&overrides.v6, class_label));
 
         let (asn, asn_name, asn_index) = match asn {
             None => (
@@ -215,11 +215,12 @@ impl GeoDb {
             overrides.asn(entry).map_or(base, |a| a.min(NOT_LOCATED))
         };
         let asn_runs_v4 = scope::combine(&asn_index.runs_v4, &overrides.v4, asn_of);
-        let asn_runs_v6 = scope::combine(&asn_index.runs_v6, &overrides.v6, asn_of);
+        let asn_runs_v6: Runs<u128> = scope::combine(&asn_index.runs_v6, &overrides.v6, asn_of);
         let asn_mapped_v4 = match &asn {
             Some(reader) => mapped_is_v4(reader, &asn_runs_v6),
             None => true,
         };
+        let asn_runs_v6 = V6Runs::split(&asn_runs_v6);
 
         let Classifier {
             classes,
@@ -410,7 +411,7 @@ impl GeoDb {
         let (classes, not_located) = key.split_at(key.len() - 1);
         let index = Arc::new(ScopeIndex::new(
             &self.runs_v4,
-            &self.runs_v6,
+            &self.runs_v6.expand(),
             self.mapped_v4,
             classes,
             not_located[0],
@@ -525,14 +526,14 @@ impl GeoDb {
         } else {
             (
                 self.asn_runs_v4.relabel(asn_row),
-                self.asn_runs_v6.relabel(asn_row),
+                self.asn_runs_v6.expand().relabel(asn_row),
             )
         };
         let rows_v4: Runs<u32> = scope::combine(&asn_v4, &Runs::nested(&layer_v4), rows_of);
         let rows_v6: Runs<u128> = scope::combine(&asn_v6, &Runs::nested(&layer_v6), rows_of);
         // Class 0 stands for every class when the table reads no location.
         let (class_v4, class_v6) = if uses_location {
-            (self.runs_v4.clone(), self.runs_v6.clone())
+            (self.runs_v4.clone(), self.runs_v6.expand())
         } else {
             (Runs::uniform(0), Runs::uniform(0))
         };
@@ -690,13 +691,13 @@ impl ClassId {
 /// label is the database's own answer, since overrides are what is painted over it.
 /// Mapped addresses of a database that answers them on their own are [`OPAQUE`]: the
 /// caller's override check used their IPv4 form, not the IPv6 networks painted there.
-fn label_at<L: Label>(ip: IpAddr, mapped_v4: bool, v4: &Runs<u32, L>, v6: &Runs<u128, L>) -> u32 {
+fn label_at<L: Label>(ip: IpAddr, mapped_v4: bool, v4: &Runs<u32, L>, v6: &V6Runs<L>) -> u32 {
     match ip {
         IpAddr::V4(a) => v4.run_at(u32::from(a)).2,
         IpAddr::V6(a) => match a.to_ipv4_mapped() {
             Some(m) if mapped_v4 => v4.run_at(u32::from(m)).2,
             Some(_) => OPAQUE,
-            None => v6.run_at(u128::from(a)).2,
+            None => v6.label_and_widest(u128::from(a)).0,
         },
     }
 }

@@ -40,14 +40,22 @@ pub(crate) trait Bits: Copy + Ord + fmt::Debug {
     fn checked_prev(self) -> Option<Self>;
     /// Last address of the network `self/prefix` (`self` is its first address).
     fn last_of(self, prefix: u8) -> Self;
-    /// The top [`BUCKET_BITS`] bits, and the first address with the given top bits.
-    fn bucket(self) -> usize;
-    fn bucket_start(bucket: usize) -> Self;
+    /// The top `bits` bits (1 to [`MAX_BUCKET_BITS`]), and the first address with the
+    /// given top bits.
+    fn bucket(self, bits: u32) -> usize;
+    fn bucket_start(bucket: usize, bits: u32) -> Self;
 }
 
-/// The query path narrows its binary search with a table indexed by an address's top bits:
-/// 65,536 entries (256 KiB) per family and partition, a few cache misses saved per query.
-const BUCKET_BITS: u32 = 16;
+/// The query path narrows its binary search with a table indexed by an address's top bits,
+/// a few cache misses saved per query: about one entry per two runs, so a bucket holds a few
+/// runs (with GeoLite2-City 2^15 entries, 128 KiB, per family and partition; 2^16 at most).
+const MAX_BUCKET_BITS: u32 = 16;
+
+/// Bucket bits for `runs` runs: the largest power of two at most half of them, within 1 to
+/// [`MAX_BUCKET_BITS`].
+fn bucket_bits(runs: usize) -> u32 {
+    (usize::BITS - 1 - (runs / 2).max(1).leading_zeros()).clamp(1, MAX_BUCKET_BITS)
+}
 
 macro_rules! bits {
     ($t:ty) => {
@@ -66,11 +74,11 @@ macro_rules! bits {
             fn last_of(self, prefix: u8) -> Self {
                 self | <$t>::MAX.checked_shr(u32::from(prefix)).unwrap_or(0)
             }
-            fn bucket(self) -> usize {
-                (self >> (<$t>::BITS - BUCKET_BITS)) as usize
+            fn bucket(self, bits: u32) -> usize {
+                (self >> (<$t>::BITS - bits)) as usize
             }
-            fn bucket_start(bucket: usize) -> Self {
-                (bucket as $t) << (<$t>::BITS - BUCKET_BITS)
+            fn bucket_start(bucket: usize, bits: u32) -> Self {
+                (bucket as $t) << (<$t>::BITS - bits)
             }
         }
     };
@@ -403,6 +411,8 @@ struct Grouped<A> {
     /// last entry is the number of runs. A bucket's addresses search only
     /// `starts[bounds[b]..bounds[b + 1]]`.
     bounds: Box<[u32]>,
+    /// Buckets are the top `bits` bits of an address ([`bucket_bits`]).
+    bits: u32,
 }
 
 impl<A: Bits> Grouped<A> {
@@ -416,10 +426,10 @@ impl<A: Bits> Grouped<A> {
             starts,
             labels: groups,
         } = grouped;
-        let buckets = 1usize << BUCKET_BITS;
-        let bounds = (0..buckets)
+        let bits = bucket_bits(starts.len());
+        let bounds = (0..1usize << bits)
             .map(|b| {
-                let first = A::bucket_start(b);
+                let first = A::bucket_start(b, bits);
                 starts.partition_point(|s| *s <= first) as u32
             })
             .chain(std::iter::once(starts.len() as u32))
@@ -428,6 +438,7 @@ impl<A: Bits> Grouped<A> {
             starts: starts.into(),
             groups: groups.into(),
             bounds,
+            bits,
         }
     }
 
@@ -438,7 +449,7 @@ impl<A: Bits> Grouped<A> {
     /// `x`'s part and the widest network around `x` inside it; `None` if opaque.
     #[inline]
     fn lookup(&self, x: A) -> Option<(u32, u8)> {
-        let b = x.bucket();
+        let b = x.bucket(self.bits);
         let (lo, hi) = (
             *self.bounds.get(b)? as usize,
             *self.bounds.get(b + 1)? as usize,
@@ -456,28 +467,45 @@ impl<A: Bits> Grouped<A> {
     }
 }
 
-/// IPv6 runs regrouped by a partition, by /64: nearly every boundary of a real database is a
-/// /64 or wider, so `coarse` keeps only the top 64 bits of each start (10 bytes a run with its
-/// `u16` part instead of 18; IPv6 runs were most of an index's memory with GeoLite2-City).
-/// The few /64s that hold
+/// IPv6 runs by /64: nearly every boundary of a real database is a /64 or wider, so `coarse`
+/// keeps only the top 64 bits of each start (10 bytes a run with a `u16` label instead of 18;
+/// IPv6 runs are a third of the class runs' memory with GeoLite2-City). The few /64s that hold
 /// a finer boundary (about 300 with GeoLite2-City: single hosts, the `::/64` aliases) are
 /// [`FINE`] in `coarse` and looked up in `fine`, the full runs around them. The widest network
 /// inside a run of whole /64s is the same computed on either width; next to a fine /64 it
 /// stops at that /64, which may be narrower than the run but is never wrong.
-struct V6Grouped {
-    coarse: Grouped<u64>,
-    /// Every run that overlaps a fine /64, and the run after each such /64, in order.
-    fine_starts: Box<[u128]>,
-    fine_groups: Box<[u16]>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct V6Runs<L = u32> {
+    coarse: Runs<u64, L>,
+    fine: Fine<L>,
+}
+
+/// Every run that overlaps a fine /64, and the run after each such /64, in address order: in
+/// a fine /64 the run holding an address is the last of these that starts at or before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fine<L> {
+    starts: Box<[u128]>,
+    labels: Box<[L]>,
+}
+
+impl<L: Label> Fine<L> {
+    /// Label of `x` (in a fine /64) and the widest network around it inside its run.
+    fn at(&self, x: u128) -> Option<(u32, u8)> {
+        let i = self.starts.partition_point(|s| *s <= x).checked_sub(1)?;
+        let next = self.starts.get(i + 1).copied();
+        Some((
+            self.labels.get(i)?.unpack(),
+            widest_within(x, self.starts[i], next),
+        ))
+    }
 }
 
 /// `coarse`'s label of a /64 that holds a finer boundary.
 const FINE: u32 = u32::MAX - 2;
 
-impl V6Grouped {
-    fn new<L: Label>(runs: &Runs<u128, L>, group_of: impl Fn(u32) -> u32) -> Self {
-        // The grouped runs at full width; only `coarse` gets bucket bounds.
-        let wide: Runs<u128, u16> = runs.relabel(group_of);
+impl<L: Label> V6Runs<L> {
+    /// Full-width runs by /64.
+    pub(crate) fn split(wide: &Runs<u128, L>) -> Self {
         let block = |s: u128| (s >> 64) as u64;
         let mut fine_blocks: Vec<u64> = wide
             .starts
@@ -491,9 +519,9 @@ impl V6Grouped {
         let run_of = |x: u128| wide.starts.partition_point(|s| *s <= x).saturating_sub(1);
 
         let mut coarse: Vec<(u64, u32)> = Vec::new();
-        for (start, group) in wide.starts.iter().zip(&wide.labels) {
+        for (start, label) in wide.starts.iter().zip(&wide.labels) {
             if !is_fine(block(*start)) {
-                coarse.push((block(*start), group.unpack()));
+                coarse.push((block(*start), label.unpack()));
             }
         }
         let mut fine: Vec<usize> = Vec::new();
@@ -514,39 +542,92 @@ impl V6Grouped {
         coarse.sort_by_key(|(start, _)| *start);
         fine.sort_unstable();
         fine.dedup();
-        // Neighbours of one group merged (a fine /64 next to a fine /64 is one FINE run).
+        // Neighbours of one label merged (a fine /64 next to a fine /64 is one FINE run).
         let coarse: Runs<u64> = Runs {
             starts: coarse.iter().map(|(s, _)| *s).collect(),
-            labels: coarse.iter().map(|(_, g)| *g).collect(),
+            labels: coarse.iter().map(|(_, l)| *l).collect(),
         };
-        let coarse = coarse.relabel(|g| g);
+        V6Runs {
+            coarse: coarse.relabel(|l| l),
+            fine: Fine {
+                starts: fine.iter().map(|i| wide.starts[*i]).collect(),
+                labels: fine.iter().map(|i| wide.labels[*i]).collect(),
+            },
+        }
+    }
+
+    /// The full-width runs again (for building indexes; control plane only).
+    pub(crate) fn expand(&self) -> Runs<u128, L> {
+        let mut out = Emit::new();
+        let coarse = &self.coarse;
+        for (k, (start, label)) in coarse.starts.iter().zip(&coarse.labels).enumerate() {
+            let from = u128::from(*start) << 64;
+            if label.unpack() != FINE {
+                out.set(from, label.unpack());
+                continue;
+            }
+            // The fine runs from the one holding `from` to the end of these fine /64s.
+            let to = coarse.starts.get(k + 1).map(|n| u128::from(*n) << 64);
+            let fine = &self.fine;
+            let first = fine
+                .starts
+                .partition_point(|s| *s <= from)
+                .saturating_sub(1);
+            for (s, l) in fine.starts.iter().zip(&fine.labels).skip(first) {
+                if to.is_some_and(|to| *s >= to) {
+                    break;
+                }
+                out.set((*s).max(from), l.unpack());
+            }
+        }
+        out.finish()
+    }
+
+    /// The label of the run holding `x` and the widest network around `x` inside it (see the
+    /// type's documentation), whatever the label.
+    pub(crate) fn label_and_widest(&self, x: u128) -> (u32, u8) {
+        match self.coarse.label_and_widest((x >> 64) as u64) {
+            (FINE, _) => self.fine.at(x).unwrap_or((OPAQUE, 128)),
+            found => found,
+        }
+    }
+
+    /// Widest prefix around `x` with one label, `None` in opaque space.
+    pub(crate) fn widest(&self, x: u128) -> Option<u8> {
+        let (label, widest) = self.label_and_widest(x);
+        (label != OPAQUE).then_some(widest)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.coarse.len() + self.fine.starts.len()
+    }
+}
+
+/// IPv6 runs regrouped by a partition, by /64 as [`V6Runs`]; only `coarse` gets bucket bounds.
+struct V6Grouped {
+    coarse: Grouped<u64>,
+    fine: Fine<u16>,
+}
+
+impl V6Grouped {
+    fn new<L: Label>(runs: &Runs<u128, L>, group_of: impl Fn(u32) -> u32) -> Self {
+        let V6Runs { coarse, fine } = V6Runs::split(&runs.relabel(group_of));
         V6Grouped {
             coarse: Grouped::index(coarse),
-            fine_starts: fine.iter().map(|i| wide.starts[*i]).collect(),
-            fine_groups: fine.iter().map(|i| wide.labels[*i]).collect(),
+            fine,
         }
     }
 
     #[inline]
     fn lookup(&self, x: u128) -> Option<(u32, u8)> {
         match self.coarse.lookup((x >> 64) as u64)? {
-            (FINE, _) => {
-                let i = self
-                    .fine_starts
-                    .partition_point(|s| *s <= x)
-                    .checked_sub(1)?;
-                let group = self.fine_groups.get(i)?.unpack();
-                (group != OPAQUE).then(|| {
-                    let next = self.fine_starts.get(i + 1).copied();
-                    (group, widest_within(x, self.fine_starts[i], next))
-                })
-            }
+            (FINE, _) => self.fine.at(x).filter(|(group, _)| *group != OPAQUE),
             found => Some(found),
         }
     }
 
     fn len(&self) -> usize {
-        self.coarse.len() + self.fine_starts.len()
+        self.coarse.len() + self.fine.starts.len()
     }
 }
 
@@ -683,6 +764,30 @@ mod tests {
     }
 
     #[test]
+    fn buckets_hold_about_two_runs() {
+        assert_eq!(bucket_bits(0), 1);
+        assert_eq!(bucket_bits(5), 1);
+        assert_eq!(bucket_bits(87_000), 15);
+        assert_eq!(bucket_bits(200_000), 16);
+        assert_eq!(bucket_bits(usize::MAX), MAX_BUCKET_BITS);
+        // Lookups agree with a plain search whatever the table's size.
+        for n in [1u32, 2, 3, 17, 1000] {
+            let runs: Runs<u32> = Runs {
+                starts: (0..n).map(|i| i * (u32::MAX / n)).collect(),
+                labels: (0..n).map(|i| i % 2).collect(),
+            };
+            let index = Grouped::new(&runs, |l| l);
+            for x in (0..4000u32).map(|k| k.wrapping_mul(1_073_741)) {
+                let (first, next, label) = runs.run_at(x);
+                assert_eq!(
+                    index.lookup(x),
+                    Some((label, widest_within(x, first, next)))
+                );
+            }
+        }
+    }
+
+    #[test]
     fn narrow_labels_keep_every_label_that_fits_and_make_the_rest_opaque() {
         for label in (0..=u32::from(u16::MAX) - SPECIAL).chain([OPAQUE, NOT_LOCATED, FINE]) {
             assert_eq!(u16::pack(label).unpack(), label, "{label}");
@@ -712,7 +817,7 @@ mod tests {
             (0x2a02u128 << 112, 16, 4),
         ]);
         let split = V6Grouped::new(&aligned, |l| l);
-        assert!(split.fine_starts.is_empty());
+        assert!(split.fine.starts.is_empty());
         let wide = Grouped::new(&aligned, |l| l);
         agrees(&split, &wide, &aligned);
         for x in addresses(&aligned) {
@@ -738,14 +843,36 @@ mod tests {
             (0x2a02u128 << 112, 16, 4),
         ]);
         let split = V6Grouped::new(&fine, |l| l);
-        assert!(!split.fine_starts.is_empty());
+        assert!(!split.fine.starts.is_empty());
         let wide = Grouped::new(&fine, |l| l);
         assert!(agrees(&split, &wide, &fine) > 0);
         assert_eq!(split.lookup(p + (1 << 64)), Some((2, 128)));
         assert_eq!(split.lookup(q), Some((5, 128)));
+        // By /64 and back: the same runs, and the same labels everywhere. One run here spans
+        // from a fine /64 over whole ones into another fine /64 and resumes after it.
+        let spanning = Runs {
+            starts: vec![0, p, p + 1, p + (5 << 64) + 8, p + (5 << 64) + 9],
+            labels: vec![OPAQUE, 2, 1, 3, 1],
+        };
+        for runs in [&aligned, &fine, &spanning] {
+            let by_64 = V6Runs::split(runs);
+            assert_eq!(&by_64.expand(), runs);
+            for x in addresses(runs) {
+                let (label, widest) = by_64.label_and_widest(x);
+                let (want_label, want_widest) = runs.label_and_widest(x);
+                assert_eq!(label, want_label, "{x:#x}");
+                assert!(
+                    widest >= want_widest,
+                    "{x:#x}: /{widest} is wider than /{want_widest}"
+                );
+            }
+        }
+        // Five coarse runs (opaque, fine, 1, fine, 1) and the four runs around the fine /64s.
+        assert_eq!(V6Runs::split(&spanning).len(), 9);
+
         // Grouping can make a fine boundary vanish: one part for all labels is one run.
         let merged = V6Grouped::new(&fine, |_| 0);
-        assert!(merged.fine_starts.is_empty());
+        assert!(merged.fine.starts.is_empty());
         assert_eq!(merged.lookup(p + (1 << 64)), Some((0, 0)));
     }
 }

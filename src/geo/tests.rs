@@ -419,7 +419,7 @@ fn ipv6_aliases_of_the_ipv4_tree() {
         ("2002::1", (0x2002 << 112, Some(0x2003 << 112))),
     ] {
         let ip: std::net::Ipv6Addr = ip.parse().unwrap();
-        let (first, next, label) = db.runs_v6.run_at(u128::from(ip));
+        let (first, next, label) = db.runs_v6.expand().run_at(u128::from(ip));
         assert_eq!((first, next, label), (run.0, run.1, OPAQUE), "{ip}");
     }
 }
