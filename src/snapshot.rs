@@ -30,7 +30,7 @@ use crate::wire::{NameMap, RenderedRrs, name_key};
 use crate::zone::Zones;
 
 /// Answer records for one target, as the full path answers them ([`Steered::records`]).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct TargetRecords {
     pub cname: Option<Record>,
     pub a: Vec<Record>,
@@ -83,9 +83,7 @@ impl Steered {
             counters: OnceLock::new(),
         }
     }
-}
 
-impl Steered {
     /// Target `target`'s answer records (an index into the policy's targets), rendered when
     /// asked: the fast path answers from [`Steered::wire`], so keeping hickory records of
     /// every target only for the full path cost about 3 KB a name (3 MB for 1,000 names).
@@ -262,8 +260,7 @@ fn target_records(policy: &Policy, target: usize) -> TargetRecords {
                 ttl,
                 RData::CNAME(CNAME(cname.clone())),
             )),
-            a: Vec::new(),
-            aaaa: Vec::new(),
+            ..TargetRecords::default()
         },
         Some(TargetAnswer::Addresses { a, aaaa }) => TargetRecords {
             cname: None,
@@ -275,11 +272,7 @@ fn target_records(policy: &Policy, target: usize) -> TargetRecords {
                 .map(|ip| Record::from_rdata(owner.clone(), ttl, RData::AAAA(AAAA(*ip))))
                 .collect(),
         },
-        None => TargetRecords {
-            cname: None,
-            a: Vec::new(),
-            aaaa: Vec::new(),
-        },
+        None => TargetRecords::default(),
     }
 }
 

@@ -9,7 +9,8 @@
 //!
 //! Owns two precomputed views of the address space, both built on the control plane:
 //! - [`Runs`]: per family, the address space as maximal runs of one label (a location class,
-//!   "not in the database", or [`OPAQUE`]). Built once per database load, overrides painted in.
+//!   "not in the database", or [`OPAQUE`]). Built once per database load, overrides painted in;
+//!   kept with narrow labels ([`Label`]) and, for IPv6, by /64 ([`V6Runs`]).
 //! - [`ScopeIndex`]: the runs regrouped by one partition of the classes (which classes a policy
 //!   answers alike). Built once per distinct partition and shared by every table that induces
 //!   it, so 1,000 names with a few policy shapes cost a few indexes.
@@ -108,23 +109,25 @@ impl Label for u32 {
     }
 }
 
-/// How many labels at the top of the range are special ([`FINE`] is the lowest).
-const SPECIAL: u32 = u32::MAX - FINE + 1;
+/// [`FINE`] as a `u16`; [`NOT_LOCATED`] and [`OPAQUE`] follow it, as in a `u32`.
+const FINE_U16: u16 = u16::MAX - (u32::MAX - FINE) as u16;
 
 impl Label for u16 {
     fn pack(label: u32) -> Self {
-        match u32::MAX - label {
-            from_top if from_top < SPECIAL => u16::MAX - from_top as u16,
-            _ => u16::try_from(label)
+        if label >= FINE {
+            FINE_U16 + (label - FINE) as u16
+        } else {
+            u16::try_from(label)
                 .ok()
-                .filter(|l| u32::from(*l) < u32::from(u16::MAX) + 1 - SPECIAL)
-                .unwrap_or(u16::MAX),
+                .filter(|l| *l < FINE_U16)
+                .unwrap_or(u16::MAX)
         }
     }
     fn unpack(self) -> u32 {
-        match u32::from(u16::MAX - self) {
-            from_top if from_top < SPECIAL => u32::MAX - from_top,
-            _ => u32::from(self),
+        if self >= FINE_U16 {
+            FINE + u32::from(self - FINE_U16)
+        } else {
+            u32::from(self)
         }
     }
 }
@@ -789,10 +792,10 @@ mod tests {
 
     #[test]
     fn narrow_labels_keep_every_label_that_fits_and_make_the_rest_opaque() {
-        for label in (0..=u32::from(u16::MAX) - SPECIAL).chain([OPAQUE, NOT_LOCATED, FINE]) {
+        for label in (0..u32::from(FINE_U16)).chain([OPAQUE, NOT_LOCATED, FINE]) {
             assert_eq!(u16::pack(label).unpack(), label, "{label}");
         }
-        for too_big in [u32::from(u16::MAX) + 1 - SPECIAL, 70_000, FINE - 1] {
+        for too_big in [u32::from(FINE_U16), 70_000, FINE - 1] {
             assert_eq!(u16::pack(too_big).unpack(), OPAQUE, "{too_big}");
         }
         // In runs: a label that does not fit reads as opaque, and opaque neighbours merge.
