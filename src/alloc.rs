@@ -7,9 +7,10 @@
 //! on nothing in the crate.
 
 /// Cap malloc's arenas at one per core, at most four, unless `MALLOC_ARENA_MAX` says
-/// otherwise. Call before any thread starts. The DNS fast path does not allocate per query,
-/// so fewer arenas cost it nothing; with 1,000 names, GeoLite2-City and an ASN database on a
-/// 2-core machine this keeps about 3 MiB less resident (bench/RESULTS.md).
+/// otherwise. Call before any thread starts. The UDP fast path does not allocate per query,
+/// so fewer arenas should cost it little (not yet measured under load); with 1,000 names,
+/// GeoLite2-City and an ASN database on a 2-core machine, two arenas kept about 3 MiB less
+/// resident (bench/RESULTS.md).
 pub fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
